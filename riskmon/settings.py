@@ -104,6 +104,7 @@ class WorkerSettings(_Frozen):
     batch_size: int = Field(500, ge=1, description="events per micro-batch at most")
     batch_within_s: float = Field(0.05, gt=0, description="longest wait to fill a batch")
     max_message_bytes: int = Field(64 * 1024, ge=256, description="larger inputs are dead")
+    web_host: str = "127.0.0.1"
     web_port: int = Field(6066, ge=1, le=65535, description="Faust web: /metrics, /health")
     data_dir: str = "riskmon-data"
 

@@ -1,0 +1,354 @@
+"""The event contract: record types, and the check every incoming message passes.
+
+The JSON Schemas in ``config/contract/`` (a copy of the shared contract) are normative.
+Each record type below mirrors one schema; a unit test keeps the two in step.
+
+>>> contract = Contract.load()
+>>> raw = (b'{"event_id":"d1","event_type":"device","ts":"2026-11-28T09:00:00Z",'
+...        b'"user_id":"u1","device_id":"d","kind":"login"}')
+>>> contract.parse(raw, expected_type="device")["kind"]
+'login'
+>>> contract.parse(b'{"event_type":"device"}', expected_type="device")
+Traceback (most recent call last):
+...
+riskmon.contract.InvalidMessage: missing_field: "event_id" is a required property
+"""
+
+
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal, NotRequired, Required, TypedDict
+
+import jsonschema_rs
+import orjson
+
+INPUT_TYPES = ("application", "device", "transaction", "label")
+DECIDED_TYPES = ("application", "device", "transaction")
+OUTPUT_TYPES = ("decision", "alert", "adjustment")
+SCHEMA_NAMES = (*INPUT_TYPES, "rule", *OUTPUT_TYPES)
+
+DEFAULT_CONTRACT_DIR = Path(__file__).resolve().parent.parent / "config" / "contract"
+
+
+# --- record types, one per schema -------------------------------------------------
+
+
+class Geo(TypedDict):
+    lat: float
+    lon: float
+
+
+class Kyc(TypedDict, total=False):
+    face_match_score: float
+    liveness_pass: bool
+    ocr_ok: bool
+
+
+class Reason(TypedDict, total=False):
+    code: Required[str]
+    detail: str
+    value: Any
+
+
+class ApplicationEvent(TypedDict, total=False):
+    event_id: Required[str]
+    event_type: Required[Literal["application"]]
+    ts: Required[str]
+    user_id: Required[str]
+    application_id: Required[str]
+    device_id: Required[str]
+    ip: str
+    amount: Required[float]
+    term_days: int
+    product: Required[
+        Literal["cash_loan", "consumer_installment", "micro_business", "mortgage"]
+    ]
+    declared_monthly_income: float
+    phone_hash: str
+    id_hash: str
+    bank_card_hash: str
+    age: int
+    geo: Geo
+    contacts_count: int
+    channel: str
+    kyc: Kyc
+    bureau_score: float | None
+
+
+class DeviceEvent(TypedDict, total=False):
+    event_id: Required[str]
+    event_type: Required[Literal["device"]]
+    ts: Required[str]
+    user_id: Required[str]
+    device_id: Required[str]
+    kind: Required[
+        Literal[
+            "install",
+            "login",
+            "login_failed",
+            "app_open",
+            "sim_change",
+            "password_reset",
+            "fingerprint",
+        ]
+    ]
+    ip: str
+    geo: Geo
+    os: str
+    os_version: str
+    app_version: str
+    is_emulator: bool
+    is_rooted: bool
+    sim_hash: str
+    wifi_hash: str
+    loan_apps_installed: int
+
+
+class TransactionEvent(TypedDict, total=False):
+    event_id: Required[str]
+    event_type: Required[Literal["transaction"]]
+    ts: Required[str]
+    user_id: Required[str]
+    txn_id: Required[str]
+    loan_id: str
+    kind: Required[
+        Literal["disbursement", "repayment", "withdrawal", "card_bind", "payment", "transfer_out"]
+    ]
+    amount: Required[float]
+    currency: Literal["CNY"]
+    status: Required[Literal["success", "failed", "pending"]]
+    account_hash: str
+    device_id: str
+    ip: str
+    days_past_due: int
+
+
+class LabelEvent(TypedDict, total=False):
+    event_id: Required[str]
+    event_type: Required[Literal["label"]]
+    ts: Required[str]
+    user_id: Required[str]
+    target_type: Required[Literal["application", "transaction", "user"]]
+    target_id: Required[str]
+    label: Required[Literal["fraud", "legit", "default", "repaid", "false_positive"]]
+    source: str
+
+
+class RuleRecord(TypedDict, total=False):
+    rule_id: Required[str]
+    version: Required[int]
+    applies_to: Required[list[Literal["application", "device", "transaction"]]]
+    when: Required[str]
+    score: float
+    severity: Literal["low", "medium", "high", "critical"]
+    action: Literal["none", "review", "decline", "reduce_limit", "freeze"]
+    mode: Literal["active", "shadow"]
+    reason: str
+    enabled: Required[bool]
+    author: str
+
+
+DecidedType = Literal["application", "device", "transaction"]
+
+
+class Decision(TypedDict, total=False):
+    source_event_id: Required[str]
+    event_type: Required[DecidedType]
+    user_id: Required[str]
+    event_ts: str
+    ts: str
+    score: Required[float]
+    reasons: Required[list[Reason]]
+    decision: Required[Literal["pass", "review", "decline", "alert"]]
+    model_scores: dict[str, float]
+    rule_ids: list[str]
+    latency_ms: float
+
+
+class Alert(TypedDict, total=False):
+    alert_id: Required[str]
+    source_event_id: Required[str]
+    event_type: Required[DecidedType]
+    user_id: Required[str]
+    event_ts: str
+    ts: Required[str]
+    score: Required[float]
+    reasons: Required[list[Reason]]
+    severity: Required[Literal["low", "medium", "high", "critical"]]
+    application_id: str
+    txn_id: str
+    device_id: str
+    rule_ids: list[str]
+    model_scores: dict[str, float]
+
+
+class Adjustment(TypedDict, total=False):
+    adjustment_id: Required[str]
+    source_event_id: Required[str]
+    event_type: DecidedType
+    user_id: Required[str]
+    event_ts: str
+    ts: Required[str]
+    score: float
+    reasons: Required[list[Reason]]
+    action: Required[Literal["approve", "review", "decline", "reduce_limit", "freeze", "unfreeze"]]
+    application_id: str
+    new_limit: float
+    expires_at: str
+
+
+RECORD_TYPES: dict[str, type] = {
+    "application": ApplicationEvent,
+    "device": DeviceEvent,
+    "transaction": TransactionEvent,
+    "label": LabelEvent,
+    "rule": RuleRecord,
+    "decision": Decision,
+    "alert": Alert,
+    "adjustment": Adjustment,
+}
+
+__all__ = [
+    "RECORD_TYPES",
+    "Adjustment",
+    "Alert",
+    "ApplicationEvent",
+    "Contract",
+    "Decision",
+    "DeviceEvent",
+    "InvalidMessage",
+    "LabelEvent",
+    "NotRequired",
+    "Reason",
+    "RuleRecord",
+    "TransactionEvent",
+]
+
+
+# --- validation ---------------------------------------------------------------------
+
+#: jsonschema error kinds -> a short, stable code for dead letters and metrics.
+_KIND_CODES = {
+    "Required": "missing_field",
+    "Type": "wrong_type",
+    "Minimum": "out_of_range",
+    "Maximum": "out_of_range",
+    "ExclusiveMinimum": "out_of_range",
+    "ExclusiveMaximum": "out_of_range",
+    "MinLength": "out_of_range",
+    "MaxLength": "out_of_range",
+    "MinItems": "out_of_range",
+    "MaxItems": "out_of_range",
+    "Enum": "invalid_value",
+    "Constant": "invalid_value",
+    "Format": "invalid_format",
+}
+
+
+class InvalidMessage(ValueError):
+    """A message that breaks the contract: ``code`` is stable, ``reason`` readable."""
+
+    def __init__(self, code: str, reason: str, event_id: str | None = None) -> None:
+        super().__init__(f"{code}: {reason}")
+        self.code = code
+        self.reason = reason
+        self.event_id = event_id
+
+
+class Contract:
+    """Compiled validators for every schema of the contract."""
+
+    def __init__(self, schemas: dict[str, dict[str, Any]]) -> None:
+        self.schemas = schemas
+        self._validators = {
+            name: jsonschema_rs.validator_for(schema, validate_formats=True)
+            for name, schema in schemas.items()
+        }
+
+    @classmethod
+    def load(cls, contract_dir: str | Path | None = None) -> "Contract":
+        base = Path(contract_dir) if contract_dir else DEFAULT_CONTRACT_DIR
+        schemas = {}
+        for name in SCHEMA_NAMES:
+            path = base / f"{name}.schema.json"
+            schemas[name] = json.loads(path.read_text(encoding="utf-8"))
+        return cls(schemas)
+
+    def errors(self, schema: str, obj: Any) -> list[tuple[str, str]]:
+        """All contract violations of ``obj`` as ``(code, readable reason)`` pairs."""
+        out = []
+        for err in self._validators[schema].iter_errors(obj):
+            kind = type(err.kind).__name__
+            code = _KIND_CODES.get(kind, "schema_violation")
+            where = "/".join(str(p) for p in err.instance_path)
+            out.append((code, f"{where}: {err.message}" if where else err.message))
+        return out
+
+    def is_valid(self, schema: str, obj: Any) -> bool:
+        return bool(self._validators[schema].is_valid(obj))
+
+    def check(self, schema: str, obj: Any) -> None:
+        """Raise :class:`InvalidMessage` with the first violation, if any."""
+        if self._validators[schema].is_valid(obj):
+            return
+        code, reason = self.errors(schema, obj)[0]
+        event_id = obj.get("event_id") if isinstance(obj, dict) else None
+        raise InvalidMessage(code, reason, event_id if isinstance(event_id, str) else None)
+
+    def parse(
+        self, raw: bytes, expected_type: str | None = None, max_bytes: int = 64 * 1024
+    ) -> dict[str, Any]:
+        """Decode and check one Kafka message value; raise :class:`InvalidMessage`.
+
+        ``expected_type`` is the event type the topic carries (``None``: any input type).
+        """
+        if raw is None:
+            raise InvalidMessage("empty", "message has no value")
+        if len(raw) > max_bytes:
+            raise InvalidMessage("oversized", f"message is {len(raw)} bytes, limit {max_bytes}")
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InvalidMessage("invalid_utf8", f"not UTF-8: {exc.reason} at byte {exc.start}")
+        try:
+            obj = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise InvalidMessage("invalid_json", f"not JSON: {exc}") from None
+        if not isinstance(obj, dict):
+            raise InvalidMessage("not_object", f"JSON {type(obj).__name__}, expected an object")
+        event_type = obj.get("event_type")
+        event_id = obj.get("event_id") if isinstance(obj.get("event_id"), str) else None
+        if expected_type is not None and event_type != expected_type:
+            raise InvalidMessage(
+                "wrong_event_type",
+                f"event_type {event_type!r} on a topic that carries {expected_type!r}",
+                event_id,
+            )
+        if event_type not in INPUT_TYPES:
+            raise InvalidMessage(
+                "wrong_event_type", f"unknown event_type {event_type!r}", event_id
+            )
+        self.check(event_type, obj)
+        return obj
+
+
+def parse_ts(ts: str) -> float:
+    """RFC 3339 event time -> epoch seconds (float).
+
+    >>> parse_ts("2026-11-28T10:15:30.123Z")
+    1795860930.123
+    """
+    return datetime.fromisoformat(ts).timestamp()
+
+
+def format_ts(epoch: float) -> str:
+    """Epoch seconds -> RFC 3339 UTC with milliseconds.
+
+    >>> format_ts(1795860930.123)
+    '2026-11-28T10:15:30.123Z'
+    """
+    ms = round(epoch * 1000)
+    dt = datetime.fromtimestamp(ms // 1000, tz=UTC)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"

@@ -1,0 +1,58 @@
+"""Prometheus metrics of the pipeline, served by the worker at ``/metrics``.
+
+Counters are incremented by the stream shell from what the core reports, so the
+core itself stays free of process-global state.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+EVENTS = Counter(
+    "riskmon_events_total", "Valid input events processed", ["event_type"], registry=REGISTRY
+)
+DEAD_LETTERS = Counter(
+    "riskmon_deadletters_total",
+    "Inputs sent to the dead-letter topic",
+    ["topic", "code"],
+    registry=REGISTRY,
+)
+DECISIONS = Counter(
+    "riskmon_decisions_total", "Decisions written", ["event_type", "decision"], registry=REGISTRY
+)
+ALERTS = Counter("riskmon_alerts_total", "Alerts written", ["severity"], registry=REGISTRY)
+ADJUSTMENTS = Counter(
+    "riskmon_adjustments_total", "Adjustments written", ["action"], registry=REGISTRY
+)
+RULE_HITS = Counter(
+    "riskmon_rule_hits_total", "Rule hits", ["rule_id", "mode"], registry=REGISTRY
+)
+RULE_ERRORS = Counter(
+    "riskmon_rule_errors_total", "Rules rejected or reverted", ["rule_id"], registry=REGISTRY
+)
+DUPLICATES = Counter(
+    "riskmon_duplicate_events_total", "Events seen before (same event_id)", registry=REGISTRY
+)
+DRIFTS = Counter("riskmon_drift_total", "Score drifts detected", ["stream"], registry=REGISTRY)
+BATCH_SECONDS = Histogram(
+    "riskmon_batch_seconds",
+    "Time to process one micro-batch",
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+    registry=REGISTRY,
+)
+BATCH_SIZE = Histogram(
+    "riskmon_batch_events",
+    "Events per micro-batch",
+    buckets=(1, 10, 50, 100, 250, 500, 1000),
+    registry=REGISTRY,
+)
+EVENT_LAG = Gauge(
+    "riskmon_event_time_lag_seconds",
+    "Wall clock minus event time of the newest event processed",
+    registry=REGISTRY,
+)
+LAST_BATCH = Gauge(
+    "riskmon_last_batch_timestamp_seconds", "When the last batch finished", registry=REGISTRY
+)

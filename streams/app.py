@@ -1,0 +1,93 @@
+"""The Faust app: topics, the agent that runs the core, and the worker's web views.
+
+The agent is a thin shell: it consumes micro-batches from the input topics, checks each
+message against the contract (bad ones go to the dead-letter topic with their reason),
+hands the valid events to :class:`streams.shell.Shell`, which calls the pure core and
+produces the results.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import faust
+from faust.web import Request, Response, View
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from riskmon.logs import get_logger
+from riskmon.metrics import REGISTRY
+from riskmon.settings import Settings
+from streams.shell import Shell
+
+log = get_logger("riskmon.streams")
+
+
+def create_app(settings: Settings, shell: Shell | None = None) -> faust.App:
+    """Build the Faust app for ``settings`` (one per process)."""
+    app = faust.App(
+        settings.worker.app_id,
+        broker=settings.kafka.url,
+        store="memory://",
+        autodiscover=False,
+        datadir=settings.worker.data_dir,
+        topic_partitions=settings.kafka.partitions,
+        topic_allow_declare=False,
+        web_enabled=True,
+        web_bind=settings.worker.web_host,
+        web_port=settings.worker.web_port,
+        web_in_thread=False,
+        consumer_auto_offset_reset="earliest",
+        producer_linger_ms=5,
+        broker_commit_every=500,
+        broker_commit_interval=1.0,
+    )
+    topics = settings.topics
+    source = app.topic(
+        *topics.inputs, key_serializer="raw", value_serializer="raw", allow_empty=True
+    )
+    sinks = {
+        name: app.topic(name, key_serializer="raw", value_serializer="raw")
+        for name in topics.outputs
+    }
+    the_shell = shell or Shell.create(settings)
+    app.riskmon_shell = the_shell  # type: ignore[attr-defined]
+
+    async def send(topic: str, key: bytes | None, value: bytes) -> None:
+        await sinks[topic].send(key=key, value=value)
+
+    the_shell.sender = send
+
+    @app.agent(source, name="riskmon.process")
+    async def process(stream: faust.StreamT[Any]) -> None:
+        async for batch in stream.take_events(
+            settings.worker.batch_size, within=settings.worker.batch_within_s
+        ):
+            await the_shell.handle(
+                [
+                    (e.message.topic, e.message.partition, e.message.offset, e.key, e.value)
+                    for e in batch
+                ]
+            )
+
+    @app.service
+    class RuleFeed(faust.Service):  # type: ignore[misc]
+        """Follows the rules topic on every worker (no consumer group: all partitions)."""
+
+        async def on_start(self) -> None:
+            await the_shell.start()
+
+        async def on_stop(self) -> None:
+            await the_shell.stop()
+
+    @app.page("/health")
+    class Health(View):
+        async def get(self, request: Request) -> Response:
+            report = the_shell.health()
+            return self.json(report, status=200 if report["ok"] else 503)
+
+    @app.page("/metrics")
+    class Metrics(View):
+        async def get(self, request: Request) -> Response:
+            return self.bytes(generate_latest(REGISTRY), content_type=CONTENT_TYPE_LATEST)
+
+    return app

@@ -1,0 +1,102 @@
+"""The worker end to end, through the real broker: decisions and dead letters."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaProducer
+
+
+def valid_events(n: int, seed: int = 3) -> list[dict[str, Any]]:
+    """``n`` contract-valid events, spread over the three decided types."""
+    rng = random.Random(seed)
+    out: list[dict[str, Any]] = []
+    for i in range(n):
+        user = f"u{rng.randrange(60)}"
+        ts = f"2026-11-28T{9 + i // 3600 % 10:02d}:{i // 60 % 60:02d}:{i % 60:02d}.000Z"
+        kind = i % 3
+        if kind == 0:
+            out.append({"event_id": f"app-{i}", "event_type": "application", "ts": ts,
+                        "user_id": user, "application_id": f"a{i}", "device_id": f"d{i % 40}",
+                        "amount": float(rng.randrange(500, 20000)), "product": "cash_loan",
+                        "phone_hash": f"p{rng.randrange(10**6):06x}"})
+        elif kind == 1:
+            out.append({"event_id": f"dev-{i}", "event_type": "device", "ts": ts,
+                        "user_id": user, "device_id": f"d{i % 40}", "kind": "login",
+                        "is_emulator": False})
+        else:
+            out.append({"event_id": f"txn-{i}", "event_type": "transaction", "ts": ts,
+                        "user_id": user, "txn_id": f"t{i}", "kind": "payment",
+                        "amount": 12.5, "status": "success"})
+    return out
+
+
+def malformed(topics: dict[str, str]) -> list[tuple[str, bytes, str]]:
+    """50 bad messages, five of each kind: (topic, value, expected code)."""
+    apps, devs = topics["applications"], topics["devices"]
+    good_app = {"event_id": "bad-app", "event_type": "application",
+                "ts": "2026-11-28T09:00:00Z", "user_id": "u1", "application_id": "a",
+                "device_id": "d", "amount": 100.0, "product": "cash_loan"}
+
+    def app(**kw: Any) -> bytes:
+        data = {**good_app, **kw}
+        return orjson.dumps({k: v for k, v in data.items() if v is not None})
+
+    kinds = [
+        (apps, b'{"event_id": "x", ', "invalid_json"),
+        (devs, b"[1, 2, 3]", "not_object"),
+        (apps, app(amount=None), "missing_field"),
+        (apps, app(amount="lots"), "wrong_type"),
+        (apps, app(amount=-1.0), "out_of_range"),
+        (devs, b'{"event_id": "\xc3\x28"}', "invalid_utf8"),
+        (apps, app(padding="x" * 100_000), "oversized"),
+        (apps, app(product="payday"), "invalid_value"),
+        (apps, app(ts="28/11/2026"), "invalid_format"),
+        (devs, app(), "wrong_event_type"),
+    ]
+    return [k for k in kinds for _ in range(5)]
+
+
+async def test_thousand_valid_and_fifty_malformed_events(
+    isolated, start_worker, producer: AIOKafkaProducer, read_topics
+) -> None:
+    """1,000 valid inputs give exactly 1,000 decisions; 50 bad ones give 50 dead letters,
+    each with its reason, topic, partition and offset; the worker keeps running."""
+    settings = isolated.settings
+    worker = start_worker(isolated)
+    topic_for = {"application": settings.topics.applications, "device": settings.topics.devices,
+                 "transaction": settings.topics.transactions}
+    events = valid_events(1000)
+    bad = malformed({"applications": settings.topics.applications,
+                     "devices": settings.topics.devices})
+    # interleave bad messages among the good ones
+    for i, ev in enumerate(events):
+        await producer.send(topic_for[ev["event_type"]], orjson.dumps(ev),
+                            key=ev["user_id"].encode())
+        if i % 20 == 0 and i // 20 < len(bad):
+            topic, value, _ = bad[i // 20]
+            await producer.send(topic, value, key=b"u-bad")
+    await producer.flush()
+
+    seen = await read_topics(
+        settings, [settings.topics.decisions, settings.topics.deadletter],
+        until=lambda s: len(s[settings.topics.decisions]) >= 1000
+        and len(s[settings.topics.deadletter]) >= 50,
+    )
+    decisions = seen[settings.topics.decisions]
+    dead = seen[settings.topics.deadletter]
+    assert len(decisions) == 1000
+    assert {d["source_event_id"] for d in decisions} == {e["event_id"] for e in events}
+    assert len(dead) == 50
+    assert Counter(d["code"] for d in dead) == Counter(code for _, _, code in bad)
+    for d in dead:
+        assert d["reason"] and d["topic"] in topic_for.values()
+        assert isinstance(d["partition"], int) and isinstance(d["offset"], int)
+        assert (d["value"] is None) != (d["value_b64"] is None)
+    assert worker.alive(), worker.log.read_text()[-3000:]
+    health = worker.health()
+    assert health is not None and health["ok"] and health["events"] == 1000
+    assert 'riskmon_deadletters_total{code="oversized"' in worker.metrics()

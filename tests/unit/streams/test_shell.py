@@ -1,0 +1,84 @@
+"""The stream shell's handling of a batch, with the producer replaced by a list."""
+
+from __future__ import annotations
+
+import base64
+
+import orjson
+import pytest
+
+from riskmon.settings import Settings
+from streams.shell import Shell
+
+
+@pytest.fixture
+def shell_and_sent() -> tuple[Shell, list[tuple[str, bytes | None, bytes]]]:
+    settings = Settings.load(env={}, config_file=None)
+    shell = Shell.create(settings)
+    sent: list[tuple[str, bytes | None, bytes]] = []
+
+    async def sender(topic: str, key: bytes | None, value: bytes) -> None:
+        sent.append((topic, key, value))
+
+    shell.sender = sender
+    return shell, sent
+
+
+def _device(i: int) -> bytes:
+    return orjson.dumps(
+        {
+            "event_id": f"dev-{i}",
+            "event_type": "device",
+            "ts": "2026-11-28T09:00:00.000Z",
+            "user_id": f"u{i}",
+            "device_id": "d1",
+            "kind": "login",
+        }
+    )
+
+
+async def test_valid_events_get_one_decision_each_and_bad_ones_a_dead_letter(
+    shell_and_sent: tuple[Shell, list[tuple[str, bytes | None, bytes]]],
+) -> None:
+    """Two valid events and two bad ones: two decisions, two dead letters with reasons."""
+    shell, sent = shell_and_sent
+    batch = [
+        ("device.events", 0, 10, b"u1", _device(1)),
+        ("device.events", 0, 11, b"u2", b"\xff not utf8"),
+        ("device.events", 1, 12, b"u3", b"{broken"),
+        ("device.events", 1, 13, b"u4", _device(4)),
+    ]
+    await shell.handle(batch)
+    by_topic: dict[str, list[dict]] = {}
+    for topic, _key, value in sent:
+        by_topic.setdefault(topic, []).append(orjson.loads(value))
+    assert [d["source_event_id"] for d in by_topic["risk.decisions"]] == ["dev-1", "dev-4"]
+    dead = by_topic["risk.deadletter"]
+    assert [(d["code"], d["partition"], d["offset"]) for d in dead] == [
+        ("invalid_utf8", 0, 11),
+        ("invalid_json", 1, 12),
+    ]
+    assert base64.b64decode(dead[0]["value_b64"]) == b"\xff not utf8"
+    assert dead[1]["value"] == "{broken" and dead[1]["reason"]
+    assert shell.stats.events == 2 and shell.stats.deadletters == 2
+
+
+async def test_labels_are_consumed_without_a_decision(
+    shell_and_sent: tuple[Shell, list[tuple[str, bytes | None, bytes]]],
+) -> None:
+    """A label feeds learning and produces no decision."""
+    shell, sent = shell_and_sent
+    label = orjson.dumps(
+        {
+            "event_id": "lab-1",
+            "event_type": "label",
+            "ts": "2026-12-05T08:00:00.000Z",
+            "user_id": "u1",
+            "target_type": "user",
+            "target_id": "u1",
+            "label": "fraud",
+        }
+    )
+    await shell.handle([("risk.labels", 0, 0, b"u1", label)])
+    assert [t for t, _, _ in sent if t == "risk.decisions"] == []
+    assert shell.stats.events == 1

@@ -1,0 +1,115 @@
+"""The project's contract copy, its record types and the message check."""
+
+from __future__ import annotations
+
+import filecmp
+import json
+from pathlib import Path
+from typing import Any, get_type_hints
+
+import orjson
+import pytest
+
+from riskmon.contract import (
+    DEFAULT_CONTRACT_DIR,
+    RECORD_TYPES,
+    Contract,
+    InvalidMessage,
+    format_ts,
+    parse_ts,
+)
+
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "contract"
+SAMPLES = DEFAULT_CONTRACT_DIR / "samples" / "events.jsonl"
+
+
+@pytest.fixture(scope="module")
+def contract() -> Contract:
+    return Contract.load()
+
+
+def _files(base: Path) -> list[str]:
+    return sorted(str(p.relative_to(base)) for p in base.rglob("*") if p.is_file())
+
+
+@pytest.mark.skipif(not SHARED.exists(), reason="no ../shared/contract beside this checkout")
+def test_project_copy_is_identical_to_shared_contract() -> None:
+    """config/contract holds exactly the shared contract's files, byte for byte."""
+    assert _files(DEFAULT_CONTRACT_DIR) == _files(SHARED)
+    for name in _files(SHARED):
+        assert filecmp.cmp(DEFAULT_CONTRACT_DIR / name, SHARED / name, shallow=False), name
+
+
+@pytest.mark.parametrize("name", sorted(RECORD_TYPES))
+def test_record_type_matches_schema_fields(contract: Contract, name: str) -> None:
+    """Each record type has the schema's properties, and requires exactly its required."""
+    schema = contract.schemas[name]
+    record = RECORD_TYPES[name]
+    assert set(get_type_hints(record)) == set(schema["properties"]), name
+    assert set(record.__required_keys__) == set(schema["required"]), name  # type: ignore[attr-defined]
+
+
+def test_every_sample_event_is_valid(contract: Contract) -> None:
+    """The contract's sample events pass the check for their own type."""
+    lines = SAMPLES.read_bytes().splitlines()
+    assert lines
+    for raw in lines:
+        event = contract.parse(raw, expected_type=json.loads(raw)["event_type"])
+        assert event["event_id"]
+
+
+def _app(**changes: Any) -> dict[str, Any]:
+    base = {
+        "event_id": "a1",
+        "event_type": "application",
+        "ts": "2026-11-28T09:00:00.000Z",
+        "user_id": "u1",
+        "application_id": "ap1",
+        "device_id": "d1",
+        "amount": 1000.0,
+        "product": "cash_loan",
+    }
+    base.update(changes)
+    return {k: v for k, v in base.items() if v is not None}
+
+
+BAD: list[tuple[str, bytes, str]] = [
+    ("invalid JSON", b'{"event_id": "x",', "invalid_json"),
+    ("a JSON list", b"[1, 2]", "not_object"),
+    ("a JSON string", b'"hello"', "not_object"),
+    ("invalid UTF-8", b'{"event_id": "\xff\xfe"}', "invalid_utf8"),
+    ("oversized", orjson.dumps(_app(note="x" * 70_000)), "oversized"),
+    ("missing amount", orjson.dumps(_app(amount=None)), "missing_field"),
+    ("amount as text", orjson.dumps(_app(amount="1000")), "wrong_type"),
+    ("negative amount", orjson.dumps(_app(amount=-5)), "out_of_range"),
+    ("age 200", orjson.dumps(_app(age=200)), "out_of_range"),
+    ("unknown product", orjson.dumps(_app(product="payday")), "invalid_value"),
+    ("bad timestamp", orjson.dumps(_app(ts="yesterday")), "invalid_format"),
+    ("device on the applications topic", orjson.dumps(_app(event_type="device")),
+     "wrong_event_type"),
+]
+
+
+@pytest.mark.parametrize(("what", "raw", "code"), BAD, ids=[b[0] for b in BAD])
+def test_bad_messages_are_rejected_with_a_code_and_reason(
+    contract: Contract, what: str, raw: bytes, code: str
+) -> None:
+    """Each kind of bad input gets its own code and a reason a person can read."""
+    with pytest.raises(InvalidMessage) as info:
+        contract.parse(raw, expected_type="application", max_bytes=64 * 1024)
+    assert info.value.code == code, info.value
+    assert len(info.value.reason) > 5
+
+
+def test_reason_names_the_offending_field(contract: Contract) -> None:
+    """A range violation says which field and which limit."""
+    with pytest.raises(InvalidMessage) as info:
+        contract.parse(orjson.dumps(_app(amount=-5)), expected_type="application")
+    assert "amount" in info.value.reason and "minimum" in info.value.reason
+    assert info.value.event_id == "a1"
+
+
+def test_timestamps_round_trip_to_the_millisecond() -> None:
+    """Event times parse to epoch seconds and format back unchanged."""
+    for ts in ["2026-11-28T10:15:30.123Z", "2018-04-01T00:00:31.000Z", "2026-01-01T00:00:00.999Z"]:
+        assert format_ts(parse_ts(ts)) == ts
