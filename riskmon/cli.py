@@ -23,7 +23,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "simulate": ("riskmon.sim.cli", "generate lending traffic (JSONL or to Kafka)"),
     "evaluate": ("riskmon.evaluate", "score decisions against the simulator's truth"),
     "demo": ("riskmon.demo", "stack, worker and traffic, with the alerts as they come"),
-    "feed": ("riskmon.feed", "produce a JSONL file of events to the input topics"),
     "tail": ("riskmon.tail", "print what arrives on output topics"),
     "profile": ("riskmon.profile", "show a user's, application's or device's risk profile"),
 }

@@ -1,25 +1,49 @@
 """The processing core: valid events in, decisions and actions out.
 
-Plain Python with no Faust in it: the stream worker and the offline replay both call
-:meth:`Core.process` on micro-batches, so a backtest means what production means.
+Plain Python with no Faust in it. The stream worker and the offline replay both call
+:meth:`Core.process` on micro-batches with state loaded from a feature store, so a
+backtest means what production means::
+
+    event -> features (riskmon.features) -> rules (rules.engine) + models (detectors)
+          -> decision, alert, adjustment, profile (this module)
 
 >>> from riskmon.settings import Settings
->>> core = Core(Settings.load(config_file=None))
->>> out = core.process([{"event_id": "d1", "event_type": "device", "user_id": "u1",
-...     "ts": "2026-11-28T09:00:00Z", "device_id": "d", "kind": "login"}], now=0.0)
->>> out.decisions[0]["decision"], out.decisions[0]["score"]
-('pass', 0.0)
+>>> from riskmon.store import MemoryStore
+>>> core = Core.create(Settings.load(config_file=None))
+>>> store = MemoryStore()
+>>> ev = {"event_id": "d1", "event_type": "device", "user_id": "u1",
+...       "ts": "2026-11-28T09:00:00Z", "device_id": "d", "kind": "login"}
+>>> out = core.run_batch(store, [ev], now=0.0)
+>>> out.decisions[0]["decision"], out.decisions[0]["source_event_id"]
+('pass', 'd1')
+>>> core.run_batch(store, [ev], now=0.0).duplicates  # the same event_id is one event
+1
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from riskmon.contract import Adjustment, Alert, Decision, format_ts
+from detectors.bank import ModelBank, ModelInput
+from riskmon.contract import Adjustment, Alert, Decision, Reason, format_ts, parse_ts
+from riskmon.features import event_vector, ident_keys, observe
+from riskmon.logs import get_logger
 from riskmon.settings import Settings
+from riskmon.state import new_user_state
+from riskmon.store import BatchState, MemoryStore, Needs, needs_for
+from rules.engine import Evaluation, Outcome, RuleError, RuleSet, RuleStats, load_rules_dir
+from rules.features import FEATURE_DOCS, KNOWN_FEATURES
+
+log = get_logger("riskmon.core")
+
+SEVERITIES = ("low", "medium", "high", "critical")
+FLAGGING = frozenset({"review", "decline", "alert"})
+ACCOUNT_ACTIONS = {"freeze": "freeze", "reduce_limit": "reduce_limit", "decline": "freeze"}
 
 
 @dataclass
@@ -31,35 +55,364 @@ class Outputs:
     adjustments: list[Adjustment] = field(default_factory=list)
     deadletters: list[dict[str, Any]] = field(default_factory=list)
     ops: list[dict[str, Any]] = field(default_factory=list)
+    rule_hits: list[tuple[str, int, str]] = field(default_factory=list)  # id, version, mode
     labels: int = 0
     duplicates: int = 0
 
 
-class Core:
-    def __init__(self, settings: Settings, clock: Callable[[], float] = time.time) -> None:
-        self.settings = settings
-        self.clock = clock
+@dataclass
+class _Pending:
+    event: dict[str, Any]
+    ts: float
+    features: dict[str, float]
+    evaluation: Evaluation
+    user: dict[str, Any] | None
 
-    def process(self, events: list[dict[str, Any]], now: float | None = None) -> Outputs:
-        """Decide every non-label event of the batch; labels feed learning."""
-        now = self.clock() if now is None else now
+
+def _stable_id(prefix: str, *parts: str) -> str:
+    digest = hashlib.blake2b("|".join(parts).encode(), digest_size=10).hexdigest()
+    return f"{prefix}-{digest}"
+
+
+class Core:
+    """Decides events. Holds the rules and the models; the state lives in a store."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        rules: RuleSet,
+        models: ModelBank,
+        clock: Callable[[], float] = time.time,
+        deterministic: bool = False,
+    ) -> None:
+        self.settings = settings
+        self.deterministic = deterministic
+        self.rules = rules
+        self.models = models
+        self.clock = clock
+        self.rule_stats = RuleStats()
+        self.t = settings.thresholds
+        self.d = settings.detection
+
+    @classmethod
+    def create(
+        cls,
+        settings: Settings,
+        rules_dir: str | Path | None = None,
+        models: ModelBank | None = None,
+        clock: Callable[[], float] = time.time,
+        deterministic: bool = False,
+    ) -> Core:
+        """A core with the rule files of ``rules_dir`` (default: the settings') loaded."""
+        directory = Path(rules_dir or settings.detection.rules_dir)
+        rules = RuleSet.from_dicts(load_rules_dir(directory), known_features=KNOWN_FEATURES)
+        bank = models or ModelBank(settings.detection)
+        return cls(settings, rules, bank, clock, deterministic)
+
+    # --- control ------------------------------------------------------------------
+
+    def apply_rule(self, data: dict[str, Any]) -> str:
+        """Apply one rule definition from the control stream; raise RuleError if bad."""
+        new_rules, change = self.rules.apply(data)
+        self.rules = new_rules
+        log.info("rule_applied", rule_id=data.get("rule_id"), version=data.get("version"),
+                 change=str(change))
+        return str(change)
+
+    # --- batches ------------------------------------------------------------------
+
+    def needs(self, events: list[dict[str, Any]]) -> Needs:
+        return needs_for(events, ident_keys)
+
+    def run_batch(
+        self, store: MemoryStore, events: list[dict[str, Any]], now: float | None = None
+    ) -> Outputs:
+        """Load, process and save one batch on an in-process store (replay, tests)."""
+        state = store.load(self.needs(events))
+        out = self.process(events, state, now)
+        store.save(state)
+        return out
+
+    def process(
+        self, events: list[dict[str, Any]], state: BatchState, now: float | None = None
+    ) -> Outputs:
+        """Decide every non-label event of the batch, in order; labels feed learning."""
+        wall = self.clock() if now is None else now
+        started = time.perf_counter()
         out = Outputs()
+        pending: list[_Pending] = []
+        batch_seen: set[str] = set()
+        newest = state.now
         for event in events:
+            eid = event["event_id"]
+            if eid in state.seen or eid in batch_seen:
+                out.duplicates += 1
+                continue
+            batch_seen.add(eid)
+            ts = parse_ts(event["ts"])
+            newest = max(newest, ts)
+            state.new_seen[eid] = ts
+            uid = event.get("user_id") or ""
+            user = None
+            if uid:
+                user = state.users.get(uid)
+                if user is None:
+                    user = state.users[uid] = new_user_state(ts)
+                state.dirty_users.add(uid)
             if event["event_type"] == "label":
                 out.labels += 1
+                self._label(event, ts, user, state)
                 continue
-            out.decisions.append(
-                {
-                    "source_event_id": event["event_id"],
-                    "event_type": event["event_type"],
-                    "user_id": event["user_id"],
-                    "event_ts": event["ts"],
-                    "ts": format_ts(now),
-                    "score": 0.0,
-                    "decision": "pass",
-                    "reasons": [],
-                    "model_scores": {},
-                    "rule_ids": [],
-                }
+            features = observe(event, ts, user, state.idents)
+            evaluation = self.rules.evaluate(event["event_type"], event, features)
+            if evaluation.errors:
+                self._rule_errors(evaluation, event, out, wall)
+            pending.append(_Pending(event, ts, features, evaluation, user))
+        state.now = newest
+        self.models.on_time(newest)
+        inputs = [
+            ModelInput(
+                event_id=p.event["event_id"],
+                event_type=p.event["event_type"],
+                user_id=p.event.get("user_id") or "",
+                targets=tuple(
+                    str(p.event[k]) for k in ("application_id", "txn_id", "loan_id") if k in p.event
+                ),
+                ts=p.ts,
+                x=event_vector(p.event, p.features),
             )
+            for p in pending
+        ]
+        scores = self.models.score_batch(inputs) if inputs else []
+        batch_ms = (time.perf_counter() - started) * 1000.0
+        per_event_ms = batch_ms / max(1, len(pending))
+        for p, model_scores, mi in zip(pending, scores, inputs, strict=True):
+            self._decide(p, model_scores, mi.x, state, out, wall, per_event_ms)
+        for drift in self.models.drain_drift():
+            out.ops.append({"kind": "score_drift", "ts": format_ts(wall), **drift})
         return out
+
+    # --- pieces -------------------------------------------------------------------
+
+    def _label(
+        self, event: dict[str, Any], ts: float, user: dict[str, Any] | None, state: BatchState
+    ) -> None:
+        label = event["label"]
+        uid = event["user_id"]
+        if label == "fraud" and user is not None and not user["fraud"]:
+            user["fraud"] = True
+            for key in user["idents"]:
+                state.fraud_marks.append((key, uid))
+        self.models.on_label(event["target_type"], event["target_id"], uid, label, ts)
+
+    def _rule_errors(
+        self, evaluation: Evaluation, event: dict[str, Any], out: Outputs, wall: float
+    ) -> None:
+        for rule_id, message in evaluation.errors:
+            self.rules = self.rules.revert(rule_id)
+            log.error("rule_reverted", rule_id=rule_id, error=message, event_id=event["event_id"])
+            record = {
+                "code": "rule_eval_error",
+                "reason": f"rule {rule_id!r} failed on event {event['event_id']}: {message}; "
+                "reverted to its previous version",
+                "rule_id": rule_id,
+                "event_id": event["event_id"],
+                "topic": self.settings.topics.rules,
+                "partition": None,
+                "offset": None,
+                "key": rule_id,
+                "value": None,
+                "value_b64": None,
+                "size": 0,
+                "ts": format_ts(wall),
+            }
+            out.deadletters.append(record)
+            out.ops.append({"kind": "rule_reverted", "rule_id": rule_id, "error": message,
+                            "ts": format_ts(wall)})
+
+    def _decide(
+        self,
+        p: _Pending,
+        model_scores: dict[str, float],
+        x: dict[str, float],
+        state: BatchState,
+        out: Outputs,
+        wall: float,
+        latency_ms: float,
+    ) -> None:
+        event, ev = p.event, p.evaluation
+        etype = event["event_type"]
+        uid = event.get("user_id") or ""
+        for hit in ev.hits:
+            out.rule_hits.append((hit.rule.rule_id, hit.rule.version, "active"))
+        for hit in ev.shadow_hits:
+            out.rule_hits.append((hit.rule.rule_id, hit.rule.version, "shadow"))
+        self.rule_stats.record(ev)
+
+        model = self.models.combined(model_scores) if model_scores else 0.0
+        score = 1.0 - (1.0 - ev.score) * (1.0 - model)
+        score = round(min(1.0, max(0.0, score)), 6)
+        outcome = ev.outcome
+        if score >= self.t.decline:
+            outcome = max(outcome, Outcome.DECLINE)
+        elif score >= self.t.review:
+            outcome = max(outcome, Outcome.REVIEW)
+        if etype == "device":
+            decision = "alert" if outcome >= Outcome.REVIEW else "pass"
+        else:
+            decision = ("pass", "review", "decline")[int(outcome)]
+
+        reasons: list[Reason] = list(ev.reasons)
+        if model >= 0.5 and model_scores:
+            best = max(model_scores, key=lambda k: model_scores[k])
+            reasons.append(
+                {"code": f"model:{best}", "detail": f"{best} model finds this {etype} unusual",
+                 "value": round(model_scores[best], 3)}
+            )
+            for name, value, z in self.models.top_contributors(x, k=3):
+                doc = FEATURE_DOCS.get(name, name.replace("_", " "))
+                reasons.append(
+                    {"code": f"feature:{name}", "detail": f"{doc}: {value:g} (z={z:.1f})",
+                     "value": value}
+                )
+        rule_ids = [h.rule.rule_id for h in ev.hits]
+        ts_text = format_ts(wall)
+        decision_rec: Decision = {
+            "source_event_id": event["event_id"],
+            "event_type": etype,
+            "user_id": uid,
+            "event_ts": event["ts"],
+            "ts": ts_text,
+            "score": score,
+            "decision": decision,  # type: ignore[typeddict-item]
+            "reasons": reasons,
+            "model_scores": {k: round(v, 6) for k, v in model_scores.items()},
+            "rule_ids": rule_ids,
+        }
+        if not self.deterministic:
+            decision_rec["latency_ms"] = round(latency_ms, 3)
+        user = p.user
+        if decision in FLAGGING:
+            self._alert(p, decision_rec, outcome, state, out, ts_text)
+            self._adjust(p, decision_rec, state, out, ts_text)
+        out.decisions.append(decision_rec)
+        self._profiles(event, decision_rec, user, state, p.ts)
+
+    def _severity(self, ev: Evaluation, score: float) -> str:
+        rank = max((int(h.rule.severity) for h in ev.hits), default=-1)
+        by_score = 3 if score >= 0.95 else 2 if score >= 0.85 else 1 if score >= 0.6 else 0
+        return SEVERITIES[max(rank, by_score)]
+
+    def _alert(
+        self,
+        p: _Pending,
+        dec: Decision,
+        outcome: Outcome,
+        state: BatchState,
+        out: Outputs,
+        ts_text: str,
+    ) -> None:
+        score = dec["score"]
+        ev = p.evaluation
+        if score < self.t.alert and not any(int(h.rule.severity) >= 2 for h in ev.hits):
+            return
+        pattern = ev.hits[0].rule.rule_id if ev.hits else "model"
+        user = p.user
+        if user is not None:
+            last = user["alerts"].get(pattern)
+            if last is not None and p.ts - last < self.d.alert_dedup_s:
+                return
+            user["alerts"][pattern] = p.ts
+        event = p.event
+        alert: Alert = {
+            "alert_id": _stable_id("alert", event["event_id"], pattern),
+            "source_event_id": event["event_id"],
+            "event_type": event["event_type"],
+            "user_id": dec["user_id"],
+            "event_ts": event["ts"],
+            "ts": ts_text,
+            "score": score,
+            "severity": self._severity(ev, score),  # type: ignore[typeddict-item]
+            "reasons": dec["reasons"],
+            "rule_ids": dec.get("rule_ids", []),
+            "model_scores": dec.get("model_scores", {}),
+        }
+        for key in ("application_id", "txn_id", "device_id"):
+            if event.get(key):
+                alert[key] = event[key]  # type: ignore[literal-required]
+        out.alerts.append(alert)
+
+    def _adjust(
+        self, p: _Pending, dec: Decision, state: BatchState, out: Outputs, ts_text: str
+    ) -> None:
+        event, ev = p.event, p.evaluation
+        etype = event["event_type"]
+        actions: list[str] = []
+        if etype == "application" and dec["decision"] in ("review", "decline"):
+            actions.append(dec["decision"])
+        for hit in ev.hits:
+            account_action = ACCOUNT_ACTIONS.get(hit.rule.action)
+            if account_action and (etype != "application" or hit.rule.action != "decline"):
+                actions.append(account_action)
+        if etype != "application" and dec["decision"] == "decline":
+            actions.append("freeze")
+        if "freeze" in actions and "reduce_limit" in actions:
+            actions.remove("reduce_limit")
+        expires = p.ts + self.d.adjustment_ttl_s
+        user = p.user
+        for action in dict.fromkeys(actions):
+            if action in ("freeze", "reduce_limit") and user is not None:
+                active_until = user["actions"].get(action)
+                if active_until is not None and active_until > p.ts:
+                    continue  # already in force: one action, not one per event
+                user["actions"][action] = expires
+            adj: Adjustment = {
+                "adjustment_id": _stable_id("adj", event["event_id"], action),
+                "source_event_id": event["event_id"],
+                "event_type": etype,
+                "user_id": dec["user_id"],
+                "event_ts": event["ts"],
+                "ts": ts_text,
+                "score": dec["score"],
+                "reasons": dec["reasons"],
+                "action": action,  # type: ignore[typeddict-item]
+                "expires_at": format_ts(expires),
+            }
+            if etype == "application":
+                adj["application_id"] = event["application_id"]
+            out.adjustments.append(adj)
+
+    def _profiles(
+        self,
+        event: dict[str, Any],
+        dec: Decision,
+        user: dict[str, Any] | None,
+        state: BatchState,
+        ts: float,
+    ) -> None:
+        doc = {
+            "score": dec["score"],
+            "decision": dec["decision"],
+            "reasons": dec["reasons"][:5],
+            "rule_ids": dec.get("rule_ids", []),
+            "event_id": event["event_id"],
+            "event_ts": event["ts"],
+        }
+        if user is not None:
+            if dec["decision"] in FLAGGING:
+                user["flags"] = user.get("flags", 0) + 1
+            peak = user.setdefault("peak", [0.0, 0.0])  # [score, ts] of the worst in 24h
+            if dec["score"] >= peak[0] or ts - peak[1] > 86400.0:
+                peak[0], peak[1] = dec["score"], ts
+            active = {a: format_ts(t) for a, t in user["actions"].items() if t > ts}
+            state.profiles[f"user:{event['user_id']}"] = {
+                **doc,
+                "peak_score_24h": peak[0],
+                "actions": active,
+                "confirmed_fraud": user["fraud"],
+                "flags": user.get("flags", 0),
+            }
+        if event["event_type"] == "application":
+            state.profiles[f"application:{event['application_id']}"] = doc
+        if event.get("device_id"):
+            state.profiles[f"device:{event['device_id']}"] = doc

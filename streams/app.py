@@ -8,6 +8,7 @@ produces the results.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import faust
@@ -20,6 +21,23 @@ from riskmon.settings import Settings
 from streams.shell import Shell
 
 log = get_logger("riskmon.streams")
+
+
+async def _handle_until_done(shell: Shell, messages: list[Any]) -> None:
+    """Process a batch; when Redis or the broker fails, retry with backoff rather than
+    drop valid events (offsets are committed only after the batch is done)."""
+    delay = 0.5
+    while True:
+        try:
+            await shell.handle(messages)
+            shell.stats.last_error = None
+            return
+        except Exception as exc:
+            shell.stats.last_error = f"{type(exc).__name__}: {exc}"
+            log.error("batch_failed", error=shell.stats.last_error, retry_in_s=delay,
+                      messages=len(messages))
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
 
 
 def create_app(settings: Settings, shell: Shell | None = None) -> faust.App:
@@ -62,12 +80,11 @@ def create_app(settings: Settings, shell: Shell | None = None) -> faust.App:
         async for batch in stream.take_events(
             settings.worker.batch_size, within=settings.worker.batch_within_s
         ):
-            await the_shell.handle(
-                [
-                    (e.message.topic, e.message.partition, e.message.offset, e.key, e.value)
-                    for e in batch
-                ]
-            )
+            messages = [
+                (e.message.topic, e.message.partition, e.message.offset, e.key, e.value)
+                for e in batch
+            ]
+            await _handle_until_done(the_shell, messages)
 
     @app.service
     class RuleFeed(faust.Service):  # type: ignore[misc]

@@ -1,11 +1,16 @@
-"""The stream shell: validation, dead letters, calling the core, producing results.
+"""The stream shell: validation, dead letters, state round trips, producing results.
 
-It knows about bytes, topics and offsets; the core knows about events. Nothing here
-decides anything about risk.
+It knows about bytes, topics, offsets and Redis; the core knows about events. Nothing
+here decides anything about risk. Per micro-batch: check every message against the
+contract (bad ones become dead letters), load the state the batch needs from Redis in
+one pipelined round trip, call the core, write the state back in one round trip,
+produce the outputs.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -13,18 +18,22 @@ from typing import Any
 
 import orjson
 
+from detectors.bank import ModelBank
 from riskmon import metrics
-from riskmon.contract import Contract, InvalidMessage
+from riskmon.contract import Contract, InvalidMessage, format_ts
 from riskmon.core import Core, Outputs
 from riskmon.deadletter import dead_letter
 from riskmon.logs import get_logger
 from riskmon.settings import Settings
+from riskmon.store import RedisStore
+from rules.engine import RuleError
 
 log = get_logger("riskmon.shell")
 
 #: (topic, partition, offset, key, value) of one consumed message
 Message = tuple[str, int | None, int | None, bytes | None, bytes | None]
 Sender = Callable[[str, bytes | None, bytes], Awaitable[None]]
+CHECKPOINT = "models"
 
 
 async def _no_sender(topic: str, key: bytes | None, value: bytes) -> None:
@@ -36,29 +45,157 @@ class Stats:
     started: float = field(default_factory=time.time)
     batches: int = 0
     events: int = 0
+    decisions: int = 0
+    alerts: int = 0
+    adjustments: int = 0
     deadletters: int = 0
+    duplicates: int = 0
+    rules_applied: int = 0
+    rules_rejected: int = 0
     last_batch_at: float | None = None
+    last_checkpoint_at: float | None = None
     last_error: str | None = None
 
 
 class Shell:
-    def __init__(self, settings: Settings, contract: Contract, core: Core) -> None:
+    def __init__(
+        self, settings: Settings, contract: Contract, core: Core, store: RedisStore
+    ) -> None:
         self.settings = settings
         self.contract = contract
         self.core = core
+        self.store = store
         self.sender: Sender = _no_sender
         self.stats = Stats()
         self._expected = settings.topics.inputs
+        self._tasks: list[asyncio.Task[None]] = []
+        self._lock = asyncio.Lock()
 
     @classmethod
     def create(cls, settings: Settings) -> Shell:
-        return cls(settings, Contract.load(settings.contract_dir), Core(settings))
+        return cls(
+            settings,
+            Contract.load(settings.contract_dir),
+            Core.create(settings),
+            RedisStore.from_settings(settings),
+        )
+
+    # --- lifecycle ----------------------------------------------------------------
 
     async def start(self) -> None:
-        log.info("shell_started", inputs=list(self._expected), app_id=self.settings.worker.app_id)
+        """Restore the model checkpoint, then follow the rules topic."""
+        await self.restore()
+        self._tasks.append(asyncio.create_task(self._follow_rules(), name="riskmon-rules"))
+        self._tasks.append(asyncio.create_task(self._checkpoint_loop(), name="riskmon-ckpt"))
+        log.info(
+            "shell_started",
+            inputs=list(self._expected),
+            app_id=self.settings.worker.app_id,
+            rules=len(self.core.rules.versions()),
+        )
 
     async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        with contextlib.suppress(Exception):
+            await self.checkpoint()
+        with contextlib.suppress(Exception):
+            await self.store.close()
         log.info("shell_stopped", events=self.stats.events, deadletters=self.stats.deadletters)
+
+    async def restore(self) -> bool:
+        data = await self.store.get_blob(CHECKPOINT)
+        if data is None:
+            log.info("checkpoint_absent")
+            return False
+        try:
+            self.core.models = ModelBank.loads(data, self.settings.detection)
+        except Exception as exc:  # a bad checkpoint must not stop the worker
+            log.error("checkpoint_unreadable", error=str(exc))
+            return False
+        log.info("checkpoint_restored", bytes=len(data))
+        return True
+
+    async def checkpoint(self) -> None:
+        async with self._lock:
+            data = self.core.models.dumps()
+        await self.store.put_blob(CHECKPOINT, data)
+        self.stats.last_checkpoint_at = time.time()
+        log.debug("checkpoint_saved", bytes=len(data))
+
+    async def _checkpoint_loop(self) -> None:
+        every = self.settings.detection.checkpoint_every_s
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await self.checkpoint()
+            except Exception as exc:
+                log.error("checkpoint_failed", error=str(exc))
+
+    async def _follow_rules(self) -> None:
+        """Every worker reads the whole rules topic (all partitions, no group)."""
+        from aiokafka import AIOKafkaConsumer, TopicPartition
+
+        topic = self.settings.topics.rules
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.settings.kafka.bootstrap,
+            enable_auto_commit=False,
+            group_id=None,
+            auto_offset_reset="earliest",
+        )
+        await consumer.start()
+        try:
+            partitions = consumer.partitions_for_topic(topic)
+            while not partitions:
+                await asyncio.sleep(1.0)
+                await consumer._client.force_metadata_update()
+                partitions = consumer.partitions_for_topic(topic)
+            tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            while True:
+                batch = await consumer.getmany(timeout_ms=1000)
+                for tp, records in batch.items():
+                    for rec in records:
+                        await self.on_rule_message(tp.topic, tp.partition, rec.offset, rec.key,
+                                                   rec.value)
+        finally:
+            await consumer.stop()
+
+    async def on_rule_message(
+        self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None
+    ) -> None:
+        """Apply one rule definition; a bad one is logged and dead-lettered, the old
+        version keeps running."""
+        try:
+            if value is None:
+                raise InvalidMessage("empty", "rule message has no value")
+            try:
+                data = orjson.loads(value)
+            except orjson.JSONDecodeError as exc:
+                raise InvalidMessage("invalid_json", f"not JSON: {exc}") from None
+            if not isinstance(data, dict):
+                raise InvalidMessage("not_object", "a rule must be a JSON object")
+            self.contract.check("rule", data)
+            async with self._lock:
+                change = self.core.apply_rule(data)
+            self.stats.rules_applied += 1
+            log.info("rule_update", rule_id=data.get("rule_id"), version=data.get("version"),
+                     change=change, offset=offset)
+        except (InvalidMessage, RuleError) as exc:
+            code = exc.code if isinstance(exc, InvalidMessage) else "rule_rejected"
+            reason = exc.reason if isinstance(exc, InvalidMessage) else str(exc)
+            self.stats.rules_rejected += 1
+            metrics.RULE_ERRORS.labels(rule_id=(key or b"?").decode(errors="replace")).inc()
+            log.error("rule_rejected", code=code, reason=reason, offset=offset)
+            rec = dead_letter(value, code=code, reason=reason, topic=topic, partition=partition,
+                              offset=offset, key=key, now=time.time())
+            await self.sender(self.settings.topics.deadletter, key, orjson.dumps(rec))
+
+    # --- batches ------------------------------------------------------------------
 
     def validate(self, messages: list[Message]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """Split a batch into valid events and dead-letter records."""
@@ -68,56 +205,64 @@ class Shell:
         now = time.time()
         for topic, partition, offset, key, value in messages:
             try:
-                valid.append(
-                    self.contract.parse(value, self._expected.get(topic), max_bytes=limit)  # type: ignore[arg-type]
-                )
+                valid.append(self.contract.parse(value, self._expected.get(topic), limit))  # type: ignore[arg-type]
             except InvalidMessage as exc:
                 dead.append(
-                    dead_letter(
-                        value,
-                        code=exc.code,
-                        reason=exc.reason,
-                        topic=topic,
-                        partition=partition,
-                        offset=offset,
-                        key=key,
-                        event_id=exc.event_id,
-                        now=now,
-                    )
+                    dead_letter(value, code=exc.code, reason=exc.reason, topic=topic,
+                                partition=partition, offset=offset, key=key,
+                                event_id=exc.event_id, now=now)
                 )
                 metrics.DEAD_LETTERS.labels(topic=topic, code=exc.code).inc()
-                log.warning(
-                    "dead_letter",
-                    code=exc.code,
-                    reason=exc.reason,
-                    topic=topic,
-                    partition=partition,
-                    offset=offset,
-                    event_id=exc.event_id,
-                )
+                log.warning("dead_letter", code=exc.code, reason=exc.reason, topic=topic,
+                            partition=partition, offset=offset, event_id=exc.event_id)
         return valid, dead
 
     async def handle(self, messages: list[Message]) -> Outputs:
-        """Process one micro-batch end to end. Never raises on bad input."""
+        """Process one micro-batch end to end. Bad input never raises."""
         started = time.perf_counter()
         valid, dead = self.validate(messages)
-        out = self.core.process(valid)
+        async with self._lock:
+            state = await self.store.load(self.core.needs(valid))
+            out = self.core.process(valid, state)
+            await self.store.save(state)
         out.deadletters[:0] = dead
         await self.publish(out)
-        elapsed = time.perf_counter() - started
-        self.stats.batches += 1
-        self.stats.events += len(valid)
-        self.stats.deadletters += len(out.deadletters)
-        self.stats.last_batch_at = time.time()
-        metrics.BATCH_SECONDS.observe(elapsed)
-        metrics.BATCH_SIZE.observe(len(messages))
-        metrics.LAST_BATCH.set(self.stats.last_batch_at)
-        for event in valid:
-            metrics.EVENTS.labels(event_type=event["event_type"]).inc()
-        log.debug("batch", messages=len(messages), valid=len(valid), dead=len(dead), s=elapsed)
+        self._account(out, valid, len(messages), time.perf_counter() - started)
         return out
 
+    def _account(self, out: Outputs, valid: list[dict[str, Any]], n: int, elapsed: float) -> None:
+        s = self.stats
+        s.batches += 1
+        s.events += len(valid) - out.duplicates
+        s.decisions += len(out.decisions)
+        s.alerts += len(out.alerts)
+        s.adjustments += len(out.adjustments)
+        s.deadletters += len(out.deadletters)
+        s.duplicates += out.duplicates
+        s.last_batch_at = time.time()
+        metrics.BATCH_SECONDS.observe(elapsed)
+        metrics.BATCH_SIZE.observe(n)
+        metrics.LAST_BATCH.set(s.last_batch_at)
+        if out.duplicates:
+            metrics.DUPLICATES.inc(out.duplicates)
+        for event in valid:
+            metrics.EVENTS.labels(event_type=event["event_type"]).inc()
+        for rule_id, _version, mode in out.rule_hits:
+            metrics.RULE_HITS.labels(rule_id=rule_id, mode=mode).inc()
+        for op in out.ops:
+            if op.get("kind") == "score_drift":
+                metrics.DRIFTS.labels(stream=str(op.get("stream", "?"))).inc()
+        if valid:
+            newest = max(d.get("event_ts", "") for d in out.decisions) if out.decisions else None
+            if newest:
+                from riskmon.contract import parse_ts
+
+                metrics.EVENT_LAG.set(time.time() - parse_ts(newest))
+        log.debug("batch", messages=n, valid=len(valid), decisions=len(out.decisions),
+                  alerts=len(out.alerts), s=round(elapsed, 4))
+
     async def publish(self, out: Outputs) -> None:
+        """Produce the outputs; actions before the decisions that caused them."""
         topics = self.settings.topics
         send = self.sender
         for rec in out.deadletters:
@@ -126,25 +271,42 @@ class Shell:
         for adj in out.adjustments:
             await send(topics.adjustments, adj["user_id"].encode(), orjson.dumps(adj))
             metrics.ADJUSTMENTS.labels(action=adj["action"]).inc()
+            log.info("adjustment", event_id=adj["source_event_id"], user=adj["user_id"],
+                     action=adj["action"], score=adj.get("score"))
         for alert in out.alerts:
             await send(topics.alerts, alert["user_id"].encode(), orjson.dumps(alert))
             metrics.ALERTS.labels(severity=alert["severity"]).inc()
+            log.info("alert", event_id=alert["source_event_id"], user=alert["user_id"],
+                     severity=alert["severity"], score=alert["score"],
+                     rules=alert.get("rule_ids", []))
         for op in out.ops:
             await send(topics.ops, None, orjson.dumps(op))
+            log.warning("ops_event", **{k: v for k, v in op.items() if k != "ts"})
         for dec in out.decisions:
             await send(topics.decisions, dec["user_id"].encode(), orjson.dumps(dec))
             metrics.DECISIONS.labels(event_type=dec["event_type"], decision=dec["decision"]).inc()
 
     def health(self) -> dict[str, Any]:
         s = self.stats
+        now = time.time()
         return {
             "ok": s.last_error is None,
-            "uptime_s": round(time.time() - s.started, 1),
+            "ts": format_ts(now),
+            "uptime_s": round(now - s.started, 1),
             "batches": s.batches,
             "events": s.events,
+            "decisions": s.decisions,
+            "alerts": s.alerts,
+            "adjustments": s.adjustments,
             "deadletters": s.deadletters,
-            "last_batch_age_s": None
-            if s.last_batch_at is None
-            else round(time.time() - s.last_batch_at, 1),
+            "duplicates": s.duplicates,
+            "rules": self.core.rules.versions(),
+            "rules_applied": s.rules_applied,
+            "rules_rejected": s.rules_rejected,
+            "models_ready": self.core.models.ready_models(),
+            "last_batch_age_s": None if s.last_batch_at is None else round(now - s.last_batch_at, 1),
+            "last_checkpoint_age_s": None
+            if s.last_checkpoint_at is None
+            else round(now - s.last_checkpoint_at, 1),
             "last_error": s.last_error,
         }

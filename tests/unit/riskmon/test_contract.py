@@ -19,7 +19,7 @@ from riskmon.contract import (
     parse_ts,
 )
 
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "contract"
+SHARED = Path(__file__).resolve().parents[4] / "shared" / "contract"
 SAMPLES = DEFAULT_CONTRACT_DIR / "samples" / "events.jsonl"
 
 

@@ -1,0 +1,190 @@
+"""``riskmon replay``: the detection core, offline, over a JSON Lines file.
+
+The very same :class:`riskmon.core.Core` the worker runs, on an in-process store, in the
+file's order and in micro-batches of the worker's size; labels feed learning as they
+would live. Deterministic for a given seed: the decision time written is the event
+time, and nothing reads the wall clock.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+
+from riskmon.contract import Contract, InvalidMessage, parse_ts
+from riskmon.core import Core, Outputs
+from riskmon.logs import get_logger
+from riskmon.settings import Settings
+from riskmon.store import MemoryStore
+
+log = get_logger("riskmon.replay")
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("events", type=Path, help="input events, JSON Lines (any mix of types)")
+    parser.add_argument("--decisions", type=Path, required=True, help="decisions out (JSONL)")
+    parser.add_argument("--alerts", type=Path, help="alerts out (JSONL)")
+    parser.add_argument("--adjustments", type=Path, help="adjustments out (JSONL)")
+    parser.add_argument("--deadletters", type=Path, help="invalid lines out (JSONL)")
+    parser.add_argument("--rules", type=Path, help="rule files directory (default: settings)")
+    parser.add_argument("--seed", type=int, help="model seed (default: settings)")
+    parser.add_argument("--batch-size", type=int, help="events per micro-batch")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+@dataclass
+class ReplaySummary:
+    lines: int = 0
+    events: int = 0
+    labels: int = 0
+    invalid: int = 0
+    duplicates: int = 0
+    decisions: Counter[str] = field(default_factory=Counter)
+    alerts: int = 0
+    adjustments: Counter[str] = field(default_factory=Counter)
+    seconds: float = 0.0
+
+    @property
+    def events_per_s(self) -> float:
+        return self.lines / self.seconds if self.seconds > 0 else 0.0
+
+    def table(self) -> str:
+        rows = [
+            ("lines read", f"{self.lines:,}"),
+            ("events decided", f"{sum(self.decisions.values()):,}"),
+            ("labels learned", f"{self.labels:,}"),
+            ("invalid lines", f"{self.invalid:,}"),
+            ("duplicates skipped", f"{self.duplicates:,}"),
+            *[(f"decision {k}", f"{v:,}") for k, v in sorted(self.decisions.items())],
+            ("alerts", f"{self.alerts:,}"),
+            *[(f"adjustment {k}", f"{v:,}") for k, v in sorted(self.adjustments.items())],
+            ("seconds", f"{self.seconds:.1f}"),
+            ("events/s", f"{self.events_per_s:,.0f}"),
+        ]
+        width = max(len(k) for k, _ in rows)
+        return "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)
+
+
+def read_lines(path: Path) -> Iterator[bytes]:
+    with path.open("rb") as fh:
+        for line in fh:
+            line = line.strip()
+            if line:
+                yield line
+
+
+class Replay:
+    """Runs the core over an iterable of raw JSON lines; writes JSONL outputs."""
+
+    def __init__(self, settings: Settings, core: Core | None = None) -> None:
+        self.settings = settings
+        self.contract = Contract.load(settings.contract_dir)
+        self.core = core or Core.create(settings)
+        self.store = MemoryStore()
+        self.summary = ReplaySummary()
+
+    def run(
+        self,
+        lines: Iterator[bytes],
+        decisions: IO[bytes],
+        alerts: IO[bytes] | None = None,
+        adjustments: IO[bytes] | None = None,
+        deadletters: IO[bytes] | None = None,
+        batch_size: int | None = None,
+        progress: Any = None,
+    ) -> ReplaySummary:
+        size = batch_size or self.settings.worker.batch_size
+        started = time.perf_counter()
+        batch: list[dict[str, Any]] = []
+        limit = self.settings.worker.max_message_bytes
+        s = self.summary
+        for n, raw in enumerate(lines, 1):
+            s.lines += 1
+            try:
+                batch.append(self.contract.parse(raw, None, limit))
+            except InvalidMessage as exc:
+                s.invalid += 1
+                if deadletters is not None:
+                    deadletters.write(
+                        orjson.dumps({"line": n, "code": exc.code, "reason": exc.reason}) + b"\n"
+                    )
+            if len(batch) >= size:
+                self._flush(batch, decisions, alerts, adjustments)
+                batch = []
+            if progress is not None:
+                progress.update(1)
+        if batch:
+            self._flush(batch, decisions, alerts, adjustments)
+        s.seconds = time.perf_counter() - started
+        return s
+
+    def _flush(
+        self,
+        batch: list[dict[str, Any]],
+        decisions: IO[bytes],
+        alerts: IO[bytes] | None,
+        adjustments: IO[bytes] | None,
+    ) -> None:
+        now = max(parse_ts(e["ts"]) for e in batch)  # decision time = event time
+        out: Outputs = self.core.run_batch(self.store, batch, now=now)
+        s = self.summary
+        s.labels += out.labels
+        s.duplicates += out.duplicates
+        s.alerts += len(out.alerts)
+        decisions.write(b"".join(orjson.dumps(d) + b"\n" for d in out.decisions))
+        for d in out.decisions:
+            s.decisions[d["decision"]] += 1
+        for a in out.adjustments:
+            s.adjustments[a["action"]] += 1
+        if alerts is not None and out.alerts:
+            alerts.write(b"".join(orjson.dumps(a) + b"\n" for a in out.alerts))
+        if adjustments is not None and out.adjustments:
+            adjustments.write(b"".join(orjson.dumps(a) + b"\n" for a in out.adjustments))
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    if args.seed is not None:
+        settings = settings.model_copy(
+            update={"detection": settings.detection.model_copy(update={"seed": args.seed})}
+        )
+    core = Core.create(settings, rules_dir=args.rules, deterministic=True)
+    replay = Replay(settings, core)
+    total = None
+    progress = None
+    if not args.no_progress:
+        from tqdm import tqdm
+
+        progress = tqdm(total=total, unit="ev", file=sys.stderr, mininterval=0.5, desc="replay")
+    files: dict[str, IO[bytes]] = {}
+    try:
+        for name in ("decisions", "alerts", "adjustments", "deadletters"):
+            path = getattr(args, name)
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                files[name] = path.open("wb")
+        summary = replay.run(
+            read_lines(args.events),
+            files["decisions"],
+            files.get("alerts"),
+            files.get("adjustments"),
+            files.get("deadletters"),
+            batch_size=args.batch_size,
+            progress=progress,
+        )
+    finally:
+        for fh in files.values():
+            fh.close()
+        if progress is not None:
+            progress.close()
+    print(summary.table())
+    log.info("replay_done", lines=summary.lines, seconds=round(summary.seconds, 2),
+             events_per_s=round(summary.events_per_s))
+    return 0

@@ -1,0 +1,167 @@
+"""Feature families, computed at event time from the state before the event."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from riskmon.features import FEATURE_NAMES, NEVER, observe
+from riskmon.state import IdentState, new_user_state
+from rules.features import KNOWN_FEATURES
+
+T0 = 1_800_000_000.0
+
+
+class Timeline:
+    """Feeds one user's (or several users') events through observe() in order."""
+
+    def __init__(self) -> None:
+        self.users: dict[str, dict[str, Any]] = {}
+        self.idents: dict[str, IdentState] = {}
+        self.n = 0
+
+    def feed(self, minutes: float, **event: Any) -> dict[str, float]:
+        self.n += 1
+        event.setdefault("event_id", f"e{self.n}")
+        event.setdefault("user_id", "u1")
+        ts = T0 + minutes * 60
+        uid = event["user_id"]
+        user = self.users.setdefault(uid, new_user_state(ts)) if uid else None
+        return observe(event, ts, user, self.idents)
+
+
+def dev(**kw: Any) -> dict[str, Any]:
+    return {"event_type": "device", "device_id": "d1", "kind": "login", **kw}
+
+
+def app(**kw: Any) -> dict[str, Any]:
+    base = {"event_type": "application", "device_id": "d1", "application_id": "a",
+            "amount": 1000.0, "product": "cash_loan"}
+    return {**base, **kw}
+
+
+def txn(**kw: Any) -> dict[str, Any]:
+    return {"event_type": "transaction", "txn_id": "t", "status": "success", **kw}
+
+
+def test_catalogue_matches_what_rules_may_use() -> None:
+    """Every feature computed is known to the rule compiler, and vice versa."""
+    assert set(FEATURE_NAMES) == set(KNOWN_FEATURES)
+
+
+def test_user_history_new_device_sim_change_reset_and_failed_login() -> None:
+    """Times since a new device, SIM change, password reset and failed login."""
+    tl = Timeline()
+    f = tl.feed(0, **dev(kind="install"))
+    assert f["minutes_since_new_device"] == NEVER and f["user_devices_count"] == 1
+    tl.feed(10, **dev(kind="login_failed"))
+    tl.feed(11, **dev(kind="login_failed"))
+    tl.feed(12, **dev(kind="sim_change", sim_hash="s2"))
+    tl.feed(13, **dev(kind="password_reset"))
+    f = tl.feed(20, **dev(device_id="d2"))
+    assert f["minutes_since_new_device"] == 0.0
+    assert f["user_devices_count"] == 2
+    assert f["failed_logins_24h"] == 2
+    assert f["minutes_since_failed_login"] == pytest.approx(9.0)
+    assert f["minutes_since_sim_change"] == pytest.approx(8.0)
+    assert f["minutes_since_password_reset"] == pytest.approx(7.0)
+    f = tl.feed(20 + 25 * 60, **dev(device_id="d2"))
+    assert f["failed_logins_24h"] == 0, "failed logins older than a day no longer count"
+    assert f["account_age_days"] == pytest.approx((20 + 25 * 60) / 1440)
+
+
+def test_amount_against_own_history_and_income_change() -> None:
+    """Amount ratios compare with the user's prior amounts; income with the last one."""
+    tl = Timeline()
+    f = tl.feed(0, **app(amount=1000.0, declared_monthly_income=5000.0))
+    assert f["amount_to_max_ratio"] == 1.0 and f["income_change_ratio"] == 1.0
+    tl.feed(60, **app(amount=3000.0, declared_monthly_income=5000.0))
+    f = tl.feed(120, **app(amount=9000.0, declared_monthly_income=20000.0))
+    assert f["amount_to_max_ratio"] == pytest.approx(3.0)
+    assert f["amount_to_mean_ratio"] == pytest.approx(9000.0 / 2000.0)
+    assert f["income_change_ratio"] == pytest.approx(4.0)
+    assert f["prior_applications"] == 2
+
+
+def test_velocity_of_applications_over_windows() -> None:
+    """Applications, amounts and distinct amounts per user over 1 h, 24 h and 7 d."""
+    tl = Timeline()
+    tl.feed(0, **app(amount=500.0))
+    tl.feed(30, **app(amount=800.0))
+    tl.feed(50, **app(amount=800.0))
+    f = tl.feed(55, **app(amount=1200.0))
+    assert (f["user_apps_1h"], f["user_apps_24h"], f["user_apps_7d"]) == (4, 4, 4)
+    assert f["user_amount_24h"] == pytest.approx(3300.0)
+    assert f["user_distinct_amounts_24h"] == 3
+    f = tl.feed(60 * 30, **app(amount=100.0))
+    assert (f["user_apps_1h"], f["user_apps_24h"], f["user_apps_7d"]) == (1, 1, 5)
+
+
+def test_repayment_record_and_payout_account_and_cash_out() -> None:
+    """Failed and late repayments; a new payout account; share of a disbursement out."""
+    tl = Timeline()
+    tl.feed(0, **txn(kind="card_bind", amount=0.0, account_hash="c1"))
+    tl.feed(10, **txn(kind="repayment", amount=100.0, status="failed", days_past_due=3))
+    tl.feed(20, **txn(kind="repayment", amount=100.0, days_past_due=5))
+    f = tl.feed(60 * 24 * 3, **txn(kind="card_bind", amount=0.0, account_hash="c2"))
+    assert f["minutes_since_new_payout_account"] == 0.0
+    assert f["payout_account_is_new"] == 1.0
+    assert (f["failed_repayments"], f["late_repayments"], f["max_days_past_due"]) == (1, 2, 5)
+    base = 60 * 24 * 3
+    f = tl.feed(base + 5, **txn(kind="disbursement", amount=10000.0, account_hash="c2"))
+    assert f["payout_account_is_new"] == 1.0 and f["minutes_since_disbursement"] == 0.0
+    tl.feed(base + 7, **txn(kind="withdrawal", amount=6000.0, account_hash="c2"))
+    f = tl.feed(base + 8, **txn(kind="transfer_out", amount=3500.0, account_hash="c2"))
+    assert f["outflow_share"] == pytest.approx(0.95)
+    assert f["user_txn_out_1h"] == 2
+    assert f["minutes_since_disbursement"] == pytest.approx(3.0)
+
+
+def test_links_count_distinct_users_and_events_per_identifier_and_window() -> None:
+    """Distinct users and events on a shared device over 1 h, 24 h and 7 d."""
+    tl = Timeline()
+    tl.feed(0, **dev(user_id="a", device_id="farm"))
+    tl.feed(2 * 24 * 60, **dev(user_id="b", device_id="farm"))
+    tl.feed(2 * 24 * 60 + 120, **dev(user_id="c", device_id="farm"))
+    f = tl.feed(2 * 24 * 60 + 130, **dev(user_id="c", device_id="farm"))
+    assert (f["device_users_1h"], f["device_users_24h"], f["device_users_7d"]) == (1, 2, 3)
+    assert (f["device_events_1h"], f["device_events_24h"], f["device_events_7d"]) == (2, 3, 4)
+    f = tl.feed(20 * 24 * 60, **dev(user_id="d", device_id="farm"))
+    assert f["device_users_7d"] == 1, "users seen more than 7 days ago are gone"
+
+
+def test_identifier_fraud_share_only_counts_labels_that_arrived() -> None:
+    """An identifier's risk is the share of its users with confirmed fraud."""
+    tl = Timeline()
+    tl.feed(0, **app(user_id="a", ip="10.0.0.1"))
+    tl.feed(1, **app(user_id="b", ip="10.0.0.1"))
+    f = tl.feed(2, **app(user_id="c", ip="10.0.0.1"))
+    assert f["ip_fraud_share"] == 0.0
+    tl.idents["ip:10.0.0.1"].mark_fraud("a")
+    f = tl.feed(3, **app(user_id="d", ip="10.0.0.1"))
+    assert f["ip_fraud_share"] == pytest.approx(1 / 4)
+
+
+def test_device_risk_comes_from_the_latest_telemetry() -> None:
+    """Emulator, root and lending apps reported for a device apply to later events."""
+    tl = Timeline()
+    tl.feed(0, **dev(is_emulator=True, is_rooted=False, loan_apps_installed=14))
+    f = tl.feed(5, **app())
+    assert (f["is_emulator"], f["is_rooted"], f["loan_apps_installed"]) == (1.0, 0.0, 14.0)
+
+
+def test_speed_between_places_of_consecutive_events() -> None:
+    """Shanghai to Beijing (about 1,070 km) in one hour is about 1,070 km/h."""
+    tl = Timeline()
+    tl.feed(0, **dev(geo={"lat": 31.2304, "lon": 121.4737}))
+    f = tl.feed(60, **dev(geo={"lat": 39.9042, "lon": 116.4074}))
+    assert 1000 < f["geo_speed_kmh"] < 1150
+
+
+def test_device_events_before_login_update_links_but_no_user() -> None:
+    """A device event with an empty user_id counts on the device, not on any user."""
+    tl = Timeline()
+    f = tl.feed(0, **dev(user_id="", kind="install"))
+    assert f["device_events_1h"] == 1 and f["device_users_1h"] == 0
+    assert tl.users == {}
