@@ -143,13 +143,15 @@ class Core:
         pending: list[_Pending] = []
         batch_seen: set[str] = set()
         newest = state.now
-        for event in events:
+        # Event-time order within the micro-batch: the input topics are consumed side by
+        # side, so a device event may arrive after the transaction it preceded.
+        timed = sorted(((parse_ts(e["ts"]), i, e) for i, e in enumerate(events)))
+        for ts, _, event in timed:
             eid = event["event_id"]
             if eid in state.seen or eid in batch_seen:
                 out.duplicates += 1
                 continue
             batch_seen.add(eid)
-            ts = parse_ts(event["ts"])
             newest = max(newest, ts)
             state.new_seen[eid] = ts
             uid = event.get("user_id") or ""
@@ -269,7 +271,7 @@ class Core:
                 {"code": f"model:{best}", "detail": f"{best} model finds this {etype} unusual",
                  "value": round(model_scores[best], 3)}
             )
-            for name, value, z in self.models.top_contributors(x, k=3):
+            for name, value, z in self.models.top_contributors(x, k=3, event_type=etype):
                 doc = FEATURE_DOCS.get(name, name.replace("_", " "))
                 reasons.append(
                     {"code": f"feature:{name}", "detail": f"{doc}: {value:g} (z={z:.1f})",

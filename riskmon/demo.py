@@ -47,6 +47,11 @@ def _health(port: int) -> dict[str, Any] | None:
         return None
 
 
+def _ready(health: dict[str, Any]) -> str:
+    types = (health.get("models") or {}).get("types", {})
+    return "; ".join(f"{t}: {', '.join(v.get('ready', [])) or '-'}" for t, v in types.items())
+
+
 def _fmt_alert(a: dict[str, Any]) -> str:
     reasons = "; ".join(r.get("detail") or r["code"] for r in a.get("reasons", [])[:3])
     return (
@@ -104,7 +109,7 @@ async def _watch(settings: Settings, seconds: float, worker_port: int, sim: Any)
                     f"-- {int(last_status - started)}s: {decided} decisions, "
                     f"{counts['alerts']} alerts, {counts['dead letters']} dead letters; worker "
                     f"{'healthy' if h.get('ok') else 'NOT HEALTHY'}, models ready: "
-                    f"{', '.join(h.get('models_ready', [])) or 'warming up'}",
+                    f"{_ready(h) or 'warming up'}",
                     flush=True,
                 )
             if sim.poll() is not None and not batch and time.monotonic() - last_status > 5:

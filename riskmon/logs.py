@@ -54,6 +54,16 @@ def _orjson_dumps(obj: Any, default: Any = None) -> str:
     return orjson.dumps(obj, default=default or str).decode()
 
 
+class _StderrFactory:
+    """Loggers that write to ``stream``, or to whatever ``sys.stderr`` is at the time."""
+
+    def __init__(self, stream: Any = None) -> None:
+        self.stream = stream
+
+    def __call__(self, *args: Any) -> structlog.PrintLogger:
+        return structlog.PrintLogger(file=self.stream or sys.stderr)
+
+
 def configure_logging(settings: Settings, stream: Any = None) -> None:
     """Set up structlog (and the stdlib root logger) once, for the whole process."""
     level = logging.getLevelName(settings.log_level.upper())
@@ -74,7 +84,7 @@ def configure_logging(settings: Settings, stream: Any = None) -> None:
     structlog.configure(
         processors=[*shared, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(file=stream or sys.stderr),
+        logger_factory=_StderrFactory(stream),
         cache_logger_on_first_use=False,
     )
     logging.basicConfig(level=max(level, logging.WARNING), stream=stream or sys.stderr)

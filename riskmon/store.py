@@ -262,3 +262,33 @@ def needs_for(events: Iterable[dict[str, Any]], ident_keys: Any) -> Needs:
             for key in ident_keys(ev):
                 idents[key] = None
     return Needs(tuple(users), tuple(idents), tuple(eids))
+
+
+class AsyncMemoryStore:
+    """A :class:`MemoryStore` behind the asynchronous interface of :class:`RedisStore`:
+    for unit tests of the stream shell and for a single process without Redis."""
+
+    def __init__(self) -> None:
+        self.memory = MemoryStore()
+        self.blobs: dict[str, bytes] = {}
+
+    async def load(self, needs: Needs) -> BatchState:
+        return self.memory.load(needs)
+
+    async def save(self, state: BatchState) -> None:
+        self.memory.save(state)
+
+    async def get_profile(self, entity: str, entity_id: str) -> dict[str, Any] | None:
+        return self.memory.get_profile(entity, entity_id)
+
+    async def get_blob(self, name: str) -> bytes | None:
+        return self.blobs.get(name)
+
+    async def put_blob(self, name: str, data: bytes) -> None:
+        self.blobs[name] = data
+
+    async def ping(self) -> bool:
+        return True
+
+    async def close(self) -> None:
+        return None

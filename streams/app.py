@@ -105,6 +105,8 @@ def create_app(settings: Settings, shell: Shell | None = None) -> faust.App:
     @app.page("/metrics")
     class Metrics(View):
         async def get(self, request: Request) -> Response:
-            return self.bytes(generate_latest(REGISTRY), content_type=CONTENT_TYPE_LATEST)
+            # aiohttp refuses a charset inside content_type; the exposition format is UTF-8
+            content_type = CONTENT_TYPE_LATEST.split(";", 1)[0] + "; version=0.0.4"
+            return self.bytes(generate_latest(REGISTRY), content_type=content_type)
 
     return app

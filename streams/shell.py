@@ -25,7 +25,7 @@ from riskmon.core import Core, Outputs
 from riskmon.deadletter import dead_letter
 from riskmon.logs import get_logger
 from riskmon.settings import Settings
-from riskmon.store import RedisStore
+from riskmon.store import AsyncMemoryStore, RedisStore
 from rules.engine import RuleError
 
 log = get_logger("riskmon.shell")
@@ -59,7 +59,11 @@ class Stats:
 
 class Shell:
     def __init__(
-        self, settings: Settings, contract: Contract, core: Core, store: RedisStore
+        self,
+        settings: Settings,
+        contract: Contract,
+        core: Core,
+        store: RedisStore | AsyncMemoryStore,
     ) -> None:
         self.settings = settings
         self.contract = contract
@@ -72,12 +76,12 @@ class Shell:
         self._lock = asyncio.Lock()
 
     @classmethod
-    def create(cls, settings: Settings) -> Shell:
+    def create(cls, settings: Settings, store: RedisStore | AsyncMemoryStore | None = None) -> Shell:
         return cls(
             settings,
             Contract.load(settings.contract_dir),
             Core.create(settings),
-            RedisStore.from_settings(settings),
+            store if store is not None else RedisStore.from_settings(settings),
         )
 
     # --- lifecycle ----------------------------------------------------------------
@@ -303,7 +307,7 @@ class Shell:
             "rules": self.core.rules.versions(),
             "rules_applied": s.rules_applied,
             "rules_rejected": s.rules_rejected,
-            "models_ready": self.core.models.ready_models(),
+            "models": self.core.models.status(),
             "last_batch_age_s": None if s.last_batch_at is None else round(now - s.last_batch_at, 1),
             "last_checkpoint_age_s": None
             if s.last_checkpoint_at is None

@@ -8,13 +8,14 @@ import orjson
 import pytest
 
 from riskmon.settings import Settings
+from riskmon.store import AsyncMemoryStore
 from streams.shell import Shell
 
 
 @pytest.fixture
 def shell_and_sent() -> tuple[Shell, list[tuple[str, bytes | None, bytes]]]:
     settings = Settings.load(env={}, config_file=None)
-    shell = Shell.create(settings)
+    shell = Shell.create(settings, store=AsyncMemoryStore())
     sent: list[tuple[str, bytes | None, bytes]] = []
 
     async def sender(topic: str, key: bytes | None, value: bytes) -> None:

@@ -1,0 +1,407 @@
+"""The model bank: the one object the detection core talks to.
+
+Per event type (applications, devices and transactions look different) it keeps its own
+unsupervised detectors and supervised classifier. ``score_batch`` scores a micro-batch
+with every ready model (one vectorisation and one call per model and event type), then
+learns the unsupervised models on it, keeps each vector for its future label and feeds the
+scores to ADWIN. Labels (``on_label``) and maturity (``on_time``) teach the classifier.
+Everything is deterministic given the seed and the input order.
+
+>>> import random
+>>> from riskmon.settings import DetectionSettings
+>>> bank = ModelBank(DetectionSettings(model_warmup=50, batch_refit_every=200, reservoir_size=256))
+>>> rng = random.Random(0)
+>>> def event(i, amount):
+...     x = {"amount": amount, "hour": rng.gauss(14, 3), "velocity": rng.gauss(2, 1)}
+...     return ModelInput(f"t{i}", "transaction", f"u{i % 50}", (f"txn{i}",), 1e9 + i, x)
+>>> for start in range(0, 600, 100):
+...     _ = bank.score_batch([event(i, rng.gauss(100, 10)) for i in range(start, start + 100)])
+>>> normal, odd = bank.score_batch([event(600, 101.0), event(601, 900.0)])
+>>> sorted(odd)
+['ecod', 'hst', 'zscore']
+>>> bank.combined(odd) > bank.combined(normal)
+True
+>>> bank.top_contributors(event(602, 900.0).x, k=1, event_type="transaction")[0][:2]
+('amount', 900.0)
+>>> bank.on_label("transaction", "txn601", "u1", "fraud", 1e9 + 700)
+1
+"""
+
+from __future__ import annotations
+
+import math
+import pickle
+import struct
+import zlib
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from detectors.base import Detector, to_matrix
+from detectors.drift import ScoreDrift
+from detectors.labels import PendingItem, PendingStore, label_value
+from detectors.online import ZScoreDetector
+from detectors.registry import REGISTRY
+from riskmon.settings import DetectionSettings
+
+__all__ = [
+    "CHECKPOINT_VERSION",
+    "DEFAULT_SUPERVISED",
+    "DEFAULT_UNSUPERVISED",
+    "CheckpointError",
+    "FeatureRow",
+    "ModelBank",
+    "ModelInput",
+]
+
+DEFAULT_UNSUPERVISED: tuple[str, ...] = ("zscore", "hst", "ecod")
+DEFAULT_SUPERVISED = "logreg"
+UNSUPERVISED_WEIGHT = 0.8
+
+CHECKPOINT_MAGIC = b"RMBANK"
+CHECKPOINT_VERSION = 1
+_HEADER = struct.Struct(">6sH")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that this code cannot restore."""
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class ModelInput:
+    """One scored event as the models see it."""
+
+    event_id: str
+    event_type: str
+    user_id: str
+    targets: tuple[str, ...]
+    ts: float
+    x: dict[str, float]
+
+
+class _Schema:
+    """A column order and its index, shared by the rows of every batch of one event type."""
+
+    __slots__ = ("columns", "pos")
+
+    def __init__(self, columns: tuple[str, ...]) -> None:
+        self.columns = columns
+        self.pos = {c: i for i, c in enumerate(columns)}
+
+    def __getstate__(self) -> tuple[str, ...]:
+        return self.columns
+
+    def __setstate__(self, columns: tuple[str, ...]) -> None:
+        self.columns = columns
+        self.pos = {c: i for i, c in enumerate(columns)}
+
+
+class FeatureRow(Mapping[str, float]):
+    """Read-only view of one row of a batch matrix (``nan`` cells are absent keys).
+
+    Pending vectors are kept this way: rows of a batch share one matrix, in memory and in
+    checkpoints.
+    """
+
+    __slots__ = ("block", "row", "schema")
+
+    def __init__(self, schema: _Schema, block: np.ndarray, row: int) -> None:
+        self.schema = schema
+        self.block = block
+        self.row = row
+
+    def __getitem__(self, key: str) -> float:
+        j = self.schema.pos[key]
+        v = float(self.block[self.row, j])
+        if v != v:
+            raise KeyError(key)
+        return v
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.to_dict())
+
+    def __len__(self) -> int:
+        return len(self.to_dict())
+
+    def to_dict(self) -> dict[str, float]:
+        values = self.block[self.row].tolist()
+        return {c: v for c, v in zip(self.schema.columns, values, strict=True) if v == v}
+
+
+@dataclass
+class _TypeModels:
+    schema: _Schema
+    unsupervised: dict[str, Detector]
+    supervised: Detector | None
+    counts: dict[str, int] = field(default_factory=lambda: {"scored": 0, "pos": 0, "neg": 0})
+
+
+def _seed(base: int, *parts: str) -> int:
+    return (base + zlib.crc32("/".join(parts).encode())) % (2**31)
+
+
+class ModelBank:
+    """Scores, learns and checkpoints every model, per event type.
+
+    Parameters
+    ----------
+    settings
+        Warm-up, refit schedule, reservoir, pending limits and seed.
+    unsupervised
+        Names in ``REGISTRY`` of the unsupervised detectors kept per event type.
+    supervised
+        Name in ``REGISTRY`` of the classifier kept per event type, or ``None``.
+    features
+        Column order per event type. Unlisted types take the sorted keys of their first
+        batch; keys outside the order are ignored by the models.
+    unsupervised_weight
+        ``lambda`` of :meth:`combined`.
+    """
+
+    def __init__(
+        self,
+        settings: DetectionSettings,
+        *,
+        unsupervised: Sequence[str] = DEFAULT_UNSUPERVISED,
+        supervised: str | None = DEFAULT_SUPERVISED,
+        features: Mapping[str, Sequence[str]] | None = None,
+        unsupervised_weight: float = UNSUPERVISED_WEIGHT,
+        drift_delta: float = 0.002,
+    ) -> None:
+        for name in [*unsupervised, *([supervised] if supervised else [])]:
+            if name not in REGISTRY:
+                raise ValueError(f"unknown model {name!r}; known: {sorted(REGISTRY)}")
+        self.settings = settings
+        self.unsupervised_names = tuple(unsupervised)
+        self.supervised_name = supervised
+        self.features = {k: tuple(v) for k, v in (features or {}).items()}
+        self.unsupervised_weight = unsupervised_weight
+        self.pending = PendingStore.from_settings(settings)
+        self.drift = ScoreDrift(delta=drift_delta)
+        self.types: dict[str, _TypeModels] = {}
+        self.watermark = -math.inf
+        self.counts = {
+            "labels": 0,
+            "labels_unmatched": 0,
+            "defaults": 0,
+            "learned_positive": 0,
+            "learned_negative": 0,
+            "matured": 0,
+        }
+
+    # -- scoring ---------------------------------------------------------------------
+
+    def _models(self, event_type: str, xs: Sequence[Mapping[str, float]]) -> _TypeModels:
+        tm = self.types.get(event_type)
+        if tm is None:
+            columns = self.features.get(event_type) or tuple(sorted({k for x in xs for k in x}))
+            s = self.settings
+
+            def build(name: str) -> Detector:
+                return REGISTRY[name](
+                    s.model_copy(update={"seed": _seed(s.seed, event_type, name)})
+                )
+
+            tm = _TypeModels(
+                schema=_Schema(tuple(columns)),
+                unsupervised={n: build(n) for n in self.unsupervised_names},
+                supervised=build(self.supervised_name) if self.supervised_name else None,
+            )
+            self.types[event_type] = tm
+        return tm
+
+    def score_batch(self, items: Sequence[ModelInput]) -> list[dict[str, float]]:
+        """Model scores per event (ready models only), then learn from the batch."""
+        out: list[dict[str, float]] = [{} for _ in items]
+        groups: dict[str, list[int]] = {}
+        for i, item in enumerate(items):
+            groups.setdefault(item.event_type, []).append(i)
+        for event_type, idxs in groups.items():
+            xs = [items[i].x for i in idxs]
+            tm = self._models(event_type, xs)
+            cols = tm.schema.columns
+            X = to_matrix(xs, cols)
+            names: list[str] = []
+            columns: list[list[float]] = []
+            sup = tm.supervised
+            if sup is not None and sup.ready:
+                names.append(sup.name)
+                columns.append(_score(sup, X, cols, xs))
+            for name, det in tm.unsupervised.items():
+                scores = _score_learn(det, X, cols, xs)
+                if scores is not None:
+                    names.append(name)
+                    columns.append(scores)
+            for name, scores in zip(names, columns, strict=True):
+                self.drift.update_many(f"{name}:{event_type}", scores)
+            if names:
+                for i, row in zip(idxs, zip(*columns, strict=True), strict=True):
+                    out[i] = dict(zip(names, row, strict=True))
+            add, schema = self.pending.add, tm.schema
+            for k, i in enumerate(idxs):
+                it = items[i]
+                add(
+                    it.event_id, it.targets, it.user_id, it.ts, event_type, FeatureRow(schema, X, k)
+                )
+            tm.counts["scored"] += len(idxs)
+        return out
+
+    def combined(self, scores: Mapping[str, float]) -> float:
+        """One model score in ``[0, 1]`` from the scores of the ready models.
+
+        ``1 - (1 - p) * (1 - lambda * u)``: ``u`` is the largest unsupervised score, ``p``
+        the classifier's fraud probability (``0`` while it is not ready) and ``lambda``
+        (``unsupervised_weight``, 0.8) discounts anomaly, which is not fraud by itself: an
+        anomaly alone reaches at most ``lambda``. A noisy-OR: either source raises the
+        score, neither lowers the other. No ready model gives ``0.0``.
+
+        >>> bank = ModelBank(DetectionSettings())
+        >>> bank.combined({"hst": 0.5, "ecod": 1.0}), bank.combined({})
+        (0.8, 0.0)
+        >>> round(bank.combined({"hst": 0.5, "logreg": 0.5}), 3)
+        0.7
+        """
+        u, p = 0.0, 0.0
+        for name, s in scores.items():
+            if name == self.supervised_name:
+                p = s
+            elif s > u:
+                u = s
+        return 1.0 - (1.0 - p) * (1.0 - self.unsupervised_weight * u)
+
+    def top_contributors(
+        self, x: Mapping[str, float], k: int = 3, *, event_type: str
+    ) -> list[tuple[str, float, float]]:
+        """The ``k`` features of ``x`` farthest from usual for its event type.
+
+        ``(feature, value, z)`` from the z-score detector, largest ``|z|`` first; empty
+        when that detector is not in the bank or not ready.
+        """
+        tm = self.types.get(event_type)
+        det = tm.unsupervised.get("zscore") if tm else None
+        if not isinstance(det, ZScoreDetector) or not det.ready:
+            return []
+        return det.contributions(x, k)
+
+    # -- labels ----------------------------------------------------------------------
+
+    def on_label(
+        self, target_type: str, target_id: str, user_id: str, label: str, ts: float
+    ) -> int:
+        """Teach the classifier the pending vectors a label names; returns how many."""
+        y = label_value(label)
+        self.watermark = max(self.watermark, ts)
+        self.counts["labels"] += 1
+        items = self.pending.match(target_type, target_id, user_id)
+        if not items:
+            self.counts["labels_unmatched"] += 1
+            return 0
+        if y is None:
+            self.counts["defaults"] += len(items)
+            return 0
+        return self._learn(items, y)
+
+    def on_time(self, ts: float) -> int:
+        """Learn the vectors that matured unlabelled by event time ``ts`` as negatives."""
+        self.watermark = max(self.watermark, ts)
+        matured = self.pending.expire(ts)
+        self.counts["matured"] += len(matured)
+        return self._learn(matured, False)
+
+    def _learn(self, items: list[PendingItem], y: bool) -> int:
+        learned = 0
+        for item in items:
+            tm = self.types.get(item.event_type)
+            if tm is None or tm.supervised is None:
+                continue
+            x = item.x.to_dict() if isinstance(item.x, FeatureRow) else dict(item.x)
+            tm.supervised.learn_one(x, y)
+            tm.counts["pos" if y else "neg"] += 1
+            learned += 1
+        self.counts["learned_positive" if y else "learned_negative"] += learned
+        return learned
+
+    def drain_drift(self) -> list[dict[str, Any]]:
+        """Drift events of the score streams (``"<model>:<event type>"``) since last drain."""
+        return self.drift.drain()
+
+    def status(self) -> dict[str, Any]:
+        """Which models are ready per event type, and the bank's counters."""
+        return {
+            "types": {
+                et: {
+                    "ready": [
+                        n
+                        for n, d in [
+                            *tm.unsupervised.items(),
+                            (self.supervised_name, tm.supervised),
+                        ]
+                        if d is not None and d.ready
+                    ],
+                    **tm.counts,
+                }
+                for et, tm in self.types.items()
+            },
+            "pending": len(self.pending),
+            **self.counts,
+        }
+
+    # -- checkpoints -----------------------------------------------------------------
+
+    def dumps(self) -> bytes:
+        """A checkpoint: a versioned header, then the pickled bank."""
+        self.pending.compact()
+        return _HEADER.pack(CHECKPOINT_MAGIC, CHECKPOINT_VERSION) + pickle.dumps(
+            self, protocol=pickle.HIGHEST_PROTOCOL
+        )
+
+    @classmethod
+    def loads(cls, data: bytes, settings: DetectionSettings) -> ModelBank:
+        """Restore a checkpoint of :meth:`dumps`.
+
+        The models keep the parameters they were built with; ``settings`` gives the
+        pending-store limits from now on.
+        """
+        if len(data) < _HEADER.size:
+            raise CheckpointError("not a model bank checkpoint: too short")
+        magic, version = _HEADER.unpack_from(data)
+        if magic != CHECKPOINT_MAGIC:
+            raise CheckpointError("not a model bank checkpoint: bad magic")
+        if version != CHECKPOINT_VERSION:
+            raise CheckpointError(
+                f"model bank checkpoint version {version} cannot be restored by this code "
+                f"(version {CHECKPOINT_VERSION}); start from a fresh bank"
+            )
+        bank = pickle.loads(data[_HEADER.size :])
+        if not isinstance(bank, cls):
+            raise CheckpointError(f"checkpoint holds a {type(bank).__name__}, not a ModelBank")
+        bank.settings = settings
+        bank.pending.maturity_s = settings.label_maturity_s
+        bank.pending.ttl_s = settings.pending_ttl_s
+        bank.pending.max_items = settings.pending_max
+        return bank
+
+
+def _score_learn(
+    det: Detector, X: np.ndarray, cols: tuple[str, ...], xs: Sequence[Mapping[str, float]]
+) -> list[float] | None:
+    """Scores if ``det`` is ready (else ``None``), then learn the batch."""
+    score_learn_array = getattr(det, "score_learn_array", None)
+    if score_learn_array is not None:
+        scores = score_learn_array(X, cols)
+        return None if scores is None else list(scores.tolist())
+    out = det.score_many(xs) if det.ready else None
+    det.learn_many(xs)
+    return out
+
+
+def _score(
+    det: Detector, X: np.ndarray, cols: tuple[str, ...], xs: Sequence[Mapping[str, float]]
+) -> list[float]:
+    score_array = getattr(det, "score_array", None)
+    if score_array is not None:
+        scores: list[float] = score_array(X, cols).tolist()
+        return scores
+    return det.score_many(xs)

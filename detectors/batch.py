@@ -1,0 +1,322 @@
+"""Batch pyod models behind the online protocol.
+
+A :class:`BatchDetector` keeps a uniform reservoir sample of the vectors it learns and
+refits on it: first after ``warmup`` learned vectors, then every ``refit_every``. A refit
+builds the new model completely and then swaps it in with one assignment; a scorer reads
+the model once per call, so it always scores with one complete model. Scoring works on
+micro-batches (one numpy matrix per call): a one-row pyod call costs about as much as a
+batch of hundreds. Raw scores become ``[0, 1]`` by their rarity among the training
+scores of the model (see :mod:`detectors.calibration`).
+
+Missing features are filled with the training median of their column.
+
+>>> import random
+>>> rng = random.Random(3)
+>>> det = ECODDetector(reservoir_size=200, refit_every=300, warmup=100, seed=3)
+>>> det.ready
+False
+>>> det.learn_many([{"a": rng.gauss(0, 1), "b": rng.gauss(5, 2)} for _ in range(150)])
+>>> det.ready, det.n_fits
+(True, 1)
+>>> normal, odd = det.score_many([{"a": 0.1, "b": 5.0}, {"a": 9.0, "b": -20.0}])
+>>> normal < 0.3 < odd
+True
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from detectors.base import Features, VectorizedDetector
+from detectors.calibration import tail_scores
+
+__all__ = ["BatchDetector", "ECODDetector", "FittedModel", "IForestDetector"]
+
+_BIG = 1e30
+
+
+class FittedModel:
+    """One complete fitted model: everything a scorer reads, built before it is published."""
+
+    __slots__ = ("fill", "n_rows", "ref")
+
+    def __init__(self, fill: np.ndarray, ref: np.ndarray, n_rows: int) -> None:
+        self.fill = fill
+        self.ref = ref
+        self.n_rows = n_rows
+
+    def raw(self, X: np.ndarray) -> np.ndarray:
+        """Raw anomaly scores (higher = more anomalous) of filled, finite rows."""
+        raise NotImplementedError
+
+
+class BatchDetector(VectorizedDetector):
+    """Reservoir + periodic refit + micro-batch scoring; subclasses supply ``fit_model``.
+
+    Parameters
+    ----------
+    features
+        Column order of the model. ``None``: the sorted keys seen at the first learn.
+    reservoir_size
+        Vectors kept (reservoir sampling with a seeded generator).
+    refit_every
+        Learned vectors between two refits after the first fit.
+    warmup
+        Learned vectors before the first fit (at least ``min_fit_rows``).
+    seed
+        Seeds the reservoir sampling and the models.
+    """
+
+    supervised = False
+    min_fit_rows = 32
+
+    def __init__(
+        self,
+        features: Sequence[str] | None = None,
+        *,
+        reservoir_size: int = 4096,
+        refit_every: int = 5000,
+        warmup: int = 500,
+        seed: int = 7,
+    ) -> None:
+        if reservoir_size < 2 or refit_every < 1:
+            raise ValueError("reservoir_size must be >= 2 and refit_every >= 1")
+        self.features: tuple[str, ...] | None = tuple(features) if features is not None else None
+        self.reservoir_size = reservoir_size
+        self.refit_every = refit_every
+        self.warmup = warmup
+        self.seed = seed
+        self.rng = np.random.default_rng(seed)
+        self.reservoir: np.ndarray | None = None
+        self.n_learned = 0
+        self.n_fits = 0
+        self.model: FittedModel | None = None
+        self._cols: tuple[tuple[str, ...], np.ndarray] | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self.model is not None
+
+    @property
+    def first_fit_at(self) -> int:
+        return max(self.warmup, self.min_fit_rows)
+
+    @property
+    def reservoir_rows(self) -> int:
+        return min(self.n_learned, self.reservoir_size)
+
+    def columns_for(self, xs: Sequence[Features]) -> tuple[str, ...]:
+        if self.features is not None:
+            return self.features
+        return tuple(sorted({k for x in xs for k in x}))
+
+    def _select(self, X: np.ndarray, columns: Sequence[str]) -> np.ndarray:
+        """``X`` rearranged into the model's column order (``nan`` for absent columns)."""
+        assert self.features is not None
+        cols = tuple(columns)
+        if cols == self.features:
+            return X
+        if self._cols is None or self._cols[0] != cols:
+            pos = {c: i for i, c in enumerate(cols)}
+            self._cols = (cols, np.array([pos.get(f, -1) for f in self.features], dtype=np.intp))
+        idx = self._cols[1]
+        out = X[:, np.maximum(idx, 0)] if len(cols) else np.full((len(X), len(idx)), math.nan)
+        out[:, idx < 0] = math.nan
+        return out
+
+    def _next_fit(self) -> int:
+        first = self.first_fit_at
+        if self.n_learned < first:
+            return first
+        return first + ((self.n_learned - first) // self.refit_every + 1) * self.refit_every
+
+    def learn_array(self, X: np.ndarray, columns: Sequence[str]) -> None:
+        if len(X) == 0:
+            return
+        if self.features is None:
+            self.features = tuple(sorted(columns))
+        rows = np.clip(self._select(X, columns), -_BIG, _BIG)
+        if self.reservoir is None:
+            self.reservoir = np.full((self.reservoir_size, len(self.features)), math.nan)
+        start = 0
+        while start < len(rows):
+            due = self._next_fit()
+            stop = min(len(rows), start + due - self.n_learned)
+            self._sample(rows[start:stop])
+            start = stop
+            if self.n_learned == due:
+                self.refit()
+
+    def _sample(self, rows: np.ndarray) -> None:
+        """Reservoir sampling (Algorithm R) of ``rows``, in order."""
+        assert self.reservoir is not None
+        k, t0 = self.reservoir_size, self.n_learned
+        ts = t0 + np.arange(len(rows))
+        direct = ts < k
+        if direct.any():
+            self.reservoir[ts[direct]] = rows[direct]
+        later = np.flatnonzero(~direct)
+        if len(later):
+            js = self.rng.integers(0, ts[later] + 1)
+            for i, j in zip(later.tolist(), js.tolist(), strict=True):
+                if j < k:
+                    self.reservoir[j] = rows[i]
+        self.n_learned += len(rows)
+
+    def refit(self) -> None:
+        """Fit a new model on the reservoir, then publish it in one assignment."""
+        assert self.reservoir is not None
+        R = self.reservoir[: self.reservoir_rows].copy()
+        gaps = np.isnan(R)
+        if gaps.any():
+            with np.errstate(all="ignore"):
+                fill = np.nanmedian(R, axis=0)
+            fill = np.where(np.isnan(fill), 0.0, fill)
+            R = np.where(gaps, fill, R)
+        else:
+            fill = np.median(R, axis=0)
+        model = self.fit_model(R, fill, seed=self.seed + self.n_fits)
+        self.model = model
+        self.n_fits += 1
+
+    def fit_model(self, R: np.ndarray, fill: np.ndarray, seed: int) -> FittedModel:
+        """A complete model fitted on the filled reservoir ``R``."""
+        raise NotImplementedError
+
+    def score_array(self, X: np.ndarray, columns: Sequence[str]) -> np.ndarray:
+        model = self.model
+        if model is None or self.features is None:
+            return np.zeros(len(X))
+        S = self._select(X, columns)
+        S = np.where(np.isnan(S), model.fill, S)
+        raw = model.raw(np.clip(S, -_BIG, _BIG))
+        return tail_scores(raw, model.ref)
+
+
+class _ECODModel(FittedModel):
+    """ECOD frozen at fit time: a new row is scored against the training ECDFs.
+
+    pyod's ``ECOD.decision_function`` pools the scored batch with the training set, so a
+    row's score would depend on its batch-mates; here each row is scored as if it alone
+    were added to the training set (the one-row pyod call), with the training skewness.
+    Each column keeps its sorted distinct training values and how many training values lie
+    below each, so one binary search per cell gives both tail counts.
+    """
+
+    __slots__ = ("below", "counts", "offsets", "skew_sign", "values")
+
+    def __init__(self, R: np.ndarray, fill: np.ndarray, ref: np.ndarray, skew_sign: np.ndarray):
+        super().__init__(fill, ref, len(R))
+        m = len(R)
+        S = np.sort(R, axis=0)
+        first = np.ones(S.shape, dtype=bool)
+        first[1:] = S[1:] != S[:-1]
+        values: list[np.ndarray] = []
+        below: list[np.ndarray] = []
+        counts: list[np.ndarray] = []
+        offsets = [0]
+        for j in range(S.shape[1]):
+            p = np.flatnonzero(first[:, j])  # first index of each distinct value
+            values += [S[p, j], np.array([np.inf])]
+            below += [p, np.array([m])]
+            counts += [np.diff(p, append=m), np.array([0])]
+            offsets.append(offsets[-1] + len(p) + 1)
+        # Column j's tables sit at offsets[j] .. offsets[j+1] - 1 of the flat arrays, the
+        # last entry a +inf pad so that every search result indexes its own column.
+        self.values = np.concatenate(values)
+        self.below = np.concatenate(below)  # training values < values[i]
+        self.counts = np.concatenate(counts)  # training values == values[i]
+        self.offsets = np.asarray(offsets[:-1], dtype=np.intp)
+        self.skew_sign = skew_sign
+
+    def raw(self, X: np.ndarray) -> np.ndarray:
+        m = self.n_rows
+        XT = np.ascontiguousarray(X.T)
+        flat = np.empty(XT.shape, dtype=np.intp)
+        values, bounds = self.values, [*self.offsets.tolist(), len(self.values)]
+        for j, x in enumerate(XT):
+            lo = bounds[j]
+            flat[j] = np.searchsorted(values[lo : bounds[j + 1] - 1], x, side="left") + lo
+        lt = self.below[flat]
+        hit = values[flat] == XT
+        le = lt + self.counts[flat] * hit
+        u_l = np.log((m + 1.0) / (le.T + 1.0))
+        u_r = np.log((m + 1.0) / (m - lt.T + 1.0))
+        s = self.skew_sign
+        u_skew = u_l * -np.sign(s - 1) + u_r * np.sign(s + 1)
+        return np.asarray(np.maximum(np.maximum(u_l, u_r), u_skew).sum(axis=1), dtype=float)
+
+
+class ECODDetector(BatchDetector):
+    """pyod ``ECOD`` (empirical-CDF outlier detection), refitted on the reservoir."""
+
+    name = "ecod"
+
+    def fit_model(self, R: np.ndarray, fill: np.ndarray, seed: int) -> FittedModel:
+        from pyod.models.ecod import ECOD
+        from scipy.stats import skew
+
+        varying = np.ptp(R, axis=0) > 0
+        skew_sign = np.zeros(R.shape[1])
+        if varying.any() and len(R) > 1:
+            ref = np.sort(ECOD().fit(R[:, varying]).decision_scores_)
+            with warnings.catch_warnings(), np.errstate(all="ignore"):
+                warnings.simplefilter("ignore", RuntimeWarning)
+                skew_sign[varying] = np.sign(np.nan_to_num(skew(R[:, varying], axis=0)))
+        else:
+            ref = np.zeros(len(R))
+        return _ECODModel(R, fill, ref, skew_sign)
+
+
+class _IForestModel(FittedModel):
+    __slots__ = ("forest",)
+
+    def __init__(self, forest: Any, fill: np.ndarray, ref: np.ndarray, n_rows: int) -> None:
+        super().__init__(fill, ref, n_rows)
+        self.forest = forest
+
+    def raw(self, X: np.ndarray) -> np.ndarray:
+        return np.asarray(self.forest.decision_function(X), dtype=float)
+
+
+class IForestDetector(BatchDetector):
+    """pyod ``IForest`` (isolation forest), refitted on the reservoir."""
+
+    name = "iforest"
+
+    def __init__(
+        self,
+        features: Sequence[str] | None = None,
+        *,
+        n_estimators: int = 50,
+        max_samples: int = 256,
+        reservoir_size: int = 4096,
+        refit_every: int = 5000,
+        warmup: int = 500,
+        seed: int = 7,
+    ) -> None:
+        super().__init__(
+            features,
+            reservoir_size=reservoir_size,
+            refit_every=refit_every,
+            warmup=warmup,
+            seed=seed,
+        )
+        self.n_estimators = n_estimators
+        self.max_samples = max_samples
+
+    def fit_model(self, R: np.ndarray, fill: np.ndarray, seed: int) -> FittedModel:
+        from pyod.models.iforest import IForest
+
+        forest = IForest(
+            n_estimators=self.n_estimators,
+            max_samples=min(self.max_samples, len(R)),
+            random_state=seed,
+            n_jobs=1,
+        ).fit(R)
+        return _IForestModel(forest, fill, np.sort(forest.decision_scores_), len(R))

@@ -1,0 +1,120 @@
+"""Drift in score streams: one river ``ADWIN`` per named stream.
+
+A stream is named by the caller, e.g. ``"hst:transaction"``. When ADWIN finds that the
+mean of the recent scores differs from the older ones, ``update`` returns ``True`` and a
+drift event is queued for ``drain``: the stream name, how many scores that stream had
+seen, the mean score of the older part of the window that ADWIN dropped (before) and the
+mean of the stream's last ``recent`` scores (after).
+
+>>> import random
+>>> rng = random.Random(0)
+>>> drift = ScoreDrift()
+>>> flags = [drift.update("hst:transaction", rng.gauss(0.2, 0.05)) for _ in range(1000)]
+>>> flags += [drift.update("hst:transaction", rng.gauss(0.6, 0.05)) for _ in range(1000)]
+>>> any(flags[:1000]), any(flags[1000:])
+(False, True)
+>>> event = drift.drain()[0]
+>>> event["name"], event["n"] > 1000, round(event["mean_before"], 1)
+('hst:transaction', True, 0.2)
+>>> event["mean_after"] > 0.4
+True
+>>> drift.drain()
+[]
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+from typing import Any
+
+from river import drift
+
+__all__ = ["ScoreDrift"]
+
+
+class _Stream:
+    """ADWIN of one stream, with the count and sum of its current window."""
+
+    __slots__ = ("adwin", "last", "reset", "seen", "total", "width")
+
+    def __init__(self, delta: float, recent: int) -> None:
+        self.adwin = drift.ADWIN(delta=delta)
+        self.last: deque[float] = deque(maxlen=recent)
+        self.seen = 0
+        self.width = 0
+        self.total = 0.0
+        self.reset = False
+
+
+class ScoreDrift:
+    """ADWIN per stream name, with a bounded queue of drift events.
+
+    Parameters
+    ----------
+    delta
+        ADWIN's confidence parameter: smaller means fewer, surer detections.
+    recent
+        Scores averaged for ``mean_after``.
+    max_events
+        Undrained events kept at most (the oldest are dropped first).
+    """
+
+    def __init__(self, delta: float = 0.002, recent: int = 32, max_events: int = 1000) -> None:
+        self.delta = delta
+        self.recent = recent
+        self.max_events = max_events
+        self.streams: dict[str, _Stream] = {}
+        self.events: list[dict[str, Any]] = []
+        self.n_dropped = 0
+
+    def update(self, name: str, score: float) -> bool:
+        """Feed one score of stream ``name``; ``True`` when a drift is detected."""
+        return self.update_many(name, (score,)) > 0
+
+    def update_many(self, name: str, scores: Iterable[float]) -> int:
+        """Feed scores of stream ``name`` in order; returns how many drifts were detected."""
+        st = self.streams.get(name)
+        if st is None:
+            st = self.streams[name] = _Stream(self.delta, self.recent)
+        values = scores if isinstance(scores, list) else list(scores)
+        adwin, update = st.adwin, st.adwin.update
+        width, total, reset = st.width, st.total, st.reset
+        found = 0
+        for k, score in enumerate(values):
+            if reset:  # river empties the window on the update after a drift
+                width, total, reset = 0, 0.0, False
+            update(score)
+            width += 1
+            total += score
+            if adwin.drift_detected:
+                found += 1
+                reset = True
+                recent = [*st.last, *values[: k + 1]][-self.recent :]
+                self._record(name, st.seen + k + 1, width, total, adwin, recent)
+        st.seen += len(values)
+        st.width, st.total, st.reset = width, total, reset
+        st.last.extend(values[-self.recent :])
+        return found
+
+    def _record(
+        self, name: str, n: int, width: int, total: float, adwin: Any, recent: list[float]
+    ) -> None:
+        kept_w, kept_t = adwin.width, adwin.total
+        dropped_w = width - kept_w
+        self.events.append(
+            {
+                "name": name,
+                "n": n,
+                "mean_before": (total - kept_t) / dropped_w if dropped_w > 0 else None,
+                "mean_after": sum(recent) / len(recent),
+            }
+        )
+        if len(self.events) > self.max_events:
+            del self.events[0]
+            self.n_dropped += 1
+
+    def drain(self) -> list[dict[str, Any]]:
+        """The drift events since the last drain, oldest first."""
+        out, self.events = self.events, []
+        return out

@@ -1,0 +1,59 @@
+"""Test support: the settings of the local stack, and a gate for tests that need it.
+
+Tests marked ``integration`` need the broker and Redis that ``riskmon stack up`` starts.
+:func:`require_stack` skips such a test when the stack does not answer, except where the
+stack is required (``RISKMON_REQUIRE_STACK=1`` or ``CI=true``): there it fails, so a CI
+run without a broker cannot pass by skipping everything.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from riskmon.settings import Settings
+from riskmon.stack import kafka_answers, redis_answers, run_coro
+
+_answered: dict[tuple[str, str], tuple[bool, bool]] = {}
+
+
+#: Variables that steer the tests, not Riskmon: never handed to :class:`Settings`.
+TEST_ONLY_VARIABLES = frozenset({"RISKMON_REQUIRE_STACK"})
+
+
+def stack_settings() -> Settings:
+    """The settings the tests use: defaults < config file < ``RISKMON_*`` variables."""
+    env = {k: v for k, v in os.environ.items() if k not in TEST_ONLY_VARIABLES}
+    return Settings.load(env=env)
+
+
+def stack_required() -> bool:
+    """Whether a missing stack is a failure rather than a reason to skip."""
+    return os.environ.get("RISKMON_REQUIRE_STACK") == "1" or os.environ.get("CI") == "true"
+
+
+def stack_answers(settings: Settings) -> tuple[bool, bool]:
+    """(Kafka answers, Redis answers); a positive answer is remembered for the session."""
+    key = (settings.kafka.bootstrap, settings.redis.url)
+    if _answered.get(key) == (True, True):
+        return True, True
+    result = (run_coro(kafka_answers(settings, timeout_s=5.0)), redis_answers(settings))
+    _answered[key] = result
+    return result
+
+
+def require_stack(settings: Settings) -> None:
+    """Skip (or, where the stack is required, fail) unless Kafka and Redis both answer."""
+    kafka_ok, redis_ok = stack_answers(settings)
+    if kafka_ok and redis_ok:
+        return
+    missing = []
+    if not kafka_ok:
+        missing.append(f"Kafka at {settings.kafka.bootstrap}")
+    if not redis_ok:
+        missing.append(f"Redis at {settings.redis.host}:{settings.redis.port}")
+    message = " and ".join(missing) + " not answering; start them with `riskmon stack up`"
+    if stack_required():
+        pytest.fail(message + " (the stack is required: RISKMON_REQUIRE_STACK=1 or CI=true)")
+    pytest.skip(message)

@@ -1,0 +1,98 @@
+"""The feature catalogue: every name a rule may read as ``features.<name>``.
+
+The feature engine computes all of them for every event, as numbers; 0 when unknown
+unless the description says otherwise. Rules are compiled against ``KNOWN_FEATURES``, so
+a misspelt name is a compile error.
+
+>>> len(KNOWN_FEATURES) == len(FEATURE_DOCS)
+True
+>>> "device_users_24h" in KNOWN_FEATURES, "sim_fraud_share" in KNOWN_FEATURES
+(True, True)
+>>> FEATURE_DOCS["minutes_since_sim_change"]
+'minutes since the last SIM change on the account (1e6 when never)'
+"""
+
+from __future__ import annotations
+
+NEVER_MINUTES = 1e6
+"""Value of a ``minutes_since_*`` feature when the thing never happened."""
+
+LINK_IDENTIFIERS: dict[str, str] = {
+    "device": "device",
+    "ip": "IP address",
+    "wifi": "Wi-Fi network",
+    "sim": "SIM card",
+    "account": "payout account",
+    "phone": "phone number",
+    "idnum": "national id number",
+}
+
+_USER_HISTORY: dict[str, str] = {
+    "account_age_days": "days since the user's account was created",
+    "user_devices_count": "distinct devices the user has used",
+    "user_sims_count": "distinct SIM cards the user has used",
+    "user_ips_24h": "distinct IP addresses the user came from in 24 h",
+    "minutes_since_new_device": (
+        "minutes since the user first used a device new to them (1e6 when never)"
+    ),
+    "minutes_since_sim_change": "minutes since the last SIM change on the account (1e6 when never)",
+    "minutes_since_password_reset": "minutes since the last password reset (1e6 when never)",
+    "minutes_since_failed_login": "minutes since the last failed login (1e6 when never)",
+    "minutes_since_new_payout_account": (
+        "minutes since a payout account was last bound (1e6 when never)"
+    ),
+    "failed_logins_24h": "failed logins in 24 h",
+    "amount_to_max_ratio": (
+        "amount / largest prior amount of the same event kind (1 when no history)"
+    ),
+    "amount_to_mean_ratio": "amount / mean prior amount of the same event kind (1 when no history)",
+    "income_change_ratio": "declared income / previously declared income (1 when none)",
+    "failed_repayments": "repayments that failed",
+    "late_repayments": "repayments made past due",
+    "max_days_past_due": "most days past due on any repayment",
+    "repaid_loans": "loans repaid in full",
+    "prior_applications": "loan applications before this one",
+    "payout_account_is_new": (
+        "1 if this transaction's account was first bound by the user < 24 h ago"
+    ),
+    "outflow_share": "share of the last disbursement already moved out, including this event",
+    "minutes_since_disbursement": "minutes since the last disbursement (1e6 when never)",
+    "disbursed_amount": "amount of the last disbursement",
+}
+
+_LINK_WINDOWS: dict[str, str] = {"1h": "1 h", "24h": "24 h", "7d": "7 days"}
+
+
+def _link_docs() -> dict[str, str]:
+    docs: dict[str, str] = {}
+    for ident, what in LINK_IDENTIFIERS.items():
+        for suffix, window in _LINK_WINDOWS.items():
+            docs[f"{ident}_users_{suffix}"] = f"distinct users on this {what} in {window}"
+        for suffix, window in _LINK_WINDOWS.items():
+            docs[f"{ident}_events_{suffix}"] = f"events from this {what} in {window}"
+        docs[f"{ident}_fraud_share"] = (
+            f"share of users linked to this {what} with a confirmed fraud label"
+        )
+    return docs
+
+
+_VELOCITY: dict[str, str] = {
+    "user_apps_1h": "loan applications by the user in 1 h",
+    "user_apps_24h": "loan applications by the user in 24 h",
+    "user_apps_7d": "loan applications by the user in 7 days",
+    "user_amount_24h": "total amount applied for by the user in 24 h",
+    "user_distinct_amounts_24h": "distinct amounts applied for by the user in 24 h",
+    "user_txn_out_1h": "withdrawals and transfer_outs by the user in 1 h",
+    "geo_speed_kmh": "speed implied by the distance from the user's previous located event",
+}
+
+_DEVICE: dict[str, str] = {
+    "is_emulator": "1 if the device is an emulator",
+    "is_rooted": "1 if the device is rooted",
+    "loan_apps_installed": "lending apps seen on the device",
+}
+
+FEATURE_DOCS: dict[str, str] = {**_USER_HISTORY, **_link_docs(), **_VELOCITY, **_DEVICE}
+"""Feature name -> one-line description."""
+
+KNOWN_FEATURES: frozenset[str] = frozenset(FEATURE_DOCS)

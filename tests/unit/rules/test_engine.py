@@ -1,0 +1,583 @@
+"""The rule engine: loading and validation, versioned rule sets, evaluation, counters."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from riskmon.settings import Settings
+from rules.engine import (
+    ACTION_OUTCOME,
+    HISTORY_DEPTH,
+    Action,
+    Evaluation,
+    Mode,
+    Outcome,
+    RuleError,
+    RuleFailure,
+    RuleSet,
+    RuleStats,
+    Severity,
+    load_rule,
+    load_rules_dir,
+)
+from rules.expr import RuleEvalError
+
+KNOWN = frozenset({"failed_logins_24h", "minutes_since_new_device", "zero", "amount_ratio"})
+
+
+def rule(rule_id: str = "r1", version: int = 1, **fields: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "rule_id": rule_id,
+        "version": version,
+        "applies_to": ["transaction"],
+        "when": "event.kind == 'card_bind' && features.minutes_since_new_device < 60.0",
+        "enabled": True,
+    }
+    data.update(fields)
+    return data
+
+
+CARD_BIND = {"kind": "card_bind", "amount": 0.0}
+FRESH_DEVICE = {"minutes_since_new_device": 5.0, "failed_logins_24h": 0, "zero": 0}
+
+
+# --------------------------------------------------------------------------- enums
+
+
+def test_outcomes_are_ordered_so_the_most_severe_wins() -> None:
+    """pass < review < decline; the decision contract's labels come with them."""
+    assert Outcome.PASS < Outcome.REVIEW < Outcome.DECLINE
+    assert [o.label for o in Outcome] == ["pass", "review", "decline"]
+    assert Severity.LOW < Severity.MEDIUM < Severity.HIGH < Severity.CRITICAL
+
+
+def test_each_action_maps_to_an_outcome() -> None:
+    """none->pass, review->review, decline->decline, reduce_limit->review, freeze->decline."""
+    assert dict(ACTION_OUTCOME) == {
+        Action.NONE: Outcome.PASS,
+        Action.REVIEW: Outcome.REVIEW,
+        Action.DECLINE: Outcome.DECLINE,
+        Action.REDUCE_LIMIT: Outcome.REVIEW,
+        Action.FREEZE: Outcome.DECLINE,
+    }
+
+
+# --------------------------------------------------------------------------- load_rule
+
+
+def test_load_rule_applies_defaults() -> None:
+    """score 0.5, severity medium, action review, mode active when not given."""
+    r = load_rule(rule(), KNOWN)
+    assert (r.score, r.severity, r.action, r.mode) == (
+        0.5,
+        Severity.MEDIUM,
+        Action.REVIEW,
+        Mode.ACTIVE,
+    )
+    assert r.applies_to == frozenset({"transaction"})
+    assert r.outcome is Outcome.REVIEW
+    assert r.predicate is not None and r.predicate.event_kinds == {"card_bind"}
+
+
+def test_load_rule_reads_every_field_and_keeps_the_definition() -> None:
+    """All contract fields land on the Rule; the input mapping is kept read-only."""
+    data = rule(
+        score=0.8,
+        severity="high",
+        action="freeze",
+        mode="shadow",
+        reason="payout changed",
+        author="risk-team",
+        ticket="RISK-12",
+    )
+    r = load_rule(data, KNOWN)
+    assert (r.score, r.severity, r.action, r.mode, r.reason, r.author) == (
+        0.8,
+        Severity.HIGH,
+        Action.FREEZE,
+        Mode.SHADOW,
+        "payout changed",
+        "risk-team",
+    )
+    assert r.shadow and r.outcome is Outcome.DECLINE
+    assert r.definition["ticket"] == "RISK-12"
+    with pytest.raises(TypeError):
+        r.definition["ticket"] = "x"  # type: ignore[index]
+
+
+def test_rule_matches_evaluates_one_event() -> None:
+    """Rule.matches runs the compiled condition on an event and its features."""
+    r = load_rule(rule(), KNOWN)
+    assert r.matches(CARD_BIND, FRESH_DEVICE) is True
+    assert r.matches({"kind": "payment"}, FRESH_DEVICE) is False
+    number = load_rule(rule(when="event.amount"), KNOWN)
+    with pytest.raises(RuleEvalError, match="condition gave float"):
+        number.matches(CARD_BIND, FRESH_DEVICE)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"when": None}, 'when: null is not of type "string"'),
+        ({"version": 0}, "version: 0 is less than the minimum of 1"),
+        ({"score": 1.5}, "score: 1.5 is greater than the maximum of 1"),
+        ({"action": "ban"}, 'action: "ban" is not one of'),
+        ({"applies_to": ["label"]}, 'applies_to/0: "label" is not one of'),
+        ({"applies_to": []}, "applies_to: [] has less than 1 item"),
+        ({"enabled": "yes"}, 'enabled: "yes" is not of type "boolean"'),
+    ],
+)
+def test_schema_violations_raise_rule_error_naming_the_rule(
+    change: dict[str, Any], message: str
+) -> None:
+    """The contract's rule.schema.json is enforced, the message names rule id and field."""
+    with pytest.raises(RuleError) as info:
+        load_rule(rule(**change), KNOWN)
+    assert str(info.value).startswith("rule 'r1'")
+    assert message in str(info.value)
+
+
+def test_missing_required_field_is_reported() -> None:
+    """A rule without 'when' fails validation."""
+    data = rule()
+    del data["when"]
+    with pytest.raises(RuleError, match='"when" is a required property'):
+        load_rule(data)
+
+
+def test_non_mapping_rule_is_rejected() -> None:
+    """A list or a string is not a rule."""
+    with pytest.raises(RuleError, match="a rule must be a mapping, got list"):
+        load_rule([1, 2])  # type: ignore[arg-type]
+
+
+def test_compile_errors_become_rule_errors() -> None:
+    """A bad condition is a RuleError with rule id, version, position and suggestion."""
+    with pytest.raises(RuleError) as info:
+        load_rule(rule(when="features.failed_login_24h > 3"), KNOWN)
+    assert str(info.value) == (
+        "rule 'r1' v1: unknown feature 'failed_login_24h' at column 10 "
+        "(did you mean 'failed_logins_24h'?)"
+    )
+
+
+def test_condition_must_be_boolean() -> None:
+    """A condition whose type is known not to be bool is refused."""
+    with pytest.raises(RuleError, match="must be true or false, this one gives a int"):
+        load_rule(rule(when="features.failed_logins_24h + 1 > 0 ? 1 : 2"), KNOWN)
+
+
+def test_retired_rule_is_not_compiled() -> None:
+    """enabled: false only needs a valid shape; its condition is never run."""
+    r = load_rule(rule(enabled=False, when="this is not )( an expression"), KNOWN)
+    assert r.predicate is None
+    assert r.matches(CARD_BIND, FRESH_DEVICE) is False
+
+
+def test_schema_can_be_passed_in() -> None:
+    """A schema dict given by the caller replaces the contract file."""
+    schema = json.loads((Path(Settings().contract_dir) / "rule.schema.json").read_text())
+    schema["properties"]["rule_id"]["pattern"] = "^[a-z_0-9]+$"
+    with pytest.raises(RuleError, match="does not match"):
+        load_rule(rule(rule_id="Bad Id"), schema=schema)
+    assert load_rule(rule(), schema=schema).rule_id == "r1"
+
+
+# --------------------------------------------------------------------------- load_rules_dir
+
+
+def write(folder: Path, name: str, text: str) -> None:
+    (folder / name).write_text(text, encoding="utf-8")
+
+
+RULE_YAML = """
+  - rule_id: {rid}
+    version: {version}
+    applies_to: [device]
+    when: "{when}"
+    enabled: true
+"""
+
+
+def test_rules_dir_reads_lists_and_rules_mappings(tmp_path: Path) -> None:
+    """A file is a list of rules or a mapping with rules:; files are read in name order."""
+    write(tmp_path, "b.yaml", "rules:" + RULE_YAML.format(rid="b1", version=1, when="true"))
+    write(tmp_path, "a.yaml", RULE_YAML.format(rid="a1", version=2, when="false"))
+    write(tmp_path, "empty.yaml", "")
+    write(tmp_path, "ignored.txt", "not yaml: [")
+    dicts = load_rules_dir(tmp_path)
+    assert [(d["rule_id"], d["version"]) for d in dicts] == [("a1", 2), ("b1", 1)]
+
+
+def test_rules_dir_error_names_file_and_rule(tmp_path: Path) -> None:
+    """An invalid rule's message starts with its file name, then its id."""
+    write(tmp_path, "a.yaml", RULE_YAML.format(rid="ok", version=1, when="true"))
+    write(tmp_path, "b.yaml", RULE_YAML.format(rid="broken", version=3, when="'x' < 1"))
+    with pytest.raises(RuleError) as info:
+        load_rules_dir(tmp_path)
+    assert str(info.value).startswith("b.yaml: rule 'broken' v3: ")
+    assert "cannot compare string < int" in str(info.value)
+
+
+def test_unquoted_yaml_boolean_condition_is_reported(tmp_path: Path) -> None:
+    """`when: true` in YAML is a boolean, not an expression: the message says so."""
+    write(
+        tmp_path,
+        "a.yaml",
+        RULE_YAML.replace('"{when}"', "{when}").format(rid="t", version=1, when="true"),
+    )
+    with pytest.raises(
+        RuleError, match=re.escape("a.yaml: rule 't' v1: when: true is not of type \"string\"")
+    ):
+        load_rules_dir(tmp_path)
+
+
+def test_rules_dir_checks_features_when_given(tmp_path: Path) -> None:
+    """With known_features, a misspelt feature fails the load."""
+    write(tmp_path, "a.yaml", RULE_YAML.format(rid="f", version=1, when="features.nope > 1"))
+    assert load_rules_dir(tmp_path)
+    with pytest.raises(RuleError, match=re.escape("a.yaml: rule 'f' v1: unknown feature 'nope'")):
+        load_rules_dir(tmp_path, KNOWN)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("rules: [", "a.yaml: invalid YAML"),
+        ("just a string", "a.yaml: expected a list of rules or a mapping with 'rules:'"),
+        ("- 1\n", "a.yaml: rule #1 is a int, not a mapping"),
+    ],
+)
+def test_rules_dir_bad_files(tmp_path: Path, text: str, message: str) -> None:
+    """YAML and layout errors name the file."""
+    write(tmp_path, "a.yaml", text)
+    with pytest.raises(RuleError, match=message):
+        load_rules_dir(tmp_path)
+
+
+def test_rules_dir_rejects_the_same_version_twice(tmp_path: Path) -> None:
+    """One (rule_id, version) defined in two files is an error naming both."""
+    write(tmp_path, "a.yaml", RULE_YAML.format(rid="dup", version=1, when="true"))
+    write(tmp_path, "b.yaml", RULE_YAML.format(rid="dup", version=1, when="false"))
+    with pytest.raises(
+        RuleError, match=re.escape("b.yaml: rule 'dup' v1 is also defined in a.yaml")
+    ):
+        load_rules_dir(tmp_path)
+
+
+def test_rules_dir_must_exist(tmp_path: Path) -> None:
+    with pytest.raises(RuleError, match="not a directory"):
+        load_rules_dir(tmp_path / "nowhere")
+
+
+# --------------------------------------------------------------------------- RuleSet changes
+
+
+def test_from_dicts_keeps_the_newest_version_and_its_history() -> None:
+    """Several versions of an id: the newest is in force, older ones are history."""
+    rs = RuleSet.from_dicts(
+        [rule(version=3, score=0.3), rule(version=1, score=0.1), rule(version=2, score=0.2)],
+        KNOWN,
+    )
+    current = rs.get("r1")
+    assert current is not None and current.version == 3 and current.score == 0.3
+    assert [r.version for r in rs.history("r1")] == [1, 2, 3]
+    assert rs.versions() == {"r1": 3}
+    assert len(rs) == 1 and "r1" in rs
+
+
+def test_from_dicts_rejects_duplicate_versions() -> None:
+    """Two definitions of one version are ambiguous."""
+    with pytest.raises(RuleError, match="rule 'r1' v1 is given twice"):
+        RuleSet.from_dicts([rule(), rule(score=0.9)], KNOWN)
+
+
+def test_from_dicts_raises_on_any_invalid_rule() -> None:
+    """Startup is all or nothing."""
+    with pytest.raises(RuleError, match="rule 'bad' v1"):
+        RuleSet.from_dicts([rule(), rule("bad", when="features.nope > 1")], KNOWN)
+
+
+def test_apply_adds_then_updates_a_rule() -> None:
+    """A new id is added; a newer version replaces it; the old snapshot is unchanged."""
+    empty = RuleSet(KNOWN)
+    one, added = empty.apply(rule(score=0.4))
+    two, updated = one.apply(rule(version=2, score=0.9))
+    assert str(updated) == "updated r1 v2: replaces version 1"
+    assert (added.kind, added.version, added.previous) == ("added", 1, None)
+    assert (updated.kind, updated.version, updated.previous) == ("updated", 2, 1)
+    assert updated.reason == "replaces version 1"
+    assert len(empty) == 0
+    assert one.evaluate("transaction", CARD_BIND, FRESH_DEVICE).score == 0.4
+    assert two.evaluate("transaction", CARD_BIND, FRESH_DEVICE).score == 0.9
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_apply_ignores_older_or_equal_versions(version: int) -> None:
+    """A stale version leaves the snapshot as it is and says why."""
+    rs = RuleSet.from_dicts([rule(version=2)], KNOWN)
+    same, change = rs.apply(rule(version=version, when="true"))
+    assert same is rs
+    assert (change.kind, change.version, change.previous) == ("stale", version, 2)
+    assert change.reason == f"version {version} is not newer than version 2"
+
+
+def test_stale_rules_are_not_compiled() -> None:
+    """An old, broken definition arriving late is ignored, not an error."""
+    rs = RuleSet.from_dicts([rule(version=2)], KNOWN)
+    assert rs.apply(rule(version=1, when="broken ("))[1].kind == "stale"
+
+
+def test_apply_retires_and_revives() -> None:
+    """enabled: false takes the rule out of evaluation; a newer enabled version returns it."""
+    rs = RuleSet.from_dicts([rule()], KNOWN)
+    retired, change = rs.apply(rule(version=2, enabled=False))
+    assert change.kind == "retired"
+    assert "r1" not in retired and len(retired) == 0
+    assert retired.get("r1") is not None
+    assert retired.evaluate("transaction", CARD_BIND, FRESH_DEVICE).hits == ()
+    assert retired.apply(rule(version=1))[1].kind == "stale"
+    revived, change = retired.apply(rule(version=3))
+    assert (change.kind, change.reason) == ("added", "enabled again")
+    assert revived.evaluate("transaction", CARD_BIND, FRESH_DEVICE).rule_ids == ["r1"]
+
+
+def test_apply_of_a_broken_rule_raises_and_the_caller_keeps_the_old_set() -> None:
+    """Compile failure raises RuleError; the current snapshot is untouched."""
+    rs = RuleSet.from_dicts([rule()], KNOWN)
+    with pytest.raises(RuleError, match="rule 'r1' v2"):
+        rs.apply(rule(version=2, when="features.minutes_since_new_device <"))
+    assert rs.versions() == {"r1": 1}
+    assert rs.evaluate("transaction", CARD_BIND, FRESH_DEVICE).rule_ids == ["r1"]
+
+
+def test_apply_uses_the_rule_sets_feature_catalogue() -> None:
+    """Rules arriving later are checked against the same known features."""
+    with pytest.raises(RuleError, match="unknown feature 'nope'"):
+        RuleSet(KNOWN).apply(rule(when="features.nope > 1"))
+
+
+def test_revert_goes_back_one_version() -> None:
+    """The previous compiled version is put back in force."""
+    rs = RuleSet.from_dicts([rule(score=0.1)], KNOWN)
+    rs, _ = rs.apply(rule(version=2, score=0.2))
+    back = rs.revert("r1")
+    current = back.get("r1")
+    assert current is not None and (current.version, current.score) == (1, 0.1)
+    assert back.evaluate("transaction", CARD_BIND, FRESH_DEVICE).score == 0.1
+
+
+def test_revert_without_history_removes_the_rule() -> None:
+    """A rule with a single version disappears."""
+    rs = RuleSet.from_dicts([rule()], KNOWN).revert("r1")
+    assert rs.get("r1") is None and len(rs) == 0
+    assert rs.evaluate("transaction", CARD_BIND, FRESH_DEVICE).evaluated == 0
+
+
+def test_reverted_version_cannot_come_back_with_the_same_number() -> None:
+    """The broken version stays seen; only a higher version is applied."""
+    rs = RuleSet.from_dicts([rule(version=4)], KNOWN).revert("r1")
+    assert rs.apply(rule(version=4))[1].kind == "stale"
+    assert rs.apply(rule(version=5))[1].kind == "added"
+
+
+def test_revert_with_a_version_acts_once() -> None:
+    """Several failures of one version in a batch revert it once, not further."""
+    rs = RuleSet.from_dicts([rule(version=1), rule(version=2)], KNOWN)
+    once = rs.revert("r1", version=2)
+    twice = once.revert("r1", version=2)
+    assert twice is once
+    assert [r.version for r in once.history("r1")] == [1]
+    assert rs.revert("unknown") is rs
+
+
+def test_history_keeps_the_last_five_versions() -> None:
+    """Only HISTORY_DEPTH compiled versions are kept per id."""
+    rs = RuleSet(KNOWN)
+    for v in range(1, 9):
+        rs, _ = rs.apply(rule(version=v))
+    assert HISTORY_DEPTH == 5
+    assert [r.version for r in rs.history("r1")] == [4, 5, 6, 7, 8]
+    for _ in range(4):
+        rs = rs.revert("r1")
+    current = rs.get("r1")
+    assert current is not None and current.version == 4
+    assert rs.revert("r1").get("r1") is None
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def rules_for_evaluation() -> RuleSet:
+    return RuleSet.from_dicts(
+        [
+            rule("bind_fresh", score=0.6, action="review", reason="bind from fresh device"),
+            rule(
+                "bind_freeze",
+                when="event.kind == 'card_bind' && features.failed_logins_24h >= 3",
+                score=0.9,
+                action="freeze",
+                severity="critical",
+                reason="bind after failed logins",
+            ),
+            rule(
+                "any_txn",
+                when="features.minutes_since_new_device < 10.0",
+                score=0.2,
+                action="none",
+                reason="any fresh device",
+            ),
+            rule(
+                "shadow_bind",
+                when="event.kind in ['card_bind', 'withdrawal']",
+                mode="shadow",
+                action="decline",
+                score=0.99,
+            ),
+            rule("device_only", applies_to=["device"], when="true"),
+            rule(
+                "divides",
+                when="event.kind == 'withdrawal' && event.amount / features.zero > 1",
+            ),
+        ],
+        KNOWN,
+    )
+
+
+def test_evaluate_separates_active_and_shadow_hits() -> None:
+    """Shadow hits are reported but do not change outcome or score."""
+    result = rules_for_evaluation().evaluate("transaction", CARD_BIND, FRESH_DEVICE)
+    assert result.rule_ids == ["any_txn", "bind_fresh"]
+    assert [h.rule.rule_id for h in result.shadow_hits] == ["shadow_bind"]
+    assert [(h.rule_id, h.version) for h in result.hits] == [("any_txn", 1), ("bind_fresh", 1)]
+    assert result.outcome is Outcome.REVIEW
+    assert result.errors == ()
+
+
+def test_outcome_is_the_most_severe_and_score_is_noisy_or() -> None:
+    """max over outcomes; 1 - prod(1 - score) over active hits; reasons by score."""
+    features = {**FRESH_DEVICE, "failed_logins_24h": 4}
+    result = rules_for_evaluation().evaluate("transaction", CARD_BIND, features)
+    assert result.rule_ids == ["any_txn", "bind_freeze", "bind_fresh"]
+    assert result.outcome is Outcome.DECLINE
+    assert result.severity is Severity.CRITICAL
+    assert math.isclose(result.score, 1 - (1 - 0.2) * (1 - 0.9) * (1 - 0.6))
+    assert result.reasons == [
+        {"code": "rule:bind_freeze", "detail": "bind after failed logins", "value": 1},
+        {"code": "rule:bind_fresh", "detail": "bind from fresh device", "value": 1},
+        {"code": "rule:any_txn", "detail": "any fresh device", "value": 1},
+    ]
+
+
+def test_no_hit_means_pass_with_score_zero() -> None:
+    """An empty evaluation passes."""
+    result = Evaluation()
+    assert (result.outcome, result.score, result.reasons, result.severity) == (
+        Outcome.PASS,
+        0.0,
+        [],
+        None,
+    )
+
+
+def test_index_runs_only_rules_for_the_event_type_and_kind() -> None:
+    """Rules apply by event type; a rule fixing event.kind runs only on that kind."""
+    rs = rules_for_evaluation()
+    assert [r.rule_id for r in rs.rules_for("transaction", "card_bind")] == [
+        "any_txn",
+        "bind_freeze",
+        "bind_fresh",
+        "shadow_bind",
+    ]
+    assert [r.rule_id for r in rs.rules_for("transaction", "repayment")] == ["any_txn"]
+    assert [r.rule_id for r in rs.rules_for("transaction")] == ["any_txn"]
+    assert [r.rule_id for r in rs.rules_for("device")] == ["device_only"]
+    assert rs.rules_for("label") == ()
+    assert rs.evaluate("transaction", {"kind": "repayment"}, FRESH_DEVICE).evaluated == 1
+    assert rs.evaluate("device", {"kind": "login"}, {}).rule_ids == ["device_only"]
+    assert rs.evaluate("label", {}, {}).evaluated == 0
+
+
+def test_events_without_a_string_kind_use_the_generic_rules() -> None:
+    """An application (no kind) or a malformed kind meets only unguarded rules."""
+    rs = rules_for_evaluation()
+    assert rs.evaluate("transaction", {"amount": 1.0}, FRESH_DEVICE).rule_ids == ["any_txn"]
+    assert rs.evaluate("transaction", {"kind": ["x"]}, FRESH_DEVICE).rule_ids == ["any_txn"]
+
+
+def test_a_failing_rule_is_reported_and_the_others_still_run() -> None:
+    """An exception in one rule becomes an entry in errors; the event is still decided."""
+    rs = rules_for_evaluation()
+    result = rs.evaluate("transaction", {"kind": "withdrawal", "amount": 5}, FRESH_DEVICE)
+    assert result.errors == (RuleFailure("divides", "division by zero at column 44"),)
+    [(rule_id, message)] = result.errors
+    assert rule_id == "divides" and message.startswith("division by zero")
+    assert result.rule_ids == ["any_txn"]
+    assert [h.rule.rule_id for h in result.shadow_hits] == ["shadow_bind"]
+
+
+def test_the_shell_can_revert_a_failing_version() -> None:
+    """evaluate -> errors -> revert(rule_id, version): the prior version takes over."""
+    rs = RuleSet.from_dicts([rule("x", when="features.zero == 0")], KNOWN)
+    rs, _ = rs.apply(rule("x", version=2, when="1 / features.zero > 0"))
+    [(rule_id, _)] = rs.evaluate("transaction", CARD_BIND, FRESH_DEVICE).errors
+    failed = rs.get(rule_id)
+    assert failed is not None and failed.version == 2
+    rs = rs.revert(rule_id, failed.version)
+    assert rs.evaluate("transaction", CARD_BIND, FRESH_DEVICE).rule_ids == ["x"]
+
+
+def test_non_boolean_result_at_run_time_is_an_error() -> None:
+    """A condition of unknown type that yields a number is an error, not a hit."""
+    rs = RuleSet.from_dicts([rule("n", when="event.amount")], KNOWN)
+    result = rs.evaluate("transaction", {"amount": 1.0}, {})
+    assert result.errors == (RuleFailure("n", "condition gave float, expected bool"),)
+    assert result.hits == ()
+
+
+def test_missing_optional_field_does_not_fire_or_fail() -> None:
+    """null < x is false: rules on optional event fields stay silent when absent."""
+    rs = RuleSet.from_dicts([rule("age", applies_to=["application"], when="event.age < 18")], KNOWN)
+    result = rs.evaluate("application", {"amount": 1.0}, {})
+    assert (result.hits, result.errors) == ((), ())
+
+
+def test_ruleset_reading_helpers() -> None:
+    """rules (enabled, by id), iteration, membership, repr."""
+    rs, _ = rules_for_evaluation().apply(rule("any_txn", version=2, enabled=False))
+    ids = [r.rule_id for r in rs.rules]
+    assert ids == sorted(ids) and "any_txn" not in ids
+    assert [r.rule_id for r in rs] == ids
+    assert "bind_fresh" in rs and "any_txn" not in rs and 3 not in rs
+    assert repr(rs) == f"RuleSet({len(ids)} rules)"
+    assert rs.known_features == KNOWN
+
+
+# --------------------------------------------------------------------------- counters
+
+
+def test_rule_stats_count_hits_by_version_and_mode_and_errors() -> None:
+    """Hits keyed by (rule_id, version, mode), errors by rule_id, outcomes by label."""
+    rs = rules_for_evaluation()
+    stats = RuleStats()
+    stats.record(rs.evaluate("transaction", CARD_BIND, FRESH_DEVICE))
+    stats.record(rs.evaluate("transaction", {"kind": "withdrawal", "amount": 5}, FRESH_DEVICE))
+    stats.record(rs.evaluate("device", {"kind": "login"}, {}))
+    assert stats.events == 3
+    assert stats.hits == {
+        ("any_txn", 1, "active"): 2,
+        ("bind_fresh", 1, "active"): 1,
+        ("shadow_bind", 1, "shadow"): 2,
+        ("device_only", 1, "active"): 1,
+    }
+    assert stats.errors == {"divides": 1}
+    assert stats.outcomes == {"review": 2, "pass": 1}
+    snapshot = stats.snapshot()
+    assert snapshot["events"] == 3 and snapshot["evaluated"] == 4 + 3 + 1
+    json.dumps({k: str(v) for k, v in snapshot.items()})
