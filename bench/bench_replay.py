@@ -21,6 +21,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RISKMON = str(ROOT / ".venv" / "bin" / "riskmon")
+TYPES = ("application", "transaction", "device")
 
 
 def sh(*args: str) -> str:
@@ -29,10 +30,26 @@ def sh(*args: str) -> str:
 
 
 def one(mode: str, users: int, days: int, seed: int, work: Path) -> dict[str, object]:
-    ev, truth, dec = work / f"{mode}-events.jsonl", work / f"{mode}-truth.jsonl", work / f"{mode}-dec.jsonl"
+    ev, truth, dec = (
+        work / f"{mode}-events.jsonl",
+        work / f"{mode}-truth.jsonl",
+        work / f"{mode}-dec.jsonl",
+    )
     flags = ["--stealthy"] if mode == "stealthy" else []
-    sh("simulate", "--users", str(users), "--days", str(days), "--seed", str(seed),
-       "--out", str(ev), "--truth", str(truth), *flags)
+    sh(
+        "simulate",
+        "--users",
+        str(users),
+        "--days",
+        str(days),
+        "--seed",
+        str(seed),
+        "--out",
+        str(ev),
+        "--truth",
+        str(truth),
+        *flags,
+    )
     lines = sum(1 for _ in ev.open("rb"))
     t0 = time.perf_counter()
     out = sh("replay", str(ev), "--decisions", str(dec), "--no-progress")
@@ -40,11 +57,24 @@ def one(mode: str, users: int, days: int, seed: int, work: Path) -> dict[str, ob
     m = re.search(r"events/s\s+([\d,]+)", out)
     core_eps = float(m.group(1).replace(",", "")) if m else lines / wall
     report = work / f"{mode}-eval.json"
-    sh("evaluate", str(ev), str(truth), str(dec), "--json", str(report),
-       "--plot", str(work / f"{mode}-eval.png"))
+    sh(
+        "evaluate",
+        str(ev),
+        str(truth),
+        str(dec),
+        "--json",
+        str(report),
+        "--plot",
+        str(work / f"{mode}-eval.png"),
+    )
     metrics = json.loads(report.read_text())
-    return {"mode": mode, "events": lines, "core_eps": core_eps, "wall_eps": lines / wall,
-            "metrics": metrics}
+    return {
+        "mode": mode,
+        "events": lines,
+        "core_eps": core_eps,
+        "wall_eps": lines / wall,
+        "metrics": metrics,
+    }
 
 
 def main() -> int:
@@ -57,9 +87,11 @@ def main() -> int:
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     results = [one(m, args.users, args.days, args.seed, args.work) for m in ("normal", "stealthy")]
-    rows = ["| traffic | events | replay events/s (core) | events/s (process) | money caught in time "
-            "| honest users flagged | AP application | AP transaction | AP device |",
-            "|---|---|---|---|---|---|---|---|---|"]
+    rows = [
+        "| traffic | events | replay events/s (core) | events/s (process) | money caught in time "
+        "| honest users flagged | AP application | AP transaction | AP device |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in results:
         m = r["metrics"]
         ap_ = m.get("average_precision", {})  # type: ignore[union-attr]
@@ -67,19 +99,23 @@ def main() -> int:
             f"| {r['mode']} | {r['events']:,} | {r['core_eps']:,.0f} | {r['wall_eps']:,.0f} "
             f"| {m['money_caught_in_time']['overall']:.1%} "  # type: ignore[index]
             f"| {m['honest_flag_rate']['overall']:.2%} "  # type: ignore[index]
-            f"| {ap_.get('application', float('nan')):.3f} | {ap_.get('transaction', float('nan')):.3f} "
-            f"| {ap_.get('device', float('nan')):.3f} |"
+            + "".join(f"| {ap_.get(t, float('nan')):.3f} " for t in TYPES)
+            + "|"
         )
     table = "\n".join(rows)
     print(table)
     for r in results:
         per = r["metrics"]["money_caught_in_time"].get("per_pattern", {})  # type: ignore[index]
-        print(f"{r['mode']}: money caught in time per pattern: "
-              + ", ".join(f"{k} {v:.0%}" for k, v in sorted(per.items())))
+        print(
+            f"{r['mode']}: money caught in time per pattern: "
+            + ", ".join(f"{k} {v:.0%}" for k, v in sorted(per.items()))
+        )
     if args.record:
         stamp = datetime.now(UTC).strftime("%Y-%m-%d")
-        cmd = (f".venv/bin/python bench/bench_replay.py --users {args.users} --days {args.days} "
-               f"--seed {args.seed}")
+        cmd = (
+            f".venv/bin/python bench/bench_replay.py --users {args.users} --days {args.days} "
+            f"--seed {args.seed}"
+        )
         with (ROOT / "docs" / "benchmarks.md").open("a") as fh:
             fh.write(f"\n### Simulator traffic, {stamp}\n\n`{cmd}`\n\n{table}\n")
     return 0

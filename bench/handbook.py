@@ -59,8 +59,14 @@ def read_rows(path: Path) -> list[tuple[int, datetime, int, int, float, int]]:
             if dt >= TEST_END:
                 continue
             rows.append(
-                (int(r["TRANSACTION_ID"]), dt, int(r["CUSTOMER_ID"]), int(r["TERMINAL_ID"]),
-                 float(r["TX_AMOUNT"]), int(r["TX_FRAUD"]))
+                (
+                    int(r["TRANSACTION_ID"]),
+                    dt,
+                    int(r["CUSTOMER_ID"]),
+                    int(r["TERMINAL_ID"]),
+                    float(r["TX_AMOUNT"]),
+                    int(r["TX_FRAUD"]),
+                )
             )
     rows.sort(key=lambda row: (row[1], row[0]))
     return rows
@@ -71,29 +77,56 @@ def events(rows: list[tuple[int, datetime, int, int, float, int]]) -> Iterator[b
 
     def txns() -> Iterator[tuple[datetime, int, int, bytes]]:
         for tid, dt, cust, term, amount, _ in rows:
-            yield dt, 0, tid, orjson.dumps({
-                "event_id": f"tx-{tid}", "event_type": "transaction", "ts": _ts(dt),
-                "user_id": f"c{cust}", "txn_id": str(tid), "kind": "payment",
-                "amount": amount, "currency": "CNY", "status": "success",
-                "account_hash": f"t{term}",
-            })
+            yield (
+                dt,
+                0,
+                tid,
+                orjson.dumps(
+                    {
+                        "event_id": f"tx-{tid}",
+                        "event_type": "transaction",
+                        "ts": _ts(dt),
+                        "user_id": f"c{cust}",
+                        "txn_id": str(tid),
+                        "kind": "payment",
+                        "amount": amount,
+                        "currency": "CNY",
+                        "status": "success",
+                        "account_hash": f"t{term}",
+                    }
+                ),
+            )
 
     def labels() -> Iterator[tuple[datetime, int, int, bytes]]:
         for tid, dt, cust, _, _, fraud in rows:
             due = dt + DELAY
             if due >= TEST_END:
                 continue
-            yield due, 1, tid, orjson.dumps({
-                "event_id": f"lb-{tid}", "event_type": "label", "ts": _ts(due),
-                "user_id": f"c{cust}", "target_type": "transaction", "target_id": str(tid),
-                "label": "fraud" if fraud else "legit", "source": "chargeback",
-            })
+            yield (
+                due,
+                1,
+                tid,
+                orjson.dumps(
+                    {
+                        "event_id": f"lb-{tid}",
+                        "event_type": "label",
+                        "ts": _ts(due),
+                        "user_id": f"c{cust}",
+                        "target_type": "transaction",
+                        "target_id": str(tid),
+                        "label": "fraud" if fraud else "legit",
+                        "source": "chargeback",
+                    }
+                ),
+            )
 
     for _, _, _, line in heapq.merge(txns(), labels()):
         yield line
 
 
-def test_set(rows: list[tuple[int, datetime, int, int, float, int]]) -> list[tuple[int, int, int, int]]:
+def test_set(
+    rows: list[tuple[int, datetime, int, int, float, int]],
+) -> list[tuple[int, int, int, int]]:
     """(transaction id, test day 0..6, customer, fraud) after removing known compromised
     customers, as the handbook does."""
     known = {c for _, dt, c, _, _, f in rows if f and TRAIN_START <= dt < TRAIN_START + DELAY}
@@ -113,8 +146,9 @@ def test_set(rows: list[tuple[int, datetime, int, int, float, int]]) -> list[tup
     return out
 
 
-def card_precision_at_k(day: np.ndarray, cust: np.ndarray, fraud: np.ndarray, score: np.ndarray,
-                        k: int = 100) -> float:
+def card_precision_at_k(
+    day: np.ndarray, cust: np.ndarray, fraud: np.ndarray, score: np.ndarray, k: int = 100
+) -> float:
     """The handbook's CP@k: per day, each customer's max score; top k customers; share
     with a fraud that day; customers detected on earlier days removed; mean over days."""
     detected: set[int] = set()
@@ -122,8 +156,9 @@ def card_precision_at_k(day: np.ndarray, cust: np.ndarray, fraud: np.ndarray, sc
     for d in sorted(set(day.tolist())):
         mask = day == d
         best: dict[int, tuple[float, int]] = {}
-        for c, f, s in zip(cust[mask].tolist(), fraud[mask].tolist(), score[mask].tolist(),
-                           strict=True):
+        for c, f, s in zip(
+            cust[mask].tolist(), fraud[mask].tolist(), score[mask].tolist(), strict=True
+        ):
             if c in detected:
                 continue
             prev = best.get(c)
@@ -139,8 +174,12 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
     ap.add_argument("--work", type=Path, default=ROOT / "out" / "handbook")
-    ap.add_argument("--config", type=Path, default=ROOT / "config" / "handbook.yaml",
-                    help="settings for the replay")
+    ap.add_argument(
+        "--config",
+        type=Path,
+        default=ROOT / "config" / "handbook.yaml",
+        help="settings for the replay",
+    )
     ap.add_argument("--record", action="store_true", help="append the result to docs/benchmarks.md")
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
@@ -154,8 +193,10 @@ def main() -> int:
         for line in events(rows):
             fh.write(line + b"\n")
             n += 1
-    print(f"converted {len(rows):,} transactions to {n:,} events in {time.perf_counter() - t0:.0f}s",
-          flush=True)
+    print(
+        f"converted {len(rows):,} transactions to {n:,} events in {time.perf_counter() - t0:.0f}s",
+        flush=True,
+    )
 
     cmd = [str(ROOT / ".venv" / "bin" / "riskmon")]
     if args.config.exists():
@@ -196,7 +237,9 @@ def main() -> int:
         doc = ROOT / "docs" / "benchmarks.md"
         stamp = datetime.now(UTC).strftime("%Y-%m-%d")
         with doc.open("a") as fh:
-            fh.write(f"\n### Handbook benchmark, {stamp}\n\n`.venv/bin/python bench/handbook.py`\n\n")
+            fh.write(
+                f"\n### Handbook benchmark, {stamp}\n\n`.venv/bin/python bench/handbook.py`\n\n"
+            )
             fh.write("\n".join(lines) + "\n")
     return 0
 

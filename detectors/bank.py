@@ -42,7 +42,7 @@ import numpy as np
 from detectors.base import Detector, to_matrix
 from detectors.drift import ScoreDrift
 from detectors.labels import PendingItem, PendingStore, label_value
-from detectors.online import ZScoreDetector
+from detectors.online import HSTDetector, ZScoreDetector
 from detectors.registry import REGISTRY
 from riskmon.settings import DetectionSettings
 
@@ -156,6 +156,10 @@ class ModelBank:
     features
         Column order per event type. Unlisted types take the sorted keys of their first
         batch; keys outside the order are ignored by the models.
+    hst_features
+        Features the half-space trees split on, per event type (default: all columns).
+        Random splits over many irrelevant features rarely isolate an anomaly that shows
+        on a few, so a curated subset makes HST much sharper.
     unsupervised_weight
         ``lambda`` of :meth:`combined`.
     """
@@ -167,6 +171,7 @@ class ModelBank:
         unsupervised: Sequence[str] = DEFAULT_UNSUPERVISED,
         supervised: str | None = DEFAULT_SUPERVISED,
         features: Mapping[str, Sequence[str]] | None = None,
+        hst_features: Mapping[str, Sequence[str]] | None = None,
         unsupervised_weight: float = UNSUPERVISED_WEIGHT,
         drift_delta: float = 0.002,
     ) -> None:
@@ -177,6 +182,7 @@ class ModelBank:
         self.unsupervised_names = tuple(unsupervised)
         self.supervised_name = supervised
         self.features = {k: tuple(v) for k, v in (features or {}).items()}
+        self.hst_features = {k: tuple(v) for k, v in (hst_features or {}).items()}
         self.unsupervised_weight = unsupervised_weight
         self.pending = PendingStore.from_settings(settings)
         self.drift = ScoreDrift(delta=drift_delta)
@@ -200,9 +206,11 @@ class ModelBank:
             s = self.settings
 
             def build(name: str) -> Detector:
-                return REGISTRY[name](
-                    s.model_copy(update={"seed": _seed(s.seed, event_type, name)})
-                )
+                seed = _seed(s.seed, event_type, name)
+                det = REGISTRY[name](s.model_copy(update={"seed": seed}))
+                if isinstance(det, HSTDetector) and event_type in self.hst_features:
+                    det.features = self.hst_features[event_type]
+                return det
 
             tm = _TypeModels(
                 schema=_Schema(tuple(columns)),

@@ -261,13 +261,18 @@ class ECODDetector(BatchDetector):
         from pyod.models.ecod import ECOD
         from scipy.stats import skew
 
+        # Constant columns, and those too flat for a skewness, make pyod's scores nan; they
+        # are left out of the fit (a new value in such a column still counts when scoring).
+        sk = np.full(R.shape[1], np.nan)
         varying = np.ptp(R, axis=0) > 0
-        skew_sign = np.zeros(R.shape[1])
-        if varying.any() and len(R) > 1:
-            ref = np.sort(ECOD().fit(R[:, varying]).decision_scores_)
+        if len(R) > 2 and varying.any():
             with warnings.catch_warnings(), np.errstate(all="ignore"):
                 warnings.simplefilter("ignore", RuntimeWarning)
-                skew_sign[varying] = np.sign(np.nan_to_num(skew(R[:, varying], axis=0)))
+                sk[varying] = skew(R[:, varying], axis=0)
+        usable = np.isfinite(sk)
+        skew_sign = np.sign(np.where(usable, sk, 0.0))
+        if usable.any():
+            ref = np.sort(ECOD().fit(R[:, usable]).decision_scores_)
         else:
             ref = np.zeros(len(R))
         return _ECODModel(R, fill, ref, skew_sign)

@@ -14,8 +14,6 @@ Traceback (most recent call last):
 riskmon.contract.InvalidMessage: missing_field: "event_id" is a required property
 """
 
-
-
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -62,9 +60,7 @@ class ApplicationEvent(TypedDict, total=False):
     ip: str
     amount: Required[float]
     term_days: int
-    product: Required[
-        Literal["cash_loan", "consumer_installment", "micro_business", "mortgage"]
-    ]
+    product: Required[Literal["cash_loan", "consumer_installment", "micro_business", "mortgage"]]
     declared_monthly_income: float
     phone_hash: str
     id_hash: str
@@ -311,7 +307,8 @@ class Contract:
         try:
             raw.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise InvalidMessage("invalid_utf8", f"not UTF-8: {exc.reason} at byte {exc.start}")
+            reason = f"not UTF-8: {exc.reason} at byte {exc.start}"
+            raise InvalidMessage("invalid_utf8", reason) from None
         try:
             obj = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
@@ -327,9 +324,7 @@ class Contract:
                 event_id,
             )
         if event_type not in INPUT_TYPES:
-            raise InvalidMessage(
-                "wrong_event_type", f"unknown event_type {event_type!r}", event_id
-            )
+            raise InvalidMessage("wrong_event_type", f"unknown event_type {event_type!r}", event_id)
         self.check(event_type, obj)
         return obj
 

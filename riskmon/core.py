@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from detectors.bank import ModelBank, ModelInput
 from riskmon.contract import Adjustment, Alert, Decision, Reason, format_ts, parse_ts
@@ -36,7 +36,7 @@ from riskmon.logs import get_logger
 from riskmon.settings import Settings
 from riskmon.state import new_user_state
 from riskmon.store import BatchState, MemoryStore, Needs, needs_for
-from rules.engine import Evaluation, Outcome, RuleError, RuleSet, RuleStats, load_rules_dir
+from rules.engine import Evaluation, Outcome, RuleSet, RuleStats, load_rules_dir
 from rules.features import FEATURE_DOCS, KNOWN_FEATURES
 
 log = get_logger("riskmon.core")
@@ -115,8 +115,12 @@ class Core:
         """Apply one rule definition from the control stream; raise RuleError if bad."""
         new_rules, change = self.rules.apply(data)
         self.rules = new_rules
-        log.info("rule_applied", rule_id=data.get("rule_id"), version=data.get("version"),
-                 change=str(change))
+        log.info(
+            "rule_applied",
+            rule_id=data.get("rule_id"),
+            version=data.get("version"),
+            change=str(change),
+        )
         return str(change)
 
     # --- batches ------------------------------------------------------------------
@@ -229,8 +233,14 @@ class Core:
                 "ts": format_ts(wall),
             }
             out.deadletters.append(record)
-            out.ops.append({"kind": "rule_reverted", "rule_id": rule_id, "error": message,
-                            "ts": format_ts(wall)})
+            out.ops.append(
+                {
+                    "kind": "rule_reverted",
+                    "rule_id": rule_id,
+                    "error": message,
+                    "ts": format_ts(wall),
+                }
+            )
 
     def _decide(
         self,
@@ -264,18 +274,24 @@ class Core:
         else:
             decision = ("pass", "review", "decline")[int(outcome)]
 
-        reasons: list[Reason] = list(ev.reasons)
+        reasons: list[Reason] = [cast(Reason, r) for r in ev.reasons]
         if model >= 0.5 and model_scores:
             best = max(model_scores, key=lambda k: model_scores[k])
             reasons.append(
-                {"code": f"model:{best}", "detail": f"{best} model finds this {etype} unusual",
-                 "value": round(model_scores[best], 3)}
+                {
+                    "code": f"model:{best}",
+                    "detail": f"{best} model finds this {etype} unusual",
+                    "value": round(model_scores[best], 3),
+                }
             )
             for name, value, z in self.models.top_contributors(x, k=3, event_type=etype):
                 doc = FEATURE_DOCS.get(name, name.replace("_", " "))
                 reasons.append(
-                    {"code": f"feature:{name}", "detail": f"{doc}: {value:g} (z={z:.1f})",
-                     "value": value}
+                    {
+                        "code": f"feature:{name}",
+                        "detail": f"{doc}: {value:g} (z={z:.1f})",
+                        "value": value,
+                    }
                 )
         rule_ids = [h.rule.rule_id for h in ev.hits]
         ts_text = format_ts(wall)

@@ -73,7 +73,11 @@ async def _watch(settings: Settings, seconds: float, worker_port: int, sim: Any)
 
     t = settings.topics
     consumer = AIOKafkaConsumer(
-        t.alerts, t.adjustments, t.decisions, t.deadletter, t.ops,
+        t.alerts,
+        t.adjustments,
+        t.decisions,
+        t.deadletter,
+        t.ops,
         bootstrap_servers=settings.kafka.bootstrap,
         group_id=None,
         auto_offset_reset="latest",
@@ -136,8 +140,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.config:
         cli += ["--config", args.config]
     worker_log = stack_dir / "demo-worker.log"
-    worker = subprocess.Popen([*cli, "worker"], stdout=worker_log.open("wb"),
-                              stderr=subprocess.STDOUT, env=env)
+    worker = subprocess.Popen(
+        [*cli, "worker"], stdout=worker_log.open("wb"), stderr=subprocess.STDOUT, env=env
+    )
     sim: subprocess.Popen[bytes] | None = None
     try:
         deadline = time.monotonic() + 90
@@ -147,15 +152,30 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                 print("the worker did not start; see above", file=sys.stderr)
                 return 1
             time.sleep(0.5)
-        print(f"worker up: http://127.0.0.1:{settings.worker.web_port}/health and /metrics",
-              flush=True)
-        sim = subprocess.Popen(
-            [*cli, "simulate", "--kafka", "--rate", str(args.rate), "--users", str(args.users),
-             "--days", str(args.days), "--seed", str(args.seed), "--stealthy"],
-            stdout=subprocess.DEVNULL, stderr=(stack_dir / "demo-sim.log").open("wb"), env=env,
+        print(
+            f"worker up: http://127.0.0.1:{settings.worker.web_port}/health and /metrics",
+            flush=True,
         )
-        print(f"simulated traffic: {args.rate:g} events/s; alerts and actions follow\n",
-              flush=True)
+        sim = subprocess.Popen(
+            [
+                *cli,
+                "simulate",
+                "--kafka",
+                "--rate",
+                str(args.rate),
+                "--users",
+                str(args.users),
+                "--days",
+                str(args.days),
+                "--seed",
+                str(args.seed),
+                "--stealthy",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=(stack_dir / "demo-sim.log").open("wb"),
+            env=env,
+        )
+        print(f"simulated traffic: {args.rate:g} events/s; alerts and actions follow\n", flush=True)
         counts = asyncio.run(_watch(settings, args.seconds, settings.worker.web_port, sim))
         print("\nsummary:")
         for key, value in sorted(counts.items()):

@@ -154,7 +154,7 @@ def observe(
     if device_key is not None:
         dev = idents[device_key]
         if etype == "device":
-            attrs = {}
+            attrs: dict[str, str] = {}
             for name in ("is_emulator", "is_rooted"):
                 if name in event:
                     attrs[name] = "1" if event[name] else "0"
@@ -232,7 +232,9 @@ def _user_features(
         if count:
             f["amount_to_max_ratio"] = amount / peak if peak > 0 else (1.0 if amount == 0 else 10.0)
             mean = total / count
-            f["amount_to_mean_ratio"] = amount / mean if mean > 0 else (1.0 if amount == 0 else 10.0)
+            f["amount_to_mean_ratio"] = (
+                amount / mean if mean > 0 else (1.0 if amount == 0 else 10.0)
+            )
         else:
             f["amount_to_max_ratio"] = f["amount_to_mean_ratio"] = 1.0
         user["amounts"][akey] = [count + 1, total + amount, max(peak, amount)]

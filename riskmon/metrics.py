@@ -26,9 +26,7 @@ ALERTS = Counter("riskmon_alerts_total", "Alerts written", ["severity"], registr
 ADJUSTMENTS = Counter(
     "riskmon_adjustments_total", "Adjustments written", ["action"], registry=REGISTRY
 )
-RULE_HITS = Counter(
-    "riskmon_rule_hits_total", "Rule hits", ["rule_id", "mode"], registry=REGISTRY
-)
+RULE_HITS = Counter("riskmon_rule_hits_total", "Rule hits", ["rule_id", "mode"], registry=REGISTRY)
 RULE_ERRORS = Counter(
     "riskmon_rule_errors_total", "Rules rejected or reverted", ["rule_id"], registry=REGISTRY
 )

@@ -185,6 +185,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         if progress is not None:
             progress.close()
     print(summary.table())
-    log.info("replay_done", lines=summary.lines, seconds=round(summary.seconds, 2),
-             events_per_s=round(summary.events_per_s))
+    log.info(
+        "replay_done",
+        lines=summary.lines,
+        seconds=round(summary.seconds, 2),
+        events_per_s=round(summary.events_per_s),
+    )
     return 0

@@ -30,6 +30,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG_FILE = REPO_ROOT / "config" / "riskmon.yaml"
 ENV_PREFIX = "RISKMON_"
+#: RISKMON_* variables that are not settings: the settings file, the test switch
+NOT_SETTINGS = frozenset({"RISKMON_CONFIG", "RISKMON_REQUIRE_STACK"})
 
 
 class _Frozen(BaseModel):
@@ -157,7 +159,7 @@ class Settings(_Frozen):
         cls,
         *,
         env: Mapping[str, str] | None = None,
-        config_file: str | Path | None | Literal["auto"] = "auto",
+        config_file: str | Path | Literal["auto"] | None = "auto",
         **overrides: Any,
     ) -> Settings:
         """Build the settings once: defaults < YAML file < environment < overrides."""
@@ -184,7 +186,7 @@ class Settings(_Frozen):
 def _from_env(environ: Mapping[str, str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, value in environ.items():
-        if not name.startswith(ENV_PREFIX) or name == ENV_PREFIX + "CONFIG":
+        if not name.startswith(ENV_PREFIX) or name in NOT_SETTINGS:
             continue
         path = name[len(ENV_PREFIX) :].lower().split("__")
         node = out

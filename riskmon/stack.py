@@ -196,6 +196,8 @@ def kafka_server_properties(settings: Settings) -> str:
         "share.coordinator.state.topic.min.isr": "1",
         "group.initial.rebalance.delay.ms": "0",
         "log.retention.ms": str(3600 * 1000),
+        # retention counts from arrival: simulated traffic carries old event times
+        "log.message.timestamp.type": "LogAppendTime",
         "log.retention.check.interval.ms": str(60 * 1000),
         "log.segment.bytes": str(16 * 1024 * 1024),
         "num.network.threads": "2",

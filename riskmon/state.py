@@ -40,10 +40,9 @@ class IdentState:
     new_attrs: dict[str, str] = field(default_factory=dict)
 
     def add(self, user_id: str, event_id: str, ts: float) -> None:
-        if user_id:
-            if ts > self.users.get(user_id, float("-inf")):
-                self.users[user_id] = ts
-                self.new_users[user_id] = ts
+        if user_id and ts > self.users.get(user_id, float("-inf")):
+            self.users[user_id] = ts
+            self.new_users[user_id] = ts
         self.events[event_id] = ts
         self.new_events[event_id] = ts
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
 
 from riskmon.settings import Settings
@@ -12,8 +13,13 @@ NAMES = ("alerts", "adjustments", "decisions", "deadletter", "ops")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("which", nargs="*", choices=NAMES, default=["alerts", "adjustments"],
-                        help="output topics to follow (default: alerts adjustments)")
+    parser.add_argument(
+        "which",
+        nargs="*",
+        choices=NAMES,
+        default=["alerts", "adjustments"],
+        help="output topics to follow (default: alerts adjustments)",
+    )
     parser.add_argument("--from-beginning", action="store_true")
     parser.add_argument("--limit", type=int, default=0, help="stop after N messages")
 
@@ -22,8 +28,11 @@ async def _tail(settings: Settings, topics: list[str], beginning: bool, limit: i
     from aiokafka import AIOKafkaConsumer
 
     consumer = AIOKafkaConsumer(
-        *topics, bootstrap_servers=settings.kafka.bootstrap, group_id=None,
-        auto_offset_reset="earliest" if beginning else "latest", enable_auto_commit=False,
+        *topics,
+        bootstrap_servers=settings.kafka.bootstrap,
+        group_id=None,
+        auto_offset_reset="earliest" if beginning else "latest",
+        enable_auto_commit=False,
     )
     await consumer.start()
     seen = 0
@@ -40,8 +49,6 @@ async def _tail(settings: Settings, topics: list[str], beginning: bool, limit: i
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     topics = [getattr(settings.topics, name) for name in args.which]
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_tail(settings, topics, args.from_beginning, args.limit))
-    except KeyboardInterrupt:
-        pass
     return 0

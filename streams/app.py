@@ -34,8 +34,12 @@ async def _handle_until_done(shell: Shell, messages: list[Any]) -> None:
             return
         except Exception as exc:
             shell.stats.last_error = f"{type(exc).__name__}: {exc}"
-            log.error("batch_failed", error=shell.stats.last_error, retry_in_s=delay,
-                      messages=len(messages))
+            log.error(
+                "batch_failed",
+                error=shell.stats.last_error,
+                retry_in_s=delay,
+                messages=len(messages),
+            )
             await asyncio.sleep(delay)
             delay = min(delay * 2, 30.0)
 
@@ -77,7 +81,7 @@ def create_app(settings: Settings, shell: Shell | None = None) -> faust.App:
 
     @app.agent(source, name="riskmon.process")
     async def process(stream: faust.StreamT[Any]) -> None:
-        async for batch in stream.take_events(
+        async for batch in stream.take_events(  # type: ignore[attr-defined]
             settings.worker.batch_size, within=settings.worker.batch_within_s
         ):
             messages = [

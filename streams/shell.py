@@ -76,7 +76,9 @@ class Shell:
         self._lock = asyncio.Lock()
 
     @classmethod
-    def create(cls, settings: Settings, store: RedisStore | AsyncMemoryStore | None = None) -> Shell:
+    def create(
+        cls, settings: Settings, store: RedisStore | AsyncMemoryStore | None = None
+    ) -> Shell:
         return cls(
             settings,
             Contract.load(settings.contract_dir),
@@ -164,8 +166,9 @@ class Shell:
                 batch = await consumer.getmany(timeout_ms=1000)
                 for tp, records in batch.items():
                     for rec in records:
-                        await self.on_rule_message(tp.topic, tp.partition, rec.offset, rec.key,
-                                                   rec.value)
+                        await self.on_rule_message(
+                            tp.topic, tp.partition, rec.offset, rec.key, rec.value
+                        )
         finally:
             await consumer.stop()
 
@@ -187,21 +190,36 @@ class Shell:
             async with self._lock:
                 change = self.core.apply_rule(data)
             self.stats.rules_applied += 1
-            log.info("rule_update", rule_id=data.get("rule_id"), version=data.get("version"),
-                     change=change, offset=offset)
+            log.info(
+                "rule_update",
+                rule_id=data.get("rule_id"),
+                version=data.get("version"),
+                change=change,
+                offset=offset,
+            )
         except (InvalidMessage, RuleError) as exc:
             code = exc.code if isinstance(exc, InvalidMessage) else "rule_rejected"
             reason = exc.reason if isinstance(exc, InvalidMessage) else str(exc)
             self.stats.rules_rejected += 1
             metrics.RULE_ERRORS.labels(rule_id=(key or b"?").decode(errors="replace")).inc()
             log.error("rule_rejected", code=code, reason=reason, offset=offset)
-            rec = dead_letter(value, code=code, reason=reason, topic=topic, partition=partition,
-                              offset=offset, key=key, now=time.time())
+            rec = dead_letter(
+                value,
+                code=code,
+                reason=reason,
+                topic=topic,
+                partition=partition,
+                offset=offset,
+                key=key,
+                now=time.time(),
+            )
             await self.sender(self.settings.topics.deadletter, key, orjson.dumps(rec))
 
     # --- batches ------------------------------------------------------------------
 
-    def validate(self, messages: list[Message]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    def validate(
+        self, messages: list[Message]
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """Split a batch into valid events and dead-letter records."""
         valid: list[dict[str, Any]] = []
         dead: list[dict[str, Any]] = []
@@ -212,13 +230,28 @@ class Shell:
                 valid.append(self.contract.parse(value, self._expected.get(topic), limit))  # type: ignore[arg-type]
             except InvalidMessage as exc:
                 dead.append(
-                    dead_letter(value, code=exc.code, reason=exc.reason, topic=topic,
-                                partition=partition, offset=offset, key=key,
-                                event_id=exc.event_id, now=now)
+                    dead_letter(
+                        value,
+                        code=exc.code,
+                        reason=exc.reason,
+                        topic=topic,
+                        partition=partition,
+                        offset=offset,
+                        key=key,
+                        event_id=exc.event_id,
+                        now=now,
+                    )
                 )
                 metrics.DEAD_LETTERS.labels(topic=topic, code=exc.code).inc()
-                log.warning("dead_letter", code=exc.code, reason=exc.reason, topic=topic,
-                            partition=partition, offset=offset, event_id=exc.event_id)
+                log.warning(
+                    "dead_letter",
+                    code=exc.code,
+                    reason=exc.reason,
+                    topic=topic,
+                    partition=partition,
+                    offset=offset,
+                    event_id=exc.event_id,
+                )
         return valid, dead
 
     async def handle(self, messages: list[Message]) -> Outputs:
@@ -262,8 +295,14 @@ class Shell:
                 from riskmon.contract import parse_ts
 
                 metrics.EVENT_LAG.set(time.time() - parse_ts(newest))
-        log.debug("batch", messages=n, valid=len(valid), decisions=len(out.decisions),
-                  alerts=len(out.alerts), s=round(elapsed, 4))
+        log.debug(
+            "batch",
+            messages=n,
+            valid=len(valid),
+            decisions=len(out.decisions),
+            alerts=len(out.alerts),
+            s=round(elapsed, 4),
+        )
 
     async def publish(self, out: Outputs) -> None:
         """Produce the outputs; actions before the decisions that caused them."""
@@ -275,14 +314,24 @@ class Shell:
         for adj in out.adjustments:
             await send(topics.adjustments, adj["user_id"].encode(), orjson.dumps(adj))
             metrics.ADJUSTMENTS.labels(action=adj["action"]).inc()
-            log.info("adjustment", event_id=adj["source_event_id"], user=adj["user_id"],
-                     action=adj["action"], score=adj.get("score"))
+            log.info(
+                "adjustment",
+                event_id=adj["source_event_id"],
+                user=adj["user_id"],
+                action=adj["action"],
+                score=adj.get("score"),
+            )
         for alert in out.alerts:
             await send(topics.alerts, alert["user_id"].encode(), orjson.dumps(alert))
             metrics.ALERTS.labels(severity=alert["severity"]).inc()
-            log.info("alert", event_id=alert["source_event_id"], user=alert["user_id"],
-                     severity=alert["severity"], score=alert["score"],
-                     rules=alert.get("rule_ids", []))
+            log.info(
+                "alert",
+                event_id=alert["source_event_id"],
+                user=alert["user_id"],
+                severity=alert["severity"],
+                score=alert["score"],
+                rules=alert.get("rule_ids", []),
+            )
         for op in out.ops:
             await send(topics.ops, None, orjson.dumps(op))
             log.warning("ops_event", **{k: v for k, v in op.items() if k != "ts"})
@@ -308,7 +357,9 @@ class Shell:
             "rules_applied": s.rules_applied,
             "rules_rejected": s.rules_rejected,
             "models": self.core.models.status(),
-            "last_batch_age_s": None if s.last_batch_at is None else round(now - s.last_batch_at, 1),
+            "last_batch_age_s": None
+            if s.last_batch_at is None
+            else round(now - s.last_batch_at, 1),
             "last_checkpoint_age_s": None
             if s.last_checkpoint_at is None
             else round(now - s.last_checkpoint_at, 1),

@@ -64,7 +64,9 @@ class Isolated:
 def isolated(stack: Settings, tmp_path: Path) -> Isolated:
     """Settings with topics, group, web port and Redis prefix of this test's own."""
     tag = "t" + uuid.uuid4().hex[:10]
-    topics = {name: f"{tag}.{getattr(stack.topics, name)}" for name in type(stack.topics).model_fields}
+    topics = {
+        name: f"{tag}.{getattr(stack.topics, name)}" for name in type(stack.topics).model_fields
+    }
     overrides: dict[str, Any] = {
         "env": "dev",
         "kafka": stack.kafka.model_dump(),

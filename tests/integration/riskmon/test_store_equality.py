@@ -22,30 +22,66 @@ def traffic(n: int, seed: int = 5) -> list[dict[str, Any]]:
     for i in range(n):
         ts = T0 + i * 37.0
         user = f"u{rng.randrange(40)}"
-        common = {"event_id": f"e{i}", "user_id": user, "ts": ts,
-                  "device_id": f"d{rng.randrange(15)}", "ip": f"10.0.{rng.randrange(6)}.1"}
+        common = {
+            "event_id": f"e{i}",
+            "user_id": user,
+            "ts": ts,
+            "device_id": f"d{rng.randrange(15)}",
+            "ip": f"10.0.{rng.randrange(6)}.1",
+        }
         r = rng.random()
         if r < 0.3:
-            out.append({**common, "event_type": "application", "application_id": f"a{i}",
-                        "amount": float(rng.randrange(500, 9000, 500)), "product": "cash_loan",
-                        "declared_monthly_income": float(rng.randrange(3000, 30000, 1000)),
-                        "bank_card_hash": f"c{rng.randrange(10)}",
-                        "phone_hash": f"p{rng.randrange(30)}"})
+            out.append(
+                {
+                    **common,
+                    "event_type": "application",
+                    "application_id": f"a{i}",
+                    "amount": float(rng.randrange(500, 9000, 500)),
+                    "product": "cash_loan",
+                    "declared_monthly_income": float(rng.randrange(3000, 30000, 1000)),
+                    "bank_card_hash": f"c{rng.randrange(10)}",
+                    "phone_hash": f"p{rng.randrange(30)}",
+                }
+            )
         elif r < 0.6:
-            out.append({**common, "event_type": "device",
-                        "kind": rng.choice(["login", "login_failed", "sim_change", "app_open"]),
-                        "sim_hash": f"s{rng.randrange(20)}", "wifi_hash": f"w{rng.randrange(5)}",
-                        "is_emulator": rng.random() < 0.2, "loan_apps_installed": rng.randrange(9),
-                        "geo": {"lat": 30 + rng.random(), "lon": 120 + rng.random()}})
+            out.append(
+                {
+                    **common,
+                    "event_type": "device",
+                    "kind": rng.choice(["login", "login_failed", "sim_change", "app_open"]),
+                    "sim_hash": f"s{rng.randrange(20)}",
+                    "wifi_hash": f"w{rng.randrange(5)}",
+                    "is_emulator": rng.random() < 0.2,
+                    "loan_apps_installed": rng.randrange(9),
+                    "geo": {"lat": 30 + rng.random(), "lon": 120 + rng.random()},
+                }
+            )
         elif r < 0.95:
-            out.append({**common, "event_type": "transaction", "txn_id": f"t{i}",
-                        "kind": rng.choice(["disbursement", "withdrawal", "card_bind",
-                                            "repayment", "transfer_out"]),
-                        "amount": float(rng.randrange(0, 5000)), "status": "success",
-                        "account_hash": f"c{rng.randrange(10)}"})
+            out.append(
+                {
+                    **common,
+                    "event_type": "transaction",
+                    "txn_id": f"t{i}",
+                    "kind": rng.choice(
+                        ["disbursement", "withdrawal", "card_bind", "repayment", "transfer_out"]
+                    ),
+                    "amount": float(rng.randrange(0, 5000)),
+                    "status": "success",
+                    "account_hash": f"c{rng.randrange(10)}",
+                }
+            )
         else:
-            out.append({"event_id": f"l{i}", "event_type": "label", "user_id": user, "ts": ts,
-                        "target_type": "user", "target_id": user, "label": "fraud"})
+            out.append(
+                {
+                    "event_id": f"l{i}",
+                    "event_type": "label",
+                    "user_id": user,
+                    "ts": ts,
+                    "target_type": "user",
+                    "target_id": user,
+                    "label": "fraud",
+                }
+            )
     return out
 
 

@@ -25,19 +25,49 @@ def takeover_sequence(user: str = "victim") -> list[dict[str, Any]]:
     ev: list[dict[str, Any]] = []
 
     def dev(i: int, m: float, kind: str, device: str, **kw: Any) -> None:
-        ev.append({"event_id": f"{user}-d{i}", "event_type": "device", "ts": at(m),
-                   "user_id": user, "device_id": device, "kind": kind, "ip": "36.1.1.1", **kw})
+        ev.append(
+            {
+                "event_id": f"{user}-d{i}",
+                "event_type": "device",
+                "ts": at(m),
+                "user_id": user,
+                "device_id": device,
+                "kind": kind,
+                "ip": "36.1.1.1",
+                **kw,
+            }
+        )
 
     def txn(i: int, m: float, kind: str, amount: float, **kw: Any) -> None:
-        ev.append({"event_id": f"{user}-t{i}", "event_type": "transaction", "ts": at(m),
-                   "user_id": user, "txn_id": f"{user}-tx{i}", "kind": kind, "amount": amount,
-                   "status": "success", **kw})
+        ev.append(
+            {
+                "event_id": f"{user}-t{i}",
+                "event_type": "transaction",
+                "ts": at(m),
+                "user_id": user,
+                "txn_id": f"{user}-tx{i}",
+                "kind": kind,
+                "amount": amount,
+                "status": "success",
+                **kw,
+            }
+        )
 
     dev(1, 0, "install", old, sim_hash="sim-own", loan_apps_installed=1)
     txn(1, 10, "card_bind", 0.0, account_hash="acct-own", device_id=old)
-    ev.append({"event_id": f"{user}-a1", "event_type": "application", "ts": at(60),
-               "user_id": user, "application_id": f"{user}-app1", "device_id": old,
-               "amount": 2000.0, "product": "cash_loan", "declared_monthly_income": 8000.0})
+    ev.append(
+        {
+            "event_id": f"{user}-a1",
+            "event_type": "application",
+            "ts": at(60),
+            "user_id": user,
+            "application_id": f"{user}-app1",
+            "device_id": old,
+            "amount": 2000.0,
+            "product": "cash_loan",
+            "declared_monthly_income": 8000.0,
+        }
+    )
     txn(2, 90, "disbursement", 2000.0, account_hash="acct-own", loan_id=f"{user}-app1")
     txn(3, 60 * 24 * 20, "repayment", 2100.0, account_hash="acct-own", days_past_due=0)
     t = 60 * 24 * 30
@@ -48,11 +78,28 @@ def takeover_sequence(user: str = "victim") -> list[dict[str, Any]]:
     dev(6, t + 5, "password_reset", new)
     dev(7, t + 6, "login", new)
     txn(4, t + 8, "card_bind", 0.0, account_hash="acct-mule-77", device_id=new)
-    ev.append({"event_id": f"{user}-a2", "event_type": "application", "ts": at(t + 10),
-               "user_id": user, "application_id": f"{user}-app2", "device_id": new,
-               "amount": 15000.0, "product": "cash_loan", "declared_monthly_income": 8000.0})
-    txn(5, t + 14, "disbursement", 15000.0, account_hash="acct-mule-77", device_id=new,
-        loan_id=f"{user}-app2")
+    ev.append(
+        {
+            "event_id": f"{user}-a2",
+            "event_type": "application",
+            "ts": at(t + 10),
+            "user_id": user,
+            "application_id": f"{user}-app2",
+            "device_id": new,
+            "amount": 15000.0,
+            "product": "cash_loan",
+            "declared_monthly_income": 8000.0,
+        }
+    )
+    txn(
+        5,
+        t + 14,
+        "disbursement",
+        15000.0,
+        account_hash="acct-mule-77",
+        device_id=new,
+        loan_id=f"{user}-app2",
+    )
     txn(6, t + 16, "withdrawal", 14800.0, account_hash="acct-mule-77", device_id=new)
     return ev
 
@@ -79,15 +126,19 @@ async def test_account_takeover_is_flagged_and_frozen_before_the_cash_out(
     await send_all(producer, settings, events)
     t = settings.topics
     seen = await read_topics(
-        settings, [t.decisions, t.alerts, t.adjustments],
+        settings,
+        [t.decisions, t.alerts, t.adjustments],
         until=lambda s: len(s[t.decisions]) >= len(events),
     )
     decisions = {d["source_event_id"]: d for d in seen[t.decisions]}
     assert len(decisions) == len(events)
     cash_ts = parse_ts(cash_out["ts"])
     alerts = [a for a in seen[t.alerts] if parse_ts(a["event_ts"]) < cash_ts]
-    freezes = [a for a in seen[t.adjustments]
-               if a["action"] == "freeze" and parse_ts(a["event_ts"]) < cash_ts]
+    freezes = [
+        a
+        for a in seen[t.adjustments]
+        if a["action"] == "freeze" and parse_ts(a["event_ts"]) < cash_ts
+    ]
     assert alerts, seen[t.alerts]
     assert freezes, seen[t.adjustments]
     assert all(a["user_id"] == "victim" for a in alerts + freezes)
@@ -105,14 +156,31 @@ async def test_account_takeover_is_flagged_and_frozen_before_the_cash_out(
 
 
 def rule(version: int, when: str, **kw: Any) -> dict[str, Any]:
-    return {"rule_id": "live_test_rule", "version": version, "applies_to": ["device"],
-            "when": when, "score": 0.9, "severity": "high", "action": "review",
-            "mode": "active", "reason": "test rule", "enabled": True, "author": "tests", **kw}
+    return {
+        "rule_id": "live_test_rule",
+        "version": version,
+        "applies_to": ["device"],
+        "when": when,
+        "score": 0.9,
+        "severity": "high",
+        "action": "review",
+        "mode": "active",
+        "reason": "test rule",
+        "enabled": True,
+        "author": "tests",
+        **kw,
+    }
 
 
 def device_event(i: int, kind: str) -> dict[str, Any]:
-    return {"event_id": f"live-{i}", "event_type": "device", "ts": at(i), "user_id": f"lu{i}",
-            "device_id": f"ld{i}", "kind": kind}
+    return {
+        "event_id": f"live-{i}",
+        "event_type": "device",
+        "ts": at(i),
+        "user_id": f"lu{i}",
+        "device_id": f"ld{i}",
+        "kind": kind,
+    }
 
 
 async def wait_for(pred: Any, timeout: float = 60.0) -> None:
@@ -137,26 +205,35 @@ async def test_live_rule_update_and_broken_rule_rejected(
         h = worker.health() or {}
         return (h.get("rules") or {}).get("live_test_rule")
 
-    await producer.send_and_wait(t.rules, orjson.dumps(rule(1, "event.kind == 'fingerprint'")),
-                                 key=b"live_test_rule")
+    await producer.send_and_wait(
+        t.rules, orjson.dumps(rule(1, "event.kind == 'fingerprint'")), key=b"live_test_rule"
+    )
     await wait_for(lambda: version() == 1)
-    await send_all(producer, settings, [device_event(1, "fingerprint"), device_event(2, "app_open")])
+    await send_all(
+        producer, settings, [device_event(1, "fingerprint"), device_event(2, "app_open")]
+    )
     await wait_for(lambda: (worker.health() or {}).get("decisions", 0) >= 2)
-    await producer.send_and_wait(t.rules, orjson.dumps(rule(2, "event.kind == 'app_open'")),
-                                 key=b"live_test_rule")
+    await producer.send_and_wait(
+        t.rules, orjson.dumps(rule(2, "event.kind == 'app_open'")), key=b"live_test_rule"
+    )
     await wait_for(lambda: version() == 2)
-    await send_all(producer, settings, [device_event(3, "fingerprint"), device_event(4, "app_open")])
+    await send_all(
+        producer, settings, [device_event(3, "fingerprint"), device_event(4, "app_open")]
+    )
     await wait_for(lambda: (worker.health() or {}).get("decisions", 0) >= 4)
-    await producer.send_and_wait(t.rules, orjson.dumps(rule(3, "event.kind == ")),
-                                 key=b"live_test_rule")
+    await producer.send_and_wait(
+        t.rules, orjson.dumps(rule(3, "event.kind == ")), key=b"live_test_rule"
+    )
     await wait_for(lambda: (worker.health() or {}).get("rules_rejected", 0) >= 1)
     await send_all(producer, settings, [device_event(5, "app_open")])
 
-    seen = await read_topics(settings, [t.decisions, t.deadletter],
-                             until=lambda s: len(s[t.decisions]) >= 5 and s[t.deadletter])
+    seen = await read_topics(
+        settings,
+        [t.decisions, t.deadletter],
+        until=lambda s: len(s[t.decisions]) >= 5 and s[t.deadletter],
+    )
     hit = {d["source_event_id"]: "live_test_rule" in d["rule_ids"] for d in seen[t.decisions]}
-    assert hit == {"live-1": True, "live-2": False, "live-3": False, "live-4": True,
-                   "live-5": True}
+    assert hit == {"live-1": True, "live-2": False, "live-3": False, "live-4": True, "live-5": True}
     (dead,) = seen[t.deadletter]
     assert dead["code"] == "rule_rejected" and "live_test_rule" in dead["reason"]
     assert version() == 2

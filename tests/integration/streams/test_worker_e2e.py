@@ -19,27 +19,60 @@ def valid_events(n: int, seed: int = 3) -> list[dict[str, Any]]:
         ts = f"2026-11-28T{9 + i // 3600 % 10:02d}:{i // 60 % 60:02d}:{i % 60:02d}.000Z"
         kind = i % 3
         if kind == 0:
-            out.append({"event_id": f"app-{i}", "event_type": "application", "ts": ts,
-                        "user_id": user, "application_id": f"a{i}", "device_id": f"d{i % 40}",
-                        "amount": float(rng.randrange(500, 20000)), "product": "cash_loan",
-                        "phone_hash": f"p{rng.randrange(10**6):06x}"})
+            out.append(
+                {
+                    "event_id": f"app-{i}",
+                    "event_type": "application",
+                    "ts": ts,
+                    "user_id": user,
+                    "application_id": f"a{i}",
+                    "device_id": f"d{i % 40}",
+                    "amount": float(rng.randrange(500, 20000)),
+                    "product": "cash_loan",
+                    "phone_hash": f"p{rng.randrange(10**6):06x}",
+                }
+            )
         elif kind == 1:
-            out.append({"event_id": f"dev-{i}", "event_type": "device", "ts": ts,
-                        "user_id": user, "device_id": f"d{i % 40}", "kind": "login",
-                        "is_emulator": False})
+            out.append(
+                {
+                    "event_id": f"dev-{i}",
+                    "event_type": "device",
+                    "ts": ts,
+                    "user_id": user,
+                    "device_id": f"d{i % 40}",
+                    "kind": "login",
+                    "is_emulator": False,
+                }
+            )
         else:
-            out.append({"event_id": f"txn-{i}", "event_type": "transaction", "ts": ts,
-                        "user_id": user, "txn_id": f"t{i}", "kind": "payment",
-                        "amount": 12.5, "status": "success"})
+            out.append(
+                {
+                    "event_id": f"txn-{i}",
+                    "event_type": "transaction",
+                    "ts": ts,
+                    "user_id": user,
+                    "txn_id": f"t{i}",
+                    "kind": "payment",
+                    "amount": 12.5,
+                    "status": "success",
+                }
+            )
     return out
 
 
 def malformed(topics: dict[str, str]) -> list[tuple[str, bytes, str]]:
     """50 bad messages, five of each kind: (topic, value, expected code)."""
     apps, devs = topics["applications"], topics["devices"]
-    good_app = {"event_id": "bad-app", "event_type": "application",
-                "ts": "2026-11-28T09:00:00Z", "user_id": "u1", "application_id": "a",
-                "device_id": "d", "amount": 100.0, "product": "cash_loan"}
+    good_app = {
+        "event_id": "bad-app",
+        "event_type": "application",
+        "ts": "2026-11-28T09:00:00Z",
+        "user_id": "u1",
+        "application_id": "a",
+        "device_id": "d",
+        "amount": 100.0,
+        "product": "cash_loan",
+    }
 
     def app(**kw: Any) -> bytes:
         data = {**good_app, **kw}
@@ -67,24 +100,31 @@ async def test_thousand_valid_and_fifty_malformed_events(
     each with its reason, topic, partition and offset; the worker keeps running."""
     settings = isolated.settings
     worker = start_worker(isolated)
-    topic_for = {"application": settings.topics.applications, "device": settings.topics.devices,
-                 "transaction": settings.topics.transactions}
+    topic_for = {
+        "application": settings.topics.applications,
+        "device": settings.topics.devices,
+        "transaction": settings.topics.transactions,
+    }
     events = valid_events(1000)
-    bad = malformed({"applications": settings.topics.applications,
-                     "devices": settings.topics.devices})
+    bad = malformed(
+        {"applications": settings.topics.applications, "devices": settings.topics.devices}
+    )
     # interleave bad messages among the good ones
     for i, ev in enumerate(events):
-        await producer.send(topic_for[ev["event_type"]], orjson.dumps(ev),
-                            key=ev["user_id"].encode())
+        await producer.send(
+            topic_for[ev["event_type"]], orjson.dumps(ev), key=ev["user_id"].encode()
+        )
         if i % 20 == 0 and i // 20 < len(bad):
             topic, value, _ = bad[i // 20]
             await producer.send(topic, value, key=b"u-bad")
     await producer.flush()
 
     seen = await read_topics(
-        settings, [settings.topics.decisions, settings.topics.deadletter],
-        until=lambda s: len(s[settings.topics.decisions]) >= 1000
-        and len(s[settings.topics.deadletter]) >= 50,
+        settings,
+        [settings.topics.decisions, settings.topics.deadletter],
+        until=lambda s: (
+            len(s[settings.topics.decisions]) >= 1000 and len(s[settings.topics.deadletter]) >= 50
+        ),
     )
     decisions = seen[settings.topics.decisions]
     dead = seen[settings.topics.deadletter]

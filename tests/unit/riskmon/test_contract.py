@@ -85,8 +85,11 @@ BAD: list[tuple[str, bytes, str]] = [
     ("age 200", orjson.dumps(_app(age=200)), "out_of_range"),
     ("unknown product", orjson.dumps(_app(product="payday")), "invalid_value"),
     ("bad timestamp", orjson.dumps(_app(ts="yesterday")), "invalid_format"),
-    ("device on the applications topic", orjson.dumps(_app(event_type="device")),
-     "wrong_event_type"),
+    (
+        "device on the applications topic",
+        orjson.dumps(_app(event_type="device")),
+        "wrong_event_type",
+    ),
 ]
 
 

@@ -36,8 +36,13 @@ def dev(**kw: Any) -> dict[str, Any]:
 
 
 def app(**kw: Any) -> dict[str, Any]:
-    base = {"event_type": "application", "device_id": "d1", "application_id": "a",
-            "amount": 1000.0, "product": "cash_loan"}
+    base = {
+        "event_type": "application",
+        "device_id": "d1",
+        "application_id": "a",
+        "amount": 1000.0,
+        "product": "cash_loan",
+    }
     return {**base, **kw}
 
 

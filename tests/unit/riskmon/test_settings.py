@@ -54,5 +54,7 @@ def test_settings_are_frozen_and_unknown_keys_rejected() -> None:
 def test_thresholds_must_be_ordered() -> None:
     """A review threshold above the decline threshold is refused."""
     with pytest.raises(ValidationError):
-        Settings.load(env={"RISKMON_THRESHOLDS__REVIEW": "0.9", "RISKMON_THRESHOLDS__DECLINE": "0.5"},
-                      config_file=None)
+        Settings.load(
+            env={"RISKMON_THRESHOLDS__REVIEW": "0.9", "RISKMON_THRESHOLDS__DECLINE": "0.5"},
+            config_file=None,
+        )

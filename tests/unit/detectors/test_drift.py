@@ -1,0 +1,62 @@
+"""ADWIN over score streams flags a step change and stays quiet on a stationary stream."""
+
+from __future__ import annotations
+
+import random
+
+from detectors.drift import ScoreDrift
+
+
+def stream(n: int, mean: float, seed: int) -> list[float]:
+    rng = random.Random(seed)
+    return [min(1.0, max(0.0, rng.gauss(mean, 0.08))) for _ in range(n)]
+
+
+def test_flags_a_step_change():
+    """A jump of the mean score from 0.2 to 0.5 is detected soon after it happens."""
+    drift = ScoreDrift()
+    before = [drift.update("hst:transaction", s) for s in stream(3000, 0.2, 1)]
+    after = [drift.update("hst:transaction", s) for s in stream(3000, 0.5, 2)]
+    assert not any(before)
+    assert any(after[:300])
+    event = drift.drain()[0]
+    assert event["name"] == "hst:transaction"
+    assert 3000 < event["n"] <= 3300
+    assert abs(event["mean_before"] - 0.2) < 0.02
+    assert event["mean_after"] > 0.35
+
+
+def test_quiet_on_a_stationary_stream():
+    """Twenty thousand scores from one distribution raise no drift."""
+    drift = ScoreDrift()
+    assert drift.update_many("ecod:application", stream(20_000, 0.3, 3)) == 0
+    assert drift.drain() == []
+
+
+def test_streams_are_independent_and_drain_empties():
+    """A change in one stream flags that stream only; drain returns events once."""
+    drift = ScoreDrift()
+    drift.update_many("a", stream(2000, 0.2, 4))
+    drift.update_many("b", stream(2000, 0.2, 5))
+    drift.update_many("a", stream(1000, 0.7, 6))
+    drift.update_many("b", stream(1000, 0.2, 7))
+    events = drift.drain()
+    assert events and {e["name"] for e in events} == {"a"}
+    assert drift.drain() == []
+
+
+def test_update_and_update_many_agree():
+    """Feeding scores one by one or as a list detects the same drifts."""
+    scores = stream(2000, 0.2, 8) + stream(2000, 0.6, 9)
+    one, many = ScoreDrift(), ScoreDrift()
+    flags = [one.update("s", s) for s in scores]
+    assert many.update_many("s", scores) == sum(flags)
+    assert one.drain() == many.drain()
+
+
+def test_event_queue_is_bounded():
+    """Undrained events beyond max_events drop the oldest."""
+    drift = ScoreDrift(max_events=2)
+    for k in range(6):
+        drift.update_many("s", stream(1000, 0.1 + 0.8 * (k % 2), 10 + k))
+    assert len(drift.events) == 2 and drift.n_dropped >= 1

@@ -1,0 +1,128 @@
+"""Pending vectors: matched by id or user, matured into negatives, bounded by TTL and cap."""
+
+from __future__ import annotations
+
+import pytest
+
+from detectors.labels import PendingStore, label_value
+
+DAY = 86400.0
+
+
+def store(**kw) -> PendingStore:
+    params = {"maturity_s": 30 * DAY, "ttl_s": 45 * DAY, "max_items": 1000}
+    return PendingStore(**(params | kw))
+
+
+def ids(items) -> list[str]:
+    return [i.event_id for i in items]
+
+
+def filled() -> PendingStore:
+    s = store()
+    s.add("app", ("A1",), "u1", 0.0, "application", {"f": 1.0})
+    s.add("txn", ("A1", "T1"), "u1", 10.0, "transaction", {"f": 2.0})
+    s.add("dev", (), "u1", 20.0, "device", {"f": 3.0})
+    s.add("other", ("A2",), "u2", 30.0, "application", {"f": 4.0})
+    return s
+
+
+def test_match_by_transaction_id_pops_that_item():
+    """A transaction label takes the item holding that id, once."""
+    s = filled()
+    matched = s.match("transaction", "T1", "u1")
+    assert ids(matched) == ["txn"] and matched[0].x == {"f": 2.0}
+    assert s.match("transaction", "T1", "u1") == []
+    assert len(s) == 3
+
+
+def test_match_by_application_id_takes_every_item_naming_it():
+    """An application label takes the application and the transactions naming it."""
+    s = filled()
+    assert ids(s.match("application", "A1", "u1")) == ["app", "txn"]
+    assert "dev" in s and "other" in s
+
+
+def test_match_by_user_takes_all_pending_items_of_the_user():
+    """A user label takes every pending item of that user, whatever its ids."""
+    s = filled()
+    assert ids(s.match("user", "u1", "u1")) == ["app", "txn", "dev"]
+    assert ids(s.match("user", "u2", "u2")) == ["other"]
+    assert len(s) == 0
+
+
+def test_unknown_target_or_label_is_refused():
+    """Targets and labels outside the contract raise ValueError."""
+    with pytest.raises(ValueError):
+        filled().match("loan", "A1", "u1")
+    with pytest.raises(ValueError):
+        label_value("chargeback")
+
+
+def test_label_semantics():
+    """fraud is positive; legit, repaid and false_positive negative; default neither."""
+    assert label_value("fraud") is True
+    assert [label_value(x) for x in ("legit", "repaid", "false_positive")] == [False] * 3
+    assert label_value("default") is None
+
+
+def test_maturity_returns_unlabelled_items_once_in_event_time():
+    """Items reaching label_maturity_s of event-time age come out once, oldest first."""
+    s = filled()
+    assert s.expire(29 * DAY) == []
+    assert ids(s.expire(30 * DAY + 15)) == ["app", "txn"]
+    assert ids(s.expire(30 * DAY + 15)) == []
+    assert ids(s.expire(31 * DAY)) == ["dev", "other"]
+
+
+def test_matured_items_stay_matchable_until_ttl():
+    """A late label still finds a matured item; past pending_ttl_s it is dropped."""
+    s = filled()
+    s.expire(31 * DAY)
+    late = s.match("transaction", "T1", "u1")
+    assert ids(late) == ["txn"] and late[0].matured
+    assert s.expire(45 * DAY + 5) == [] and ids(s.match("user", "u1", "u1")) == ["dev"]
+    s.expire(46 * DAY)
+    assert len(s) == 0 and s.n_dropped == 2
+
+
+def test_ttl_shorter_than_maturity_drops_without_maturing():
+    """When items expire before they mature, none becomes a negative."""
+    s = store(maturity_s=10 * DAY, ttl_s=5 * DAY)
+    s.add("e", (), "u", 0.0, "device", {})
+    assert s.expire(20 * DAY) == [] and len(s) == 0
+
+
+def test_cap_evicts_the_oldest_by_event_time():
+    """Beyond max_items the oldest event (by ts, not arrival) is evicted first."""
+    s = store(max_items=3)
+    s.add("b", (), "u", 20.0, "device", {})
+    s.add("a", (), "u", 10.0, "device", {})
+    s.add("c", (), "u", 30.0, "device", {})
+    s.add("d", (), "u", 40.0, "device", {})
+    assert "a" not in s and len(s) == 3 and s.n_evicted == 1
+    s.add("e", (), "u", 5.0, "device", {})
+    assert "e" not in s and ids(s.match("user", "u", "u")) == ["b", "c", "d"]
+
+
+def test_duplicates_are_ignored_and_popped_ids_can_return():
+    """Re-adding a pending id keeps the first; after a match the id may be added again."""
+    s = store()
+    s.add("e", ("T",), "u", 0.0, "transaction", {"f": 1.0})
+    s.add("e", ("T",), "u", 5.0, "transaction", {"f": 2.0})
+    assert s.n_duplicates == 1
+    assert [i.x for i in s.match("transaction", "T", "u")] == [{"f": 1.0}]
+    s.add("e", ("T",), "u", 100.0, "transaction", {"f": 3.0})
+    assert ids(s.expire(100.0 + 30 * DAY)) == ["e"]
+
+
+def test_indexes_do_not_leak():
+    """After matching, expiring and evicting, no id or user index entry is left behind."""
+    s = store(max_items=50)
+    for k in range(200):
+        s.add(f"e{k}", (f"T{k}", f"A{k % 7}"), f"u{k % 11}", float(k), "transaction", {})
+    s.match("application", "A3", "u")
+    s.expire(1e9)
+    assert len(s) == 0 and s._by_target == {} and s._by_user == {}
+    s.compact()
+    assert s._young == [] and s._old == []
