@@ -33,7 +33,7 @@ import math
 import pickle
 import struct
 import zlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import ItemsView, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -125,6 +125,9 @@ class FeatureRow(Mapping[str, float]):
     def __len__(self) -> int:
         return len(self.to_dict())
 
+    def items(self) -> ItemsView[str, float]:
+        return self.to_dict().items()
+
     def to_dict(self) -> dict[str, float]:
         values = self.block[self.row].tolist()
         return {c: v for c, v in zip(self.schema.columns, values, strict=True) if v == v}
@@ -192,8 +195,8 @@ class ModelBank:
             "labels": 0,
             "labels_unmatched": 0,
             "defaults": 0,
-            "learned_positive": 0,
-            "learned_negative": 0,
+            "taught_positive": 0,
+            "taught_negative": 0,
             "matured": 0,
         }
 
@@ -298,7 +301,10 @@ class ModelBank:
     def on_label(
         self, target_type: str, target_id: str, user_id: str, label: str, ts: float
     ) -> int:
-        """Teach the classifier the pending vectors a label names; returns how many."""
+        """Teach the classifier the pending vectors a label names; returns how many.
+
+        The classifier may keep only a sample of the negatives it is taught.
+        """
         y = label_value(label)
         self.watermark = max(self.watermark, ts)
         self.counts["labels"] += 1
@@ -324,11 +330,10 @@ class ModelBank:
             tm = self.types.get(item.event_type)
             if tm is None or tm.supervised is None:
                 continue
-            x = item.x.to_dict() if isinstance(item.x, FeatureRow) else dict(item.x)
-            tm.supervised.learn_one(x, y)
+            tm.supervised.learn_one(item.x, y)
             tm.counts["pos" if y else "neg"] += 1
             learned += 1
-        self.counts["learned_positive" if y else "learned_negative"] += learned
+        self.counts["taught_positive" if y else "taught_negative"] += learned
         return learned
 
     def drain_drift(self) -> list[dict[str, Any]]:
@@ -367,7 +372,7 @@ class ModelBank:
 
     @classmethod
     def loads(cls, data: bytes, settings: DetectionSettings) -> ModelBank:
-        """Restore a checkpoint of :meth:`dumps`.
+        """Restore a checkpoint of :meth:`dumps` (a pickle: load only checkpoints you wrote).
 
         The models keep the parameters they were built with; ``settings`` gives the
         pending-store limits from now on.

@@ -57,7 +57,7 @@ class Detector(Protocol):
     ``learn_one(x, y)``: unsupervised detectors ignore ``y``; supervised ones ignore
     ``y=None``. ``score_one(x)`` is in ``[0, 1]`` for any input (missing keys, extra keys,
     non-finite values) and does not change the detector. ``score_many`` equals
-    ``[score_one(x) for x in xs]``. Detectors are picklable.
+    ``[score_one(x) for x in xs]`` (within float rounding). Detectors are picklable.
     """
 
     name: str
@@ -126,7 +126,9 @@ class VectorizedDetector(BaseDetector):
     """A detector whose real work is done on matrices.
 
     Subclasses implement ``score_array`` / ``learn_array`` and ``columns_for``; the dict
-    verbs vectorise and delegate, so ``score_one(x) == score_many([x])[0]`` exactly.
+    verbs vectorise and delegate. A subclass may give ``score_one`` / ``learn_one`` a
+    plain-Python path (a one-row numpy call costs far more than a dict loop), agreeing
+    with the matrix path within float rounding.
     """
 
     def columns_for(self, xs: Sequence[Features]) -> tuple[str, ...]:
@@ -194,7 +196,7 @@ def clean(x: Features, limit: float = LIMIT) -> dict[str, float]:
 def to_matrix(xs: Sequence[Features], columns: Sequence[str]) -> np.ndarray:
     """Stack dicts into a float matrix with the given column order; missing keys -> ``nan``.
 
-    Extra keys are ignored. Rows holding every column take a C-level fast path.
+    Extra keys are ignored. Batches whose rows hold every column take a C-level path.
     """
     n, d = len(xs), len(columns)
     if d == 0:
@@ -211,5 +213,8 @@ def to_matrix(xs: Sequence[Features], columns: Sequence[str]) -> np.ndarray:
         except KeyError:
             return [x.get(c, nan) for c in columns]
 
-    flat = np.fromiter(chain.from_iterable(map(row, xs)), dtype=float, count=n * d)
+    try:
+        flat = np.fromiter(chain.from_iterable(map(get, xs)), dtype=float, count=n * d)
+    except KeyError:
+        flat = np.fromiter(chain.from_iterable(map(row, xs)), dtype=float, count=n * d)
     return flat.reshape(n, d)

@@ -204,11 +204,14 @@ class _ECODModel(FittedModel):
     pyod's ``ECOD.decision_function`` pools the scored batch with the training set, so a
     row's score would depend on its batch-mates; here each row is scored as if it alone
     were added to the training set (the one-row pyod call), with the training skewness.
-    Each column keeps its sorted distinct training values and how many training values lie
-    below each, so one binary search per cell gives both tail counts.
+
+    Each column keeps its sorted distinct training values, how many training values lie
+    below each and how many equal it, so one search per cell gives both tail counts.
+    Columns are grouped by table size (padded to a power of two with ``+inf``) and each
+    group is searched for all its cells at once, without branches.
     """
 
-    __slots__ = ("below", "counts", "offsets", "skew_sign", "values")
+    __slots__ = ("groups", "skew_sign")
 
     def __init__(self, R: np.ndarray, fill: np.ndarray, ref: np.ndarray, skew_sign: np.ndarray):
         super().__init__(fill, ref, len(R))
@@ -216,35 +219,44 @@ class _ECODModel(FittedModel):
         S = np.sort(R, axis=0)
         first = np.ones(S.shape, dtype=bool)
         first[1:] = S[1:] != S[:-1]
-        values: list[np.ndarray] = []
-        below: list[np.ndarray] = []
-        counts: list[np.ndarray] = []
-        offsets = [0]
+        by_size: dict[int, list[int]] = {}
+        starts = []
         for j in range(S.shape[1]):
             p = np.flatnonzero(first[:, j])  # first index of each distinct value
-            values += [S[p, j], np.array([np.inf])]
-            below += [p, np.array([m])]
-            counts += [np.diff(p, append=m), np.array([0])]
-            offsets.append(offsets[-1] + len(p) + 1)
-        # Column j's tables sit at offsets[j] .. offsets[j+1] - 1 of the flat arrays, the
-        # last entry a +inf pad so that every search result indexes its own column.
-        self.values = np.concatenate(values)
-        self.below = np.concatenate(below)  # training values < values[i]
-        self.counts = np.concatenate(counts)  # training values == values[i]
-        self.offsets = np.asarray(offsets[:-1], dtype=np.intp)
+            starts.append(p)
+            by_size.setdefault(1 << len(p).bit_length(), []).append(j)
+        self.groups: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+        for size, cols in sorted(by_size.items()):
+            values = np.full((len(cols), size), np.inf)
+            below = np.full((len(cols), size), m, dtype=np.intp)  # training values < value
+            equal = np.zeros((len(cols), size), dtype=np.intp)  # training values == value
+            for g, j in enumerate(cols):
+                p = starts[j]
+                values[g, : len(p)] = S[p, j]
+                below[g, : len(p)] = p
+                equal[g, : len(p)] = np.diff(p, append=m)
+            self.groups.append((np.asarray(cols, dtype=np.intp), values, below, equal))
         self.skew_sign = skew_sign
 
     def raw(self, X: np.ndarray) -> np.ndarray:
         m = self.n_rows
         XT = np.ascontiguousarray(X.T)
-        flat = np.empty(XT.shape, dtype=np.intp)
-        values, bounds = self.values, [*self.offsets.tolist(), len(self.values)]
-        for j, x in enumerate(XT):
-            lo = bounds[j]
-            flat[j] = np.searchsorted(values[lo : bounds[j + 1] - 1], x, side="left") + lo
-        lt = self.below[flat]
-        hit = values[flat] == XT
-        le = lt + self.counts[flat] * hit
+        le = np.empty(XT.shape)
+        lt = np.empty(XT.shape)
+        for cols, values, below, equal in self.groups:
+            x = XT[cols]
+            size = values.shape[1]
+            flat = values.ravel()
+            offset = (np.arange(len(cols)) * size)[:, None]
+            pos = np.zeros(x.shape, dtype=np.intp)  # becomes: distinct values < x
+            half = size // 2
+            while half:
+                pos += (flat[offset + pos + (half - 1)] < x) * half
+                half //= 2
+            at = offset + pos
+            below_x = below.ravel()[at]
+            lt[cols] = below_x
+            le[cols] = below_x + equal.ravel()[at] * (flat[at] == x)
         u_l = np.log((m + 1.0) / (le.T + 1.0))
         u_r = np.log((m + 1.0) / (m - lt.T + 1.0))
         s = self.skew_sign

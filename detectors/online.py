@@ -1,7 +1,7 @@
 """Online unsupervised detectors: learn every event, score in microseconds.
 
-``HSTDetector`` runs river's Half-Space Trees behind a min-max scaler on a subset of the
-features; ``ZScoreDetector`` keeps a river ``stats.Var`` per feature and scores the
+``HSTDetector`` runs river's Half-Space Trees behind a min-max scaler (on all features or a
+chosen subset); ``ZScoreDetector`` keeps a river ``stats.Var`` per feature and scores the
 largest absolute z-score. Both map their raw score to ``[0, 1]`` with a
 :class:`~detectors.calibration.TailCalibrator` fed by the events they learn, so their
 scores read alike: ``0.1`` for a typical event, ``1.0`` for one rarer than 1 in 1000.
@@ -25,13 +25,20 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 from river import anomaly, preprocessing, stats
 
-from detectors.base import LIMIT, BaseDetector, Features, VectorizedDetector, to_matrix
+from detectors.base import (
+    LIMIT,
+    BaseDetector,
+    Features,
+    VectorizedDetector,
+    clean,
+    to_matrix,
+)
 from detectors.calibration import TailCalibrator
 
 __all__ = ["HSTDetector", "ZScoreDetector"]
@@ -172,8 +179,10 @@ class HSTDetector(BaseDetector):
         Cap on the number of features picked when ``features`` is ``None``.
     n_trees, height, window_size
         River's HST parameters. Cost grows linearly with ``n_trees`` and ``height``. A
-        walk stops at nodes holding fewer than ``window_size / 10`` events, so with the
-        default window depths beyond about 5 are rarely reached.
+        walk stops at nodes holding fewer than ``window_size / 10`` events, so with a
+        window of 250 depths beyond 4 are rarely reached: many shallow trees (25 of
+        height 4) rank anomalies better than fewer deeper ones at the same cost (see
+        ``bench/bench_detectors.py``).
     warmup
         Learned events before the score counts. The scaler learns the ranges during
         ``max(warmup, window_size)`` events and is then frozen, so that one extreme value
@@ -204,8 +213,8 @@ class HSTDetector(BaseDetector):
         features: Sequence[str] | None = None,
         *,
         max_features: int | None = None,
-        n_trees: int = 10,
-        height: int = 6,
+        n_trees: int = 25,
+        height: int = 4,
         window_size: int = 250,
         warmup: int = 500,
         calib_every: int = 4,
@@ -227,6 +236,8 @@ class HSTDetector(BaseDetector):
         self.n_learned = 0
         self._forest: _FlatForest | None = None
         self._cols: tuple[tuple[str, ...], np.ndarray] | None = None
+        self._frozen: list[tuple[str, float, float]] | None = None
+        self._frozen_arrays: tuple[np.ndarray, np.ndarray] | None = None
 
     @property
     def _scale_until(self) -> int:
@@ -253,20 +264,29 @@ class HSTDetector(BaseDetector):
             return None
         return mn.get(), self.scaler.max[f].get()
 
+    def _spans(self) -> list[tuple[str, float, float]]:
+        """``(feature, low, span)`` for the features with a range; fixed once frozen."""
+        if self._frozen is not None:
+            return self._frozen
+        out = []
+        for f in self.features or ():
+            rng = self._range(f)
+            if rng is not None:
+                out.append((f, rng[0], rng[1] - rng[0]))
+        if self.n_learned >= self._scale_until:
+            self._frozen = out
+        return out
+
     # -- one event: river's code -------------------------------------------------------
 
     def _scaled(self, x: Features) -> dict[str, float]:
         out = {}
-        for f in self.features or ():
-            v = x.get(f)
-            rng = self._range(f) if v is not None else None
-            if rng is None:
+        get = x.get
+        for f, lo, span in self._spans():
+            v = get(f)
+            if v is None or v != v:
                 continue
-            lo, hi = rng
-            span = hi - lo
-            s = (float(v) - lo) / span if span else 0.0  # type: ignore[arg-type]
-            if s == s and v == v:
-                out[f] = s
+            out[f] = (float(v) - lo) / span if span else 0.0
         return out
 
     def _river(self) -> anomaly.HalfSpaceTrees:
@@ -315,17 +335,25 @@ class HSTDetector(BaseDetector):
         idx = self._cols[1]
         S = X[:, np.maximum(idx, 0)] if len(cols) else np.full((len(X), len(idx)), math.nan)
         S[:, idx < 0] = math.nan
-        lo = np.full(len(idx), math.nan)
-        hi = np.full(len(idx), math.nan)
-        for j, f in enumerate(self.features):
-            rng = self._range(f)
-            if rng is not None:
-                lo[j], hi[j] = rng
-        span = hi - lo
+        lo, span = self._span_arrays()
         with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
             out = np.where(span != 0, (S - lo) / np.where(span != 0, span, 1.0), 0.0)
         out[np.isnan(S) | np.isnan(span) | np.isnan(out)] = np.nan
         return out
+
+    def _span_arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """Low end and width of each feature's range, in the model's order (``nan``: none)."""
+        if self._frozen_arrays is not None:
+            return self._frozen_arrays
+        assert self.features is not None
+        lo = np.full(len(self.features), math.nan)
+        span = np.full(len(self.features), math.nan)
+        where = {f: j for j, f in enumerate(self.features)}
+        for f, low, width in self._spans():
+            lo[where[f]], span[where[f]] = low, width
+        if self._frozen is not None:
+            self._frozen_arrays = (lo, span)
+        return lo, span
 
     def _flat(self) -> _FlatForest:
         if self._forest is None:
@@ -388,14 +416,43 @@ class HSTDetector(BaseDetector):
         self.learn_array(to_matrix(xs, features), features)
 
 
+class _Moments:
+    """Running count, mean and sum of squared deviations of some columns, as arrays."""
+
+    __slots__ = ("columns", "mean", "n", "s")
+
+    def __init__(self, columns: tuple[str, ...], n: np.ndarray, mean: np.ndarray, s: np.ndarray):
+        self.columns = columns
+        self.n = n
+        self.mean = mean
+        self.s = s
+
+
+def _var_state(var: stats.Var) -> tuple[float, float, float]:
+    return var.mean.n, var.mean._mean, var._S
+
+
+def _set_var_state(var: stats.Var, n: float, mean: float, s: float) -> None:
+    # river's Var is a Mean (n, _mean) plus the sum of squared deviations _S; setting them
+    # moves the exact state, so the dict and matrix paths stay bit-for-bit in step.
+    var.mean.n = n
+    var.mean._mean = mean
+    var._S = s
+
+
 class ZScoreDetector(VectorizedDetector):
     """Largest absolute z-score over the features, from a river ``stats.Var`` per feature.
 
     Learned values are winsorised at ``clip_z`` standard deviations, so that a burst of
-    outliers does not inflate the variance it is measured against. A feature counts once
-    it has ``min_count`` values and a non-zero variance. Learned values are also clipped to
-    ``[-1e12, 1e12]`` so that the running moments stay finite. The raw score (max |z|) is mapped
-    to ``[0, 1]`` by its rarity among the last learned events.
+    outliers does not inflate the variance it is measured against (and clipped to
+    ``[-1e12, 1e12]``, so that the running moments stay finite). A feature counts once it
+    has ``min_count`` values and a non-zero variance. The raw score (max |z|) is mapped to
+    ``[0, 1]`` by its rarity among the last learned events (after warm-up).
+
+    ``score_one`` / ``learn_one`` loop over the dict with the ``stats.Var`` objects. The
+    matrix path holds the moments of its columns in arrays (moved in and out of the
+    ``Var`` objects exactly, as needed) and merges a whole batch at once with river's
+    parallel update, winsorising against the moments as they were before the batch.
     """
 
     name = "zscore"
@@ -405,7 +462,8 @@ class ZScoreDetector(VectorizedDetector):
         self.warmup = warmup
         self.clip_z = clip_z
         self.min_count = min_count
-        self.stats: dict[str, stats.Var] = {}
+        self._stats: dict[str, stats.Var] = {}
+        self._block: _Moments | None = None
         self.calibrator = TailCalibrator()
         self.n_learned = 0
 
@@ -413,21 +471,58 @@ class ZScoreDetector(VectorizedDetector):
     def ready(self) -> bool:
         return self.n_learned >= self.warmup and self.calibrator.n > 0
 
+    @property
+    def stats(self) -> dict[str, stats.Var]:
+        """A river ``stats.Var`` per feature seen."""
+        self._flush()
+        return self._stats
+
+    def _flush(self) -> None:
+        """Move the array moments back into the ``Var`` objects."""
+        block = self._block
+        if block is None:
+            return
+        for c, n, m, s in zip(
+            block.columns, block.n.tolist(), block.mean.tolist(), block.s.tolist(), strict=True
+        ):
+            if n > 0:
+                var = self._stats.get(c)
+                if var is None:
+                    var = self._stats[c] = stats.Var()
+                _set_var_state(var, n, m, s)
+        self._block = None
+
+    def _load(self, columns: Sequence[str]) -> _Moments:
+        """The moments of ``columns`` as arrays (taken from the ``Var`` objects if needed)."""
+        cols = tuple(columns)
+        if self._block is not None and self._block.columns == cols:
+            return self._block
+        self._flush()
+        state = np.zeros((len(cols), 3))
+        for j, c in enumerate(cols):
+            var = self._stats.get(c)
+            if var is not None:
+                state[j] = _var_state(var)
+        n, mean, s = state.T.copy()
+        self._block = _Moments(cols, n, mean, s)
+        return self._block
+
+    def __getstate__(self) -> dict[str, Any]:
+        self._flush()
+        return self.__dict__.copy()
+
     def columns_for(self, xs: Sequence[Features]) -> tuple[str, ...]:
         return tuple(sorted({k for x in xs for k in x}))
 
     def _moments(self, columns: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Mean and standard deviation per column; ``nan`` where a feature does not count."""
-        mean = np.full(len(columns), math.nan)
-        sd = np.full(len(columns), math.nan)
-        for j, c in enumerate(columns):
-            v = self.stats.get(c)
-            if v is not None and v.n >= self.min_count:
-                s = math.sqrt(v.get())
-                if s > 0:
-                    mean[j] = v.mean.get()
-                    sd[j] = s
-        return mean, sd
+        block = self._load(columns)
+        n = block.n
+        counts = (n >= self.min_count) & (n > 1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            sd = np.sqrt(np.where(counts, block.s / (n - 1), 0.0))
+        counts &= sd > 0
+        return np.where(counts, block.mean, np.nan), np.where(counts, sd, np.nan)
 
     @staticmethod
     def _raw(X: np.ndarray, mean: np.ndarray, sd: np.ndarray) -> np.ndarray:
@@ -435,6 +530,51 @@ class ZScoreDetector(VectorizedDetector):
             Z = np.abs(X - mean) / sd
         Z[np.isnan(Z)] = 0.0
         return Z.max(axis=1) if Z.shape[1] else np.zeros(len(X))
+
+    # -- one event ------------------------------------------------------------------
+
+    def _raw_one(self, x: Mapping[str, float]) -> float:
+        top = 0.0
+        stats_, min_count = self.stats, self.min_count
+        for k, v in x.items():
+            var = stats_.get(k)
+            if var is None or var.n < min_count:
+                continue
+            f = float(v)
+            s = math.sqrt(var.get())
+            if s > 0 and math.isfinite(f):
+                z = abs(f - var.mean.get()) / s
+                if z > top:
+                    top = z
+        return top
+
+    def score_one(self, x: Features) -> float:
+        if not self.ready:
+            return 0.0
+        return self.calibrator.score(self._raw_one(x))
+
+    def learn_one(self, x: Features, y: bool | None = None) -> None:
+        top = 0.0
+        c, min_count, stats_ = self.clip_z, self.min_count, self.stats
+        for k, v in clean(x).items():
+            var = stats_.get(k)
+            if var is None:
+                var = stats_[k] = stats.Var()
+            elif var.n >= min_count:
+                sd = math.sqrt(var.get())
+                if sd > 0:
+                    m = var.mean.get()
+                    z = abs(v - m) / sd
+                    if z > top:
+                        top = z
+                    if z > c:
+                        v = m + c * sd if v > m else m - c * sd
+            var.update(v)
+        if self.n_learned >= self.warmup:
+            self.calibrator.add(top)
+        self.n_learned += 1
+
+    # -- a matrix ---------------------------------------------------------------------
 
     def learn_array(self, X: np.ndarray, columns: Sequence[str]) -> None:
         self.score_learn_array(X, columns, want_scores=False)
@@ -459,22 +599,21 @@ class ZScoreDetector(VectorizedDetector):
             hi = np.where(known, mean + self.clip_z * sd, np.inf)
             X = np.clip(X, lo, hi)
         have = ~np.isnan(X)
-        counts = have.sum(axis=0)
-        sums = np.where(have, X, 0.0).sum(axis=0)
+        k = have.sum(axis=0).astype(float)
         with np.errstate(invalid="ignore", divide="ignore"):
-            bmean = sums / counts
-            m2 = np.where(have, (X - bmean) ** 2, 0.0).sum(axis=0)
-        for j, c in enumerate(columns):
-            k = int(counts[j])
-            if k == 0:
-                continue
-            var_b = float(m2[j]) / (k - 1) if k > 1 else 0.0
-            batch = stats.Var._from_state(k, float(bmean[j]), var_b)
-            var = self.stats.get(c)
-            if var is None:
-                self.stats[c] = batch
-            else:
-                var += batch
+            bmean = np.where(have, X, 0.0).sum(axis=0) / k
+            bs = np.where(have, (X - bmean) ** 2, 0.0).sum(axis=0)
+        # river's Var.__iadd__ (Chan et al.), for every column at once
+        block = self._load(columns)
+        na, ma = block.n, block.mean
+        total = na + k
+        step = k > 0
+        with np.errstate(invalid="ignore", divide="ignore"):
+            merged_s = block.s + bs + (ma - bmean) ** 2 * na * k / total
+            merged_mean = (na * ma + k * bmean) / total
+        block.s = np.where(step, merged_s, block.s)
+        block.mean = np.where(step, merged_mean, ma)
+        block.n = total
         self.n_learned += n
         return scores
 
@@ -488,8 +627,9 @@ class ZScoreDetector(VectorizedDetector):
     def contributions(self, x: Features, k: int = 3) -> list[tuple[str, float, float]]:
         """The ``k`` features of ``x`` farthest from their mean: ``(feature, value, z)``."""
         out = []
+        stats_ = self.stats
         for f, v in x.items():
-            var = self.stats.get(f)
+            var = stats_.get(f)
             value = float(v)
             if var is None or var.n < self.min_count or not math.isfinite(value):
                 continue

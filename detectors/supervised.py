@@ -84,6 +84,7 @@ class LogRegDetector(VectorizedDetector):
         self.n_negatives = 0
         self.n_skipped = 0
         self._shift = math.log(negative_rate)
+        self._cache: tuple[tuple[tuple[str, ...], int], tuple[np.ndarray, ...]] | None = None
 
     @property
     def ready(self) -> bool:
@@ -134,9 +135,12 @@ class LogRegDetector(VectorizedDetector):
         p = float(sigmoid(self.clf._raw_dot_one(z) + self._shift))
         return p if p == p else 0.0
 
-    def score_array(self, X: np.ndarray, columns: Sequence[str]) -> np.ndarray:
-        if not self.ready:
-            return np.zeros(len(X))
+    def _coefficients(self, columns: tuple[str, ...]) -> tuple[np.ndarray, ...]:
+        """Scaler means, standard deviations and weights of ``columns``, cached until the
+        model learns again."""
+        learned = self.n_positives + self.n_negatives
+        if self._cache is not None and self._cache[0] == (columns, learned):
+            return self._cache[1]
         d = len(columns)
         mean, std, w = np.zeros(d), np.zeros(d), np.zeros(d)
         weights = self.clf._weights
@@ -145,6 +149,13 @@ class LogRegDetector(VectorizedDetector):
                 mean[j] = self.scaler.means[c]
                 std[j] = self.scaler.vars[c] ** 0.5
                 w[j] = weights.get(c, 0.0)
+        self._cache = ((columns, learned), (mean, std, w))
+        return mean, std, w
+
+    def score_array(self, X: np.ndarray, columns: Sequence[str]) -> np.ndarray:
+        if not self.ready:
+            return np.zeros(len(X))
+        mean, std, w = self._coefficients(tuple(columns))
         with np.errstate(invalid="ignore", divide="ignore"):
             Z = (np.clip(X, -LIMIT, LIMIT) - mean) / std
         Z[~np.isfinite(X) | (std == 0)] = 0.0

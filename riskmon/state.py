@@ -97,6 +97,8 @@ class IdentState:
 
 def _trim_zset(zset: dict[str, float], min_score: float, cap: int) -> dict[str, float]:
     """ZREMRANGEBYSCORE -inf (min_score, then keep the ``cap`` highest (score, member))."""
+    if len(zset) <= cap and (not zset or min(zset.values()) >= min_score):
+        return zset
     kept = {m: s for m, s in zset.items() if s >= min_score}
     if len(kept) > cap:
         ordered = sorted(kept.items(), key=lambda kv: (kv[1], kv[0]))

@@ -80,59 +80,53 @@ class Needs:
 
 
 class MemoryStore:
-    """In-process store with Redis's semantics (trims, sorted-set order), no TTL clock."""
+    """In-process store with Redis's semantics (trims, sorted-set order), no TTL clock.
+
+    It hands out its live objects rather than copies: a batch's changes are its state
+    at once, and :meth:`save` only trims, as Redis does on write.
+    """
 
     def __init__(self) -> None:
-        self.users: dict[str, bytes] = {}
+        self.users: dict[str, dict[str, Any]] = {}
         self.idents: dict[str, IdentState] = {}
         self.seen: dict[str, float] = {}
         self.profiles: dict[str, dict[str, Any]] = {}
 
     def load(self, needs: Needs) -> BatchState:
         state = BatchState()
+        users, idents, seen = self.users, self.idents, self.seen
         for uid in needs.users:
-            doc = self.users.get(uid)
+            doc = users.get(uid)
             if doc is not None:
-                state.users[uid] = orjson.loads(doc)
+                state.users[uid] = doc
         for key in needs.idents:
-            ident = self.idents.get(key)
+            ident = idents.get(key)
             if ident is not None:
-                state.idents[key] = IdentState(
-                    users=dict(ident.users),
-                    events=dict(ident.events),
-                    fraud=set(ident.fraud),
-                    attrs=dict(ident.attrs),
-                )
-        state.seen = {e for e in needs.events if e in self.seen}
+                state.idents[key] = ident
+        state.seen = {e for e in needs.events if e in seen}
         return state
 
     def save(self, state: BatchState) -> None:
         now = state.now
         for uid in state.dirty_users:
-            self.users[uid] = orjson.dumps(state.users[uid])
+            self.users[uid] = state.users[uid]
+        idents = self.idents
         for key, ident in state.idents.items():
             if not ident.dirty:
                 continue
-            target = self.idents.setdefault(key, IdentState())
-            _apply(target, ident)
+            idents[key] = ident
             ident.clear_changes()
-            target.trim(now)
+            ident.trim(now)
         for key, uid in state.fraud_marks:
-            self.idents.setdefault(key, IdentState()).fraud.add(uid)
+            target = idents.get(key)
+            if target is None:
+                target = idents[key] = IdentState()
+            target.fraud.add(uid)
         self.seen.update(state.new_seen)
         self.profiles.update(state.profiles)
 
     def get_profile(self, entity: str, entity_id: str) -> dict[str, Any] | None:
         return self.profiles.get(f"{entity}:{entity_id}")
-
-
-def _apply(target: IdentState, change: IdentState) -> None:
-    for uid, ts in change.new_users.items():
-        if ts > target.users.get(uid, float("-inf")):  # ZADD GT
-            target.users[uid] = ts
-    target.events.update(change.new_events)
-    target.fraud |= change.new_fraud
-    target.attrs.update(change.new_attrs)
 
 
 class RedisStore:

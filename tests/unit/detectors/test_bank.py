@@ -80,7 +80,7 @@ def test_event_types_have_their_own_models(settings, synth):
 def test_labels_and_maturity_teach_the_classifier(settings, synth):
     """Fraud labels make positives, matured events negatives, defaults neither."""
     bank = ModelBank(settings)
-    n = warm(bank, synth, n=600)
+    n = warm(bank, synth, n=6000, batch=1000)
     odd = events(synth, synth.anomalies(30, 5), n)
     bank.score_batch(odd)
     for e in odd[:25]:
@@ -90,8 +90,10 @@ def test_labels_and_maturity_teach_the_classifier(settings, synth):
     assert bank.on_label("transaction", "T-unknown", "u1", "legit", 0) == 0
     assert bank.counts["labels_unmatched"] == 1
     matured = bank.on_time(T0 + n + 30 + 31 * DAY)
-    assert matured == bank.counts["learned_negative"] >= 600
-    assert bank.counts["learned_positive"] == 25
+    assert matured == bank.counts["taught_negative"] == 6000 + 4
+    assert bank.counts["taught_positive"] == 25
+    clf = bank.types["transaction"].supervised
+    assert clf is not None and clf.ready
     out = bank.score_batch(
         events(synth, synth.anomalies(20, 6), n + 100) + events(synth, synth.normal(20, 6), n + 200)
     )
@@ -103,9 +105,9 @@ def test_user_label_reaches_every_event_of_the_user(settings, synth):
     """A user-level fraud label teaches all of that user's pending events."""
     bank = ModelBank(settings)
     warm(bank, synth, n=200)
-    before = bank.counts["learned_positive"]
+    before = bank.counts["taught_positive"]
     assert bank.on_label("user", "u5", "u5", "fraud", T0 + 300) == 3  # events 5, 102, 199
-    assert bank.counts["learned_positive"] == before + 3
+    assert bank.counts["taught_positive"] == before + 3
 
 
 def test_checkpoint_round_trip_scores_identically(settings, synth):

@@ -6,7 +6,6 @@ import threading
 
 import numpy as np
 import pytest
-from pyod.models.ecod import ECOD
 from sklearn.metrics import roc_auc_score
 
 from detectors.batch import BatchDetector, ECODDetector, FittedModel, IForestDetector
@@ -108,6 +107,8 @@ def test_failed_refit_keeps_the_old_model(synth, monkeypatch):
 
 def test_ecod_scores_a_row_like_pyod_scores_it_alone(synth):
     """Each row scores as pyod's ECOD decision_function on that single row."""
+    from pyod.models.ecod import ECOD
+
     X = synth.normal(300, 10)[:, :6]
     names = synth.names[:6]
     det = ECODDetector(reservoir_size=300, refit_every=10**6, warmup=300)

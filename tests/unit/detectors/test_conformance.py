@@ -27,8 +27,12 @@ def fresh(name: str, seed: int = SETTINGS.seed) -> Detector:
 
 
 def train(det: Detector, synth, n: int = N_TRAIN, seed: int = 1) -> Detector:
-    X = synth.normal(n, seed)
-    det.learn_many(synth.dicts(X), labels(X))
+    """Feed labelled batches of ``n`` until ready (the classifier keeps few negatives)."""
+    for k in range(20):
+        X = synth.normal(n, seed + 1000 * k)
+        det.learn_many(synth.dicts(X), labels(X))
+        if det.ready:
+            break
     return det
 
 
