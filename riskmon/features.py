@@ -83,6 +83,17 @@ LINK_FEATURES = tuple(
 FEATURE_NAMES: tuple[str, ...] = USER_FEATURES + VELOCITY_FEATURES + DEVICE_FEATURES + LINK_FEATURES
 
 
+#: per event type: (event field, key prefix ``kind:``, the kind's link feature names)
+_IDENT_SPECS: dict[str, tuple[tuple[str, str, tuple[str, ...]], ...]] = {
+    etype: tuple(
+        (fld, f"{kind}:", tuple(f"{kind}_{suffix}" for suffix in (*LINK_SUFFIXES, "fraud_share")))
+        for fld, kind in fields
+    )
+    for etype, fields in IDENT_FIELDS.items()
+}
+_ZEROS: dict[str, float] = dict.fromkeys(FEATURE_NAMES, 0.0)
+
+
 def ident_keys(event: dict[str, Any]) -> list[str]:
     """The identifier keys (``kind:value``) an event carries.
 
@@ -90,10 +101,10 @@ def ident_keys(event: dict[str, Any]) -> list[str]:
     ['device:d', 'account:c']
     """
     out = []
-    for fld, kind in IDENT_FIELDS.get(event["event_type"], ()):
+    for fld, prefix, _ in _IDENT_SPECS.get(event["event_type"], ()):
         value = event.get(fld)
         if value:
-            out.append(f"{kind}:{value}")
+            out.append(prefix + value if type(value) is str else f"{prefix}{value}")
     return out
 
 
@@ -129,53 +140,57 @@ def observe(
     ``idents`` maps identifier keys to their state and gains entries for new ones.
     """
     etype = event["event_type"]
-    kind = event.get("kind")
-    f: dict[str, float] = dict.fromkeys(FEATURE_NAMES, 0.0)
+    f = _ZEROS.copy()
     uid = event.get("user_id") or ""
+    event_id = event["event_id"]
 
     # --- links between people: fold the event in first, so counts include it
-    for key in ident_keys(event):
+    keys: list[str] = []
+    dev: IdentState | None = None
+    for fld, prefix, names in _IDENT_SPECS.get(etype, ()):
+        value = event.get(fld)
+        if not value:
+            continue
+        key = prefix + value if type(value) is str else f"{prefix}{value}"
+        keys.append(key)
         state = idents.get(key)
         if state is None:
             state = idents[key] = IdentState()
-        state.add(uid, event["event_id"], ts)
-        u1, u24, u7, e1, e24, e7, share = state.counts(ts)
-        prefix = key.split(":", 1)[0]
-        f[f"{prefix}_users_1h"] = u1
-        f[f"{prefix}_users_24h"] = u24
-        f[f"{prefix}_users_7d"] = u7
-        f[f"{prefix}_events_1h"] = e1
-        f[f"{prefix}_events_24h"] = e24
-        f[f"{prefix}_events_7d"] = e7
-        f[f"{prefix}_fraud_share"] = share
+        state.add(uid, event_id, ts)
+        f.update(zip(names, state.counts(ts)))
+        if fld == "device_id":
+            dev = state
 
     # --- device risk: the latest telemetry known for the device
-    device_key = f"device:{event['device_id']}" if event.get("device_id") else None
-    if device_key is not None:
-        dev = idents[device_key]
+    if dev is not None:
+        attrs = dev.attrs
         if etype == "device":
-            attrs: dict[str, str] = {}
             for name in ("is_emulator", "is_rooted"):
                 if name in event:
-                    attrs[name] = "1" if event[name] else "0"
+                    _set_attr(dev, name, "1" if event[name] else "0")
             if "loan_apps_installed" in event:
-                attrs["loan_apps_installed"] = str(int(event["loan_apps_installed"]))
-            dev.set_attrs(attrs)
-        f["is_emulator"] = float(dev.attrs.get("is_emulator", "0"))
-        f["is_rooted"] = float(dev.attrs.get("is_rooted", "0"))
-        f["loan_apps_installed"] = float(dev.attrs.get("loan_apps_installed", "0"))
+                _set_attr(dev, "loan_apps_installed", str(int(event["loan_apps_installed"])))
+        f["is_emulator"] = float(attrs.get("is_emulator", "0"))
+        f["is_rooted"] = float(attrs.get("is_rooted", "0"))
+        f["loan_apps_installed"] = float(attrs.get("loan_apps_installed", "0"))
 
     if user is None:
         return f
-    _user_features(event, etype, kind, ts, user, f)
+    _user_features(event, etype, event.get("kind"), ts, user, f)
     # remember which identifiers this user was seen with (for label propagation)
     linked = user["idents"]
-    for key in ident_keys(event):
+    for key in keys:
         if key not in linked:
             linked.append(key)
             if len(linked) > 64:
                 del linked[0]
     return f
+
+
+def _set_attr(ident: IdentState, name: str, value: str) -> None:
+    if ident.attrs.get(name) != value:
+        ident.attrs[name] = value
+        ident.new_attrs[name] = value
 
 
 def _user_features(
@@ -187,23 +202,28 @@ def _user_features(
     f: dict[str, float],
 ) -> None:
     last = user["last"]
-    f["account_age_days"] = max(0.0, (ts - user["first_ts"]) / 86400.0)
+    age = (ts - user["first_ts"]) / 86400.0
+    f["account_age_days"] = age if age > 0.0 else 0.0
 
+    devices = user["devices"]
     device = event.get("device_id")
-    if device and device not in user["devices"]:
-        if user["devices"]:
+    if device and device not in devices:
+        if devices:
             last["new_device"] = ts
-        user["devices"][device] = ts
-        _cap(user["devices"], 32)
+        devices[device] = ts
+        _cap(devices, 32)
+    sims = user["sims"]
     sim = event.get("sim_hash")
-    if sim and sim not in user["sims"]:
-        user["sims"][sim] = ts
-        _cap(user["sims"], 16)
+    if sim and sim not in sims:
+        sims[sim] = ts
+        _cap(sims, 16)
+    ips = user["ips"]
     ip = event.get("ip")
     if ip:
-        user["ips"][ip] = ts
-        _cap(user["ips"], 32)
+        ips[ip] = ts
+        _cap(ips, 32)
 
+    failed = user["failed_logins"]
     if etype == "device":
         if kind == "sim_change":
             last["sim_change"] = ts
@@ -211,18 +231,22 @@ def _user_features(
             last["password_reset"] = ts
         elif kind == "login_failed":
             last["failed_login"] = ts
-            user["failed_logins"].append(ts)
-            del user["failed_logins"][:-32]
+            failed.append(ts)
+            del failed[:-32]
 
     day = ts - 86400.0
-    f["user_devices_count"] = len(user["devices"])
-    f["user_sims_count"] = len(user["sims"])
-    f["user_ips_24h"] = sum(1 for t in user["ips"].values() if t >= day)
-    f["minutes_since_new_device"] = _minutes_since(ts, last.get("new_device"))
-    f["minutes_since_sim_change"] = _minutes_since(ts, last.get("sim_change"))
-    f["minutes_since_password_reset"] = _minutes_since(ts, last.get("password_reset"))
-    f["minutes_since_failed_login"] = _minutes_since(ts, last.get("failed_login"))
-    f["failed_logins_24h"] = sum(1 for t in user["failed_logins"] if t >= day)
+    hour = ts - 3600.0
+    f["user_devices_count"] = len(devices)
+    f["user_sims_count"] = len(sims)
+    f["user_ips_24h"] = len([t for t in ips.values() if t >= day])
+    for name, what in _SINCE:
+        then = last.get(what)
+        if then is None:
+            f[name] = NEVER
+        else:
+            minutes = (ts - then) / 60.0
+            f[name] = minutes if minutes > 0.0 else 0.0
+    f["failed_logins_24h"] = len([t for t in failed if t >= day]) if failed else 0
 
     # amounts against the user's own history of the same kind
     amount = event.get("amount")
@@ -262,16 +286,31 @@ def _user_features(
     else:
         f["income_change_ratio"] = 1.0
         f["prior_applications"] = user["n_apps"]
-    hour = ts - 3600.0
-    f["user_apps_1h"] = sum(1 for a in apps if hour <= a[0] <= ts)
-    f["user_apps_24h"] = sum(1 for a in apps if day <= a[0] <= ts)
-    f["user_apps_7d"] = sum(1 for a in apps if ts - WEEK <= a[0] <= ts)
-    recent = [a[1] for a in apps if day <= a[0] <= ts]
-    f["user_amount_24h"] = sum(recent)
-    f["user_distinct_amounts_24h"] = len(set(recent))
+    if apps:
+        week = ts - WEEK
+        n_hour = n_day = n_week = 0
+        recent = []
+        for a in apps:
+            t = a[0]
+            if week <= t <= ts:
+                n_week += 1
+                if day <= t:
+                    n_day += 1
+                    recent.append(a[1])
+                    if hour <= t:
+                        n_hour += 1
+        f["user_apps_1h"] = n_hour
+        f["user_apps_24h"] = n_day
+        f["user_apps_7d"] = n_week
+        f["user_amount_24h"] = sum(recent)
+        f["user_distinct_amounts_24h"] = len(set(recent))
+    else:
+        f["user_apps_1h"] = f["user_apps_24h"] = f["user_apps_7d"] = 0
+        f["user_amount_24h"] = f["user_distinct_amounts_24h"] = 0
 
     # money movements
     repay = user["repay"]
+    outs = user["outs"]
     if etype == "transaction":
         status = event.get("status")
         account = event.get("account_hash")
@@ -298,16 +337,21 @@ def _user_features(
         elif kind == "disbursement" and status != "failed":
             user["disb"] = [ts, float(amount or 0.0), 0.0]
         elif kind in OUT_KINDS and status != "failed":
-            user["outs"].append(ts)
-            del user["outs"][:-32]
+            outs.append(ts)
+            del outs[:-32]
             if user["disb"] is not None:
                 user["disb"][2] += float(amount or 0.0)
-    f["minutes_since_new_payout_account"] = _minutes_since(ts, last.get("new_account"))
+    then = last.get("new_account")
+    if then is None:
+        f["minutes_since_new_payout_account"] = NEVER
+    else:
+        minutes = (ts - then) / 60.0
+        f["minutes_since_new_payout_account"] = minutes if minutes > 0.0 else 0.0
     f["failed_repayments"] = repay[0]
     f["late_repayments"] = repay[1]
     f["max_days_past_due"] = repay[2]
     f["repaid_loans"] = repay[3]
-    f["user_txn_out_1h"] = sum(1 for t in user["outs"] if t >= hour)
+    f["user_txn_out_1h"] = len([t for t in outs if t >= hour]) if outs else 0
     disb = user["disb"]
     if disb is not None:
         f["minutes_since_disbursement"] = _minutes_since(ts, disb[0])
@@ -326,9 +370,18 @@ def _user_features(
         user["geo"] = [geo["lat"], geo["lon"], ts]
 
 
+#: ``minutes_since_*`` features read from the user's ``last`` times
+_SINCE = (
+    ("minutes_since_new_device", "new_device"),
+    ("minutes_since_sim_change", "sim_change"),
+    ("minutes_since_password_reset", "password_reset"),
+    ("minutes_since_failed_login", "failed_login"),
+)
+
+
 def event_vector(event: dict[str, Any], features: dict[str, float]) -> dict[str, float]:
     """The numeric vector the models see: the features plus the event's own numbers."""
-    x = dict(features)
+    x = features.copy()
     amount = event.get("amount")
     x["amount"] = float(amount) if amount is not None else 0.0
     x["log_amount"] = math.log1p(x["amount"])

@@ -17,6 +17,7 @@ history, and a TTL on every Redis key.
 
 from __future__ import annotations
 
+from bisect import bisect_left, insort
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,12 +40,23 @@ class IdentState:
     new_fraud: set[str] = field(default_factory=set)
     new_attrs: dict[str, str] = field(default_factory=dict)
 
+    # the scores of ``users`` and ``events``, sorted: window counts are two bisections
+    _user_ts: list[float] | None = field(default=None, init=False, repr=False, compare=False)
+    _event_ts: list[float] | None = field(default=None, init=False, repr=False, compare=False)
+
     def add(self, user_id: str, event_id: str, ts: float) -> None:
-        if user_id and ts > self.users.get(user_id, float("-inf")):
-            self.users[user_id] = ts
-            self.new_users[user_id] = ts
-        self.events[event_id] = ts
+        if user_id:
+            users = self.users
+            old = users.get(user_id)
+            if ts > (_NEG_INF if old is None else old):
+                users[user_id] = ts
+                self.new_users[user_id] = ts
+                _move(self._user_ts, old, ts)
+        events = self.events
+        old = events.get(event_id)
+        events[event_id] = ts
         self.new_events[event_id] = ts
+        _move(self._event_ts, old, ts)
 
     def mark_fraud(self, user_id: str) -> None:
         if user_id not in self.fraud:
@@ -62,37 +74,81 @@ class IdentState:
         return bool(self.new_users or self.new_events or self.new_fraud or self.new_attrs)
 
     def clear_changes(self) -> None:
-        self.new_users = {}
-        self.new_events = {}
-        self.new_fraud = set()
-        self.new_attrs = {}
+        if self.new_users:
+            self.new_users = {}
+        if self.new_events:
+            self.new_events = {}
+        if self.new_fraud:
+            self.new_fraud = set()
+        if self.new_attrs:
+            self.new_attrs = {}
 
     def trim(self, now: float) -> None:
         """What Redis does on write: drop entries older than a week, keep the newest."""
-        self.users = _trim_zset(self.users, now - WEEK, MAX_IDENT_USERS)
-        self.events = _trim_zset(self.events, now - WEEK, MAX_IDENT_EVENTS)
+        min_score = now - WEEK
+        self.users, self._user_ts = _trim_sorted(
+            self.users, self._user_ts, min_score, MAX_IDENT_USERS
+        )
+        self.events, self._event_ts = _trim_sorted(
+            self.events, self._event_ts, min_score, MAX_IDENT_EVENTS
+        )
+
+    def _sorted_users(self) -> list[float]:
+        sorted_ts = self._user_ts
+        if sorted_ts is None or len(sorted_ts) != len(self.users):
+            sorted_ts = self._user_ts = sorted(self.users.values())
+        return sorted_ts
+
+    def _sorted_events(self) -> list[float]:
+        sorted_ts = self._event_ts
+        if sorted_ts is None or len(sorted_ts) != len(self.events):
+            sorted_ts = self._event_ts = sorted(self.events.values())
+        return sorted_ts
 
     def counts(self, ts: float) -> tuple[int, int, int, int, int, int, float]:
         """(users 1h, 24h, 7d, events 1h, 24h, 7d, fraud share) as of ``ts``."""
         h, d, w = ts - 3600.0, ts - 86400.0, ts - WEEK
-        u1 = u24 = u7 = 0
-        for t in self.users.values():
-            if t >= w:
-                u7 += 1
-                if t >= d:
-                    u24 += 1
-                    if t >= h:
-                        u1 += 1
-        e1 = e24 = e7 = 0
-        for t in self.events.values():
-            if t >= w:
-                e7 += 1
-                if t >= d:
-                    e24 += 1
-                    if t >= h:
-                        e1 += 1
-        share = len(self.fraud) / len(self.users) if self.users else 0.0
-        return u1, u24, u7, e1, e24, e7, min(share, 1.0)
+        us = self._sorted_users()
+        es = self._sorted_events()
+        nu, ne = len(us), len(es)
+        share = len(self.fraud) / nu if nu else 0.0
+        return (
+            nu - bisect_left(us, h),
+            nu - bisect_left(us, d),
+            nu - bisect_left(us, w),
+            ne - bisect_left(es, h),
+            ne - bisect_left(es, d),
+            ne - bisect_left(es, w),
+            min(share, 1.0),
+        )
+
+
+_NEG_INF = float("-inf")
+
+
+def _move(sorted_ts: list[float] | None, old: float | None, new: float) -> None:
+    """Keep a sorted copy of a zset's scores in step with a member's score going from
+    ``old`` (``None``: a new member) to ``new``."""
+    if sorted_ts is None:
+        return
+    if old is not None:
+        i = bisect_left(sorted_ts, old)
+        if i < len(sorted_ts) and sorted_ts[i] == old:
+            del sorted_ts[i]
+    insort(sorted_ts, new)
+
+
+def _trim_sorted(
+    zset: dict[str, float], sorted_ts: list[float] | None, min_score: float, cap: int
+) -> tuple[dict[str, float], list[float] | None]:
+    """:func:`_trim_zset`, with the sorted scores (if known) trimmed alike."""
+    if sorted_ts is None or len(sorted_ts) != len(zset):
+        return _trim_zset(zset, min_score, cap), None
+    n = len(sorted_ts)
+    if n <= cap and (not n or sorted_ts[0] >= min_score):
+        return zset, sorted_ts
+    start = max(bisect_left(sorted_ts, min_score), n - cap)
+    return _trim_zset(zset, min_score, cap), sorted_ts[start:]
 
 
 def _trim_zset(zset: dict[str, float], min_score: float, cap: int) -> dict[str, float]:

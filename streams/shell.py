@@ -55,6 +55,7 @@ class Stats:
     last_batch_at: float | None = None
     last_checkpoint_at: float | None = None
     last_error: str | None = None
+    ready: bool = False  # checkpoint restored and rule feed following
 
 
 class Shell:
@@ -74,6 +75,7 @@ class Shell:
         self._expected = settings.topics.inputs
         self._tasks: list[asyncio.Task[None]] = []
         self._lock = asyncio.Lock()
+        self._rules_caught_up = asyncio.Event()
 
     @classmethod
     def create(
@@ -93,6 +95,11 @@ class Shell:
         await self.restore()
         self._tasks.append(asyncio.create_task(self._follow_rules(), name="riskmon-rules"))
         self._tasks.append(asyncio.create_task(self._checkpoint_loop(), name="riskmon-ckpt"))
+        try:  # rule versions already on the topic apply before the first event
+            await asyncio.wait_for(self._rules_caught_up.wait(), timeout=60)
+        except TimeoutError:
+            log.error("rules_not_caught_up", topic=self.settings.topics.rules)
+        self.stats.ready = True
         log.info(
             "shell_started",
             inputs=list(self._expected),
@@ -162,13 +169,19 @@ class Shell:
             tps = [TopicPartition(topic, p) for p in sorted(partitions)]
             consumer.assign(tps)
             await consumer.seek_to_beginning(*tps)
+            ends = await consumer.end_offsets(tps)
             while True:
-                batch = await consumer.getmany(timeout_ms=1000)
+                batch = await consumer.getmany(timeout_ms=500)
                 for tp, records in batch.items():
                     for rec in records:
                         await self.on_rule_message(
                             tp.topic, tp.partition, rec.offset, rec.key, rec.value
                         )
+                if not self._rules_caught_up.is_set():
+                    positions = [await consumer.position(tp) for tp in tps]
+                    if all(pos >= ends[tp] for pos, tp in zip(positions, tps, strict=True)):
+                        self._rules_caught_up.set()
+                        log.info("rules_caught_up", rules=len(self.core.rules.versions()))
         finally:
             await consumer.stop()
 
@@ -256,6 +269,8 @@ class Shell:
 
     async def handle(self, messages: list[Message]) -> Outputs:
         """Process one micro-batch end to end. Bad input never raises."""
+        if self._tasks and not self.stats.ready:
+            await self._rules_caught_up.wait()
         started = time.perf_counter()
         valid, dead = self.validate(messages)
         async with self._lock:
@@ -343,7 +358,8 @@ class Shell:
         s = self.stats
         now = time.time()
         return {
-            "ok": s.last_error is None,
+            "ok": s.ready and s.last_error is None,
+            "status": "starting" if not s.ready else "failing" if s.last_error else "running",
             "ts": format_ts(now),
             "uptime_s": round(now - s.started, 1),
             "batches": s.batches,

@@ -238,3 +238,37 @@ async def test_live_rule_update_and_broken_rule_rejected(
     assert dead["code"] == "rule_rejected" and "live_test_rule" in dead["reason"]
     assert version() == 2
     assert worker.alive()
+
+
+async def test_model_state_is_restored_from_its_checkpoint_after_a_restart(
+    isolated, start_worker, producer: AIOKafkaProducer
+) -> None:
+    """What the models learned survives a worker restart: the checkpoint written to
+    Redis at shutdown is loaded by the next worker before it consumes anything."""
+    settings = isolated.settings
+    worker = start_worker(isolated, "first")
+    events = [
+        {"event_id": f"warm-{i}", "event_type": "device", "ts": at(i / 10),
+         "user_id": f"wu{i % 80}", "device_id": f"wd{i % 80}", "kind": "app_open",
+         "loan_apps_installed": i % 4}
+        for i in range(700)
+    ]
+    await send_all(producer, settings, events)
+
+    def device_models(w: Any) -> dict[str, Any]:
+        return ((w.health() or {}).get("models") or {}).get("types", {}).get("device", {})
+
+    await wait_for(lambda: device_models(worker).get("scored", 0) >= 700, timeout=90)
+    before = device_models(worker)
+    assert "zscore" in before["ready"], before
+    worker.stop()
+    import redis
+
+    r = redis.Redis(host=settings.redis.host, port=settings.redis.port)
+    assert r.get(f"{settings.redis.key_prefix}models"), "no checkpoint in Redis"
+
+    again = start_worker(isolated, "second")
+    after = device_models(again)
+    assert after["scored"] == before["scored"]
+    assert after["ready"] == before["ready"]
+    assert again.alive()
