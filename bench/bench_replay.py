@@ -18,10 +18,16 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 RISKMON = str(ROOT / ".venv" / "bin" / "riskmon")
 TYPES = ("application", "transaction", "device")
+
+
+def _num(value: object) -> float:
+    """A metric of the evaluation report (``None`` when undefined) as a float."""
+    return float(value) if isinstance(value, int | float) else float("nan")
 
 
 def sh(*args: str) -> str:
@@ -29,7 +35,7 @@ def sh(*args: str) -> str:
     return res.stdout
 
 
-def one(mode: str, users: int, days: int, seed: int, work: Path) -> dict[str, object]:
+def one(mode: str, users: int, days: int, seed: int, work: Path) -> dict[str, Any]:
     ev, truth, dec = (
         work / f"{mode}-events.jsonl",
         work / f"{mode}-truth.jsonl",
@@ -94,21 +100,22 @@ def main() -> int:
     ]
     for r in results:
         m = r["metrics"]
-        ap_ = m.get("average_precision", {})  # type: ignore[union-attr]
+        ap_ = m.get("average_precision", {})
         rows.append(
             f"| {r['mode']} | {r['events']:,} | {r['core_eps']:,.0f} | {r['wall_eps']:,.0f} "
-            f"| {m['money_caught_in_time']['overall']:.1%} "  # type: ignore[index]
-            f"| {m['honest_flag_rate']['overall']:.2%} "  # type: ignore[index]
-            + "".join(f"| {ap_.get(t, float('nan')):.3f} " for t in TYPES)
+            f"| {m['money_caught_in_time']['overall']['share']:.1%} "
+            f"| {m['honest_flag_rate']['overall']['rate']:.2%} "
+            + "".join(f"| {_num(ap_.get(t)):.3f} " for t in TYPES)
             + "|"
         )
     table = "\n".join(rows)
     print(table)
     for r in results:
-        per = r["metrics"]["money_caught_in_time"].get("per_pattern", {})  # type: ignore[index]
+        m = r["metrics"]
+        per = m["money_caught_in_time"].get("by_pattern", {})
         print(
             f"{r['mode']}: money caught in time per pattern: "
-            + ", ".join(f"{k} {v:.0%}" for k, v in sorted(per.items()))
+            + ", ".join(f"{k} {v['share']:.0%}" for k, v in sorted(per.items()))
         )
     if args.record:
         stamp = datetime.now(UTC).strftime("%Y-%m-%d")

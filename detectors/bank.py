@@ -58,7 +58,7 @@ __all__ = [
 
 DEFAULT_UNSUPERVISED: tuple[str, ...] = ("zscore", "hst", "ecod")
 DEFAULT_SUPERVISED = "logreg"
-UNSUPERVISED_WEIGHT = 0.8
+UNSUPERVISED_WEIGHT = 0.4
 
 CHECKPOINT_MAGIC = b"RMBANK"
 CHECKPOINT_VERSION = 1
@@ -264,15 +264,18 @@ class ModelBank:
 
         ``1 - (1 - p) * (1 - lambda * u)``: ``u`` is the largest unsupervised score, ``p``
         the classifier's fraud probability (``0`` while it is not ready) and ``lambda``
-        (``unsupervised_weight``, 0.8) discounts anomaly, which is not fraud by itself: an
-        anomaly alone reaches at most ``lambda``. A noisy-OR: either source raises the
-        score, neither lowers the other. No ready model gives ``0.0``.
+        (``unsupervised_weight``, 0.4) discounts anomaly, which is not fraud by itself: an
+        anomaly alone reaches at most ``lambda``, below the default review threshold
+        (0.5), so it never flags an event on its own. It still raises the score of what
+        the rules or the classifier flag, and orders the rest for review. The classifier's
+        probability alone reaches the review threshold once it is 0.5. A noisy-OR: either
+        source raises the score, neither lowers the other. No ready model gives ``0.0``.
 
         >>> bank = ModelBank(DetectionSettings())
         >>> bank.combined({"hst": 0.5, "ecod": 1.0}), bank.combined({})
-        (0.8, 0.0)
+        (0.4, 0.0)
         >>> round(bank.combined({"hst": 0.5, "logreg": 0.5}), 3)
-        0.7
+        0.6
         """
         u, p = 0.0, 0.0
         for name, s in scores.items():

@@ -108,8 +108,35 @@ class _FlatForest:
             right = np.where(gap, heavier_right, right)
         return np.asarray(2 * node + 1 + right)
 
-    def score(self, S: np.ndarray, hst: anomaly.HalfSpaceTrees) -> np.ndarray:
-        """River's ``HalfSpaceTrees.score_one`` of every row of ``S`` (``nan`` = missing)."""
+    def paths(self, S: np.ndarray) -> list[np.ndarray] | None:
+        """The node of every tree and row of ``S`` at each depth, root first.
+
+        ``None`` when ``S`` has gaps: a gap sends a row to the busier child, so its path
+        depends on the masses at the time; without gaps it depends on ``S`` alone.
+        """
+        if np.isnan(S).any():
+            return None
+        T, n = len(self.nodes), S.shape[0]
+        tix = np.arange(T)[:, None]
+        rows = np.arange(n)[None, :]
+        node = np.zeros((T, n), dtype=np.intp)
+        out = [node]
+        for _ in range(self.height):
+            right = ~(S[rows, self.feat[tix, node]] < self.thr[tix, node])
+            node = np.asarray(2 * node + 1 + right)
+            out.append(node)
+        return out
+
+    def score(
+        self,
+        S: np.ndarray,
+        hst: anomaly.HalfSpaceTrees,
+        paths: list[np.ndarray] | None = None,
+    ) -> np.ndarray:
+        """River's ``HalfSpaceTrees.score_one`` of every row of ``S`` (``nan`` = missing).
+
+        ``paths``: :meth:`paths` of ``S``, if known.
+        """
         l_mass, r_mass = self.arrays()
         T, n = len(self.nodes), S.shape[0]
         tix = np.arange(T)[:, None]
@@ -121,13 +148,22 @@ class _FlatForest:
             r = r_mass[tix, node]
             total += np.where(alive, r << depth, 0)
             alive &= r >= size_limit
-            node = self._step(S, node, l_mass)
+            node = self._step(S, node, l_mass) if paths is None else paths[depth + 1]
         total += np.where(alive, r_mass[tix, node] << self.height, 0)
         max_score = hst.n_trees * hst.window_size * (2 ** (self.height + 1) - 1)
         return np.asarray(1.0 - total.sum(axis=0) / max_score, dtype=float)
 
-    def learn(self, S: np.ndarray, hst: anomaly.HalfSpaceTrees, names: Sequence[str]) -> None:
-        """River's ``learn_one`` of every row of ``S`` in order, window pivots included."""
+    def learn(
+        self,
+        S: np.ndarray,
+        hst: anomaly.HalfSpaceTrees,
+        names: Sequence[str],
+        paths: list[np.ndarray] | None = None,
+    ) -> None:
+        """River's ``learn_one`` of every row of ``S`` in order, window pivots included.
+
+        ``paths``: :meth:`paths` of ``S``, if known.
+        """
         l_mass, r_mass = self.arrays()
         T = len(self.nodes)
         width = l_mass.shape[1]
@@ -147,11 +183,14 @@ class _FlatForest:
                     hst.learn_one({k: v for k, v in zip(names, row, strict=True) if v == v})
                 l_mass, r_mass = self.arrays()
                 continue
-            node = np.zeros((T, take), dtype=np.intp)
-            visited = [node]
-            for _ in range(self.height):
-                node = self._step(block, node, l_mass)
-                visited.append(node)
+            if paths is not None:
+                visited = [p[:, i - take : i] for p in paths]
+            else:
+                node = np.zeros((T, take), dtype=np.intp)
+                visited = [node]
+                for _ in range(self.height):
+                    node = self._step(block, node, l_mass)
+                    visited.append(node)
             flat = (np.stack(visited) + tix * width).ravel()
             l_mass += np.bincount(flat, minlength=T * width).reshape(T, width)
             hst.counter += take
@@ -388,16 +427,21 @@ class HSTDetector(BaseDetector):
             return scores
         forest = self._flat()
         S = self._matrix(X[i:], columns)
+        paths = forest.paths(S)
         raws = None
         if scores is not None:
-            raws = forest.score(S, self.hst)
+            raws = forest.score(S, self.hst, paths)
             scores[i:] = self.calibrator.score_array(raws)
         samples = None
         if not self.hst._first_window:
             picked = np.arange((-self.n_learned) % self.calib_every, len(S), self.calib_every)
-            samples = raws[picked] if raws is not None else forest.score(S[picked], self.hst)
+            if raws is not None:
+                samples = raws[picked]
+            else:
+                picked_paths = None if paths is None else [p[:, picked] for p in paths]
+                samples = forest.score(S[picked], self.hst, picked_paths)
         assert self.features is not None
-        forest.learn(S, self.hst, self.features)
+        forest.learn(S, self.hst, self.features, paths)
         self.n_learned += len(S)
         if samples is not None:
             self.calibrator.add_many(samples)
@@ -466,6 +510,7 @@ class ZScoreDetector(VectorizedDetector):
         self._block: _Moments | None = None
         self.calibrator = TailCalibrator()
         self.n_learned = 0
+        self._contrib_cache: tuple[int, dict[str, tuple[float, float]]] | None = None
 
     @property
     def ready(self) -> bool:
@@ -509,7 +554,13 @@ class ZScoreDetector(VectorizedDetector):
 
     def __getstate__(self) -> dict[str, Any]:
         self._flush()
-        return self.__dict__.copy()
+        state = self.__dict__.copy()
+        state["_contrib_cache"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state.setdefault("_contrib_cache", None)
+        self.__dict__.update(state)
 
     def columns_for(self, xs: Sequence[Features]) -> tuple[str, ...]:
         return tuple(sorted({k for x in xs for k in x}))
@@ -627,14 +678,30 @@ class ZScoreDetector(VectorizedDetector):
     def contributions(self, x: Features, k: int = 3) -> list[tuple[str, float, float]]:
         """The ``k`` features of ``x`` farthest from their mean: ``(feature, value, z)``."""
         out = []
-        stats_ = self.stats
+        moments = self._counted_moments()
+        isfinite = math.isfinite
         for f, v in x.items():
-            var = stats_.get(f)
+            mv = moments.get(f)
+            if mv is None:
+                continue
             value = float(v)
-            if var is None or var.n < self.min_count or not math.isfinite(value):
+            if isfinite(value):
+                out.append((f, value, (value - mv[0]) / mv[1]))
+        out.sort(key=lambda t: (-abs(t[2]), t[0]))
+        return out[:k]
+
+    def _counted_moments(self) -> dict[str, tuple[float, float]]:
+        """``feature -> (mean, standard deviation)`` of the features that count, as the
+        ``Var`` objects give them; kept until the detector learns again."""
+        cached = self._contrib_cache
+        if cached is not None and cached[0] == self.n_learned:
+            return cached[1]
+        moments = {}
+        for f, var in self.stats.items():
+            if var.n < self.min_count:
                 continue
             s = math.sqrt(var.get())
             if s > 0:
-                out.append((f, value, (value - var.mean.get()) / s))
-        out.sort(key=lambda t: (-abs(t[2]), t[0]))
-        return out[:k]
+                moments[f] = (var.mean.get(), s)
+        self._contrib_cache = (self.n_learned, moments)
+        return moments

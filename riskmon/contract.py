@@ -16,6 +16,7 @@ riskmon.contract.InvalidMessage: missing_field: "event_id" is a required propert
 
 import json
 from datetime import UTC, datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal, NotRequired, Required, TypedDict
 
@@ -345,5 +346,10 @@ def format_ts(epoch: float) -> str:
     '2026-11-28T10:15:30.123Z'
     """
     ms = round(epoch * 1000)
-    dt = datetime.fromtimestamp(ms // 1000, tz=UTC)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+    return _second_text(ms // 1000) + f"{ms % 1000:03d}Z"
+
+
+@lru_cache(maxsize=4096)
+def _second_text(seconds: int) -> str:
+    """``YYYY-MM-DDTHH:MM:SS.`` of a whole epoch second (UTC)."""
+    return datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.")

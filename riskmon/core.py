@@ -156,7 +156,8 @@ class Core:
                 out.duplicates += 1
                 continue
             batch_seen.add(eid)
-            newest = max(newest, ts)
+            if ts > newest:
+                newest = ts
             state.new_seen[eid] = ts
             uid = event.get("user_id") or ""
             user = None
@@ -264,18 +265,44 @@ class Core:
         model = self.models.combined(model_scores) if model_scores else 0.0
         score = 1.0 - (1.0 - ev.score) * (1.0 - model)
         score = round(min(1.0, max(0.0, score)), 6)
+        # The rules decide; the models rank events and corroborate rule hits. With a hit,
+        # the joint score may ask for a review, and the rules' own score for a decline.
+        # Without one, nothing flags: an anomaly is not fraud, and the classifier learns
+        # from few labels, joined to every event of a labelled user.
         outcome = ev.outcome
-        if score >= self.t.decline:
-            outcome = max(outcome, Outcome.DECLINE)
-        elif score >= self.t.review:
-            outcome = max(outcome, Outcome.REVIEW)
+        if ev.hits:
+            if ev.score >= self.t.decline:
+                outcome = max(outcome, Outcome.DECLINE)
+            elif score >= self.t.review:
+                outcome = max(outcome, Outcome.REVIEW)
+        reasons: list[Reason] = [cast(Reason, r) for r in ev.reasons]
+        # A frozen account moves no money: disbursements and cash-outs are declined
+        # until the freeze expires.
+        user = p.user
+        frozen_until = user["actions"].get("freeze") if user is not None else None
+        if (
+            frozen_until is not None
+            and frozen_until > p.ts
+            and etype == "transaction"
+            and event.get("kind") in ("disbursement", "withdrawal", "transfer_out")
+        ):
+            outcome = Outcome.DECLINE
+            reasons.append(
+                {
+                    "code": "action:freeze",
+                    "detail": "account frozen after an earlier flag; no money moves until "
+                    f"{format_ts(frozen_until)}",
+                    "value": format_ts(frozen_until),
+                }
+            )
         if etype == "device":
             decision = "alert" if outcome >= Outcome.REVIEW else "pass"
         else:
             decision = ("pass", "review", "decline")[int(outcome)]
 
-        reasons: list[Reason] = [cast(Reason, r) for r in ev.reasons]
-        if model >= 0.5 and model_scores:
+        # Model reasons when the models add markedly to what the rules flag (a combined
+        # model score of 0.3: an anomaly score of 0.75, or a fraud probability of 0.3).
+        if model_scores and outcome >= Outcome.REVIEW and model >= 0.3:
             best = max(model_scores, key=lambda k: model_scores[k])
             reasons.append(
                 {
@@ -309,7 +336,6 @@ class Core:
         }
         if not self.deterministic:
             decision_rec["latency_ms"] = round(latency_ms, 3)
-        user = p.user
         if decision in FLAGGING:
             self._alert(p, decision_rec, outcome, state, out, ts_text)
             self._adjust(p, decision_rec, state, out, ts_text)
@@ -374,6 +400,10 @@ class Core:
                 actions.append(account_action)
         if etype != "application" and dec["decision"] == "decline":
             actions.append("freeze")
+        elif etype != "application" and any(int(h.rule.severity) >= 2 for h in ev.hits):
+            # a high-severity flag on a login, card or payment holds new credit until an
+            # analyst has looked, before any loan can be paid out
+            actions.append("reduce_limit")
         if "freeze" in actions and "reduce_limit" in actions:
             actions.remove("reduce_limit")
         expires = p.ts + self.d.adjustment_ttl_s
@@ -408,29 +438,35 @@ class Core:
         state: BatchState,
         ts: float,
     ) -> None:
+        score, decision = dec["score"], dec["decision"]
+        rule_ids = dec.get("rule_ids")
         doc = {
-            "score": dec["score"],
-            "decision": dec["decision"],
+            "score": score,
+            "decision": decision,
             "reasons": dec["reasons"][:5],
-            "rule_ids": dec.get("rule_ids", []),
+            "rule_ids": [] if rule_ids is None else rule_ids,
             "event_id": event["event_id"],
             "event_ts": event["ts"],
         }
+        profiles = state.profiles
         if user is not None:
-            if dec["decision"] in FLAGGING:
+            if decision in FLAGGING:
                 user["flags"] = user.get("flags", 0) + 1
-            peak = user.setdefault("peak", [0.0, 0.0])  # [score, ts] of the worst in 24h
-            if dec["score"] >= peak[0] or ts - peak[1] > 86400.0:
-                peak[0], peak[1] = dec["score"], ts
-            active = {a: format_ts(t) for a, t in user["actions"].items() if t > ts}
-            state.profiles[f"user:{event['user_id']}"] = {
-                **doc,
-                "peak_score_24h": peak[0],
-                "actions": active,
-                "confirmed_fraud": user["fraud"],
-                "flags": user.get("flags", 0),
-            }
+            peak = user.get("peak")  # [score, ts] of the worst in 24h
+            if peak is None:
+                peak = user["peak"] = [0.0, 0.0]
+            if score >= peak[0] or ts - peak[1] > 86400.0:
+                peak[0], peak[1] = score, ts
+            actions = user["actions"]
+            profile = doc.copy()
+            profile["peak_score_24h"] = peak[0]
+            profile["actions"] = (
+                {a: format_ts(t) for a, t in actions.items() if t > ts} if actions else {}
+            )
+            profile["confirmed_fraud"] = user["fraud"]
+            profile["flags"] = user.get("flags", 0)
+            profiles[f"user:{event['user_id']}"] = profile
         if event["event_type"] == "application":
-            state.profiles[f"application:{event['application_id']}"] = doc
+            profiles[f"application:{event['application_id']}"] = doc
         if event.get("device_id"):
-            state.profiles[f"device:{event['device_id']}"] = doc
+            profiles[f"device:{event['device_id']}"] = doc

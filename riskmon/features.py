@@ -157,7 +157,8 @@ def observe(
         if state is None:
             state = idents[key] = IdentState()
         state.add(uid, event_id, ts)
-        f.update(zip(names, state.counts(ts)))
+        n1, n2, n3, n4, n5, n6, n7 = names
+        f[n1], f[n2], f[n3], f[n4], f[n5], f[n6], f[n7] = state.counts(ts)
         if fld == "device_id":
             dev = state
 

@@ -26,7 +26,7 @@ MAX_IDENT_USERS = 200
 MAX_IDENT_EVENTS = 256
 
 
-@dataclass
+@dataclass(slots=True)
 class IdentState:
     """Users and events seen on one identifier, as Redis sorted sets hold them."""
 
@@ -39,8 +39,8 @@ class IdentState:
     new_events: dict[str, float] = field(default_factory=dict)
     new_fraud: set[str] = field(default_factory=set)
     new_attrs: dict[str, str] = field(default_factory=dict)
-
-    # the scores of ``users`` and ``events``, sorted: window counts are two bisections
+    # the scores of ``users`` and ``events``, sorted (built when first counted): a window
+    # count is one bisection
     _user_ts: list[float] | None = field(default=None, init=False, repr=False, compare=False)
     _event_ts: list[float] | None = field(default=None, init=False, repr=False, compare=False)
 
@@ -48,15 +48,23 @@ class IdentState:
         if user_id:
             users = self.users
             old = users.get(user_id)
-            if ts > (_NEG_INF if old is None else old):
-                users[user_id] = ts
-                self.new_users[user_id] = ts
-                _move(self._user_ts, old, ts)
+            if old is None:
+                if ts > _NEG_INF:
+                    users[user_id] = self.new_users[user_id] = ts
+                    if self._user_ts is not None:
+                        insort(self._user_ts, ts)
+            elif ts > old:
+                users[user_id] = self.new_users[user_id] = ts
+                if self._user_ts is not None:
+                    _replace(self._user_ts, old, ts)
         events = self.events
         old = events.get(event_id)
-        events[event_id] = ts
-        self.new_events[event_id] = ts
-        _move(self._event_ts, old, ts)
+        events[event_id] = self.new_events[event_id] = ts
+        if self._event_ts is not None:
+            if old is None:
+                insort(self._event_ts, ts)
+            else:
+                _replace(self._event_ts, old, ts)
 
     def mark_fraud(self, user_id: str) -> None:
         if user_id not in self.fraud:
@@ -86,31 +94,33 @@ class IdentState:
     def trim(self, now: float) -> None:
         """What Redis does on write: drop entries older than a week, keep the newest."""
         min_score = now - WEEK
-        self.users, self._user_ts = _trim_sorted(
-            self.users, self._user_ts, min_score, MAX_IDENT_USERS
-        )
-        self.events, self._event_ts = _trim_sorted(
-            self.events, self._event_ts, min_score, MAX_IDENT_EVENTS
-        )
-
-    def _sorted_users(self) -> list[float]:
+        users, events = self.users, self.events
         sorted_ts = self._user_ts
-        if sorted_ts is None or len(sorted_ts) != len(self.users):
-            sorted_ts = self._user_ts = sorted(self.users.values())
-        return sorted_ts
-
-    def _sorted_events(self) -> list[float]:
+        if sorted_ts is None or len(sorted_ts) != len(users):
+            self.users = _trim_zset(users, min_score, MAX_IDENT_USERS)
+            self._user_ts = None
+        elif sorted_ts and (sorted_ts[0] < min_score or len(sorted_ts) > MAX_IDENT_USERS):
+            self.users = _trim_zset(users, min_score, MAX_IDENT_USERS)
+            self._user_ts = _trimmed(sorted_ts, min_score, MAX_IDENT_USERS)
         sorted_ts = self._event_ts
-        if sorted_ts is None or len(sorted_ts) != len(self.events):
-            sorted_ts = self._event_ts = sorted(self.events.values())
-        return sorted_ts
+        if sorted_ts is None or len(sorted_ts) != len(events):
+            self.events = _trim_zset(events, min_score, MAX_IDENT_EVENTS)
+            self._event_ts = None
+        elif sorted_ts and (sorted_ts[0] < min_score or len(sorted_ts) > MAX_IDENT_EVENTS):
+            self.events = _trim_zset(events, min_score, MAX_IDENT_EVENTS)
+            self._event_ts = _trimmed(sorted_ts, min_score, MAX_IDENT_EVENTS)
 
     def counts(self, ts: float) -> tuple[int, int, int, int, int, int, float]:
         """(users 1h, 24h, 7d, events 1h, 24h, 7d, fraud share) as of ``ts``."""
         h, d, w = ts - 3600.0, ts - 86400.0, ts - WEEK
-        us = self._sorted_users()
-        es = self._sorted_events()
-        nu, ne = len(us), len(es)
+        us = self._user_ts
+        nu = len(self.users)
+        if us is None or len(us) != nu:
+            us = self._user_ts = sorted(self.users.values())
+        es = self._event_ts
+        ne = len(self.events)
+        if es is None or len(es) != ne:
+            es = self._event_ts = sorted(self.events.values())
         share = len(self.fraud) / nu if nu else 0.0
         return (
             nu - bisect_left(us, h),
@@ -119,36 +129,24 @@ class IdentState:
             ne - bisect_left(es, h),
             ne - bisect_left(es, d),
             ne - bisect_left(es, w),
-            min(share, 1.0),
+            1.0 if share > 1.0 else share,
         )
 
 
 _NEG_INF = float("-inf")
 
 
-def _move(sorted_ts: list[float] | None, old: float | None, new: float) -> None:
-    """Keep a sorted copy of a zset's scores in step with a member's score going from
-    ``old`` (``None``: a new member) to ``new``."""
-    if sorted_ts is None:
-        return
-    if old is not None:
-        i = bisect_left(sorted_ts, old)
-        if i < len(sorted_ts) and sorted_ts[i] == old:
-            del sorted_ts[i]
+def _replace(sorted_ts: list[float], old: float, new: float) -> None:
+    """Move one score of a sorted list from ``old`` to ``new``."""
+    i = bisect_left(sorted_ts, old)
+    if i < len(sorted_ts) and sorted_ts[i] == old:
+        del sorted_ts[i]
     insort(sorted_ts, new)
 
 
-def _trim_sorted(
-    zset: dict[str, float], sorted_ts: list[float] | None, min_score: float, cap: int
-) -> tuple[dict[str, float], list[float] | None]:
-    """:func:`_trim_zset`, with the sorted scores (if known) trimmed alike."""
-    if sorted_ts is None or len(sorted_ts) != len(zset):
-        return _trim_zset(zset, min_score, cap), None
-    n = len(sorted_ts)
-    if n <= cap and (not n or sorted_ts[0] >= min_score):
-        return zset, sorted_ts
-    start = max(bisect_left(sorted_ts, min_score), n - cap)
-    return _trim_zset(zset, min_score, cap), sorted_ts[start:]
+def _trimmed(sorted_ts: list[float], min_score: float, cap: int) -> list[float]:
+    """The scores :func:`_trim_zset` keeps, from all the scores sorted."""
+    return sorted_ts[max(bisect_left(sorted_ts, min_score), len(sorted_ts) - cap) :]
 
 
 def _trim_zset(zset: dict[str, float], min_score: float, cap: int) -> dict[str, float]:

@@ -112,11 +112,10 @@ class MemoryStore:
             self.users[uid] = state.users[uid]
         idents = self.idents
         for key, ident in state.idents.items():
-            if not ident.dirty:
-                continue
-            idents[key] = ident
-            ident.clear_changes()
-            ident.trim(now)
+            if ident.new_users or ident.new_events or ident.new_fraud or ident.new_attrs:
+                idents[key] = ident
+                ident.clear_changes()
+                ident.trim(now)
         for key, uid in state.fraud_marks:
             target = idents.get(key)
             if target is None:

@@ -248,9 +248,15 @@ async def test_model_state_is_restored_from_its_checkpoint_after_a_restart(
     settings = isolated.settings
     worker = start_worker(isolated, "first")
     events = [
-        {"event_id": f"warm-{i}", "event_type": "device", "ts": at(i / 10),
-         "user_id": f"wu{i % 80}", "device_id": f"wd{i % 80}", "kind": "app_open",
-         "loan_apps_installed": i % 4}
+        {
+            "event_id": f"warm-{i}",
+            "event_type": "device",
+            "ts": at(i / 10),
+            "user_id": f"wu{i % 80}",
+            "device_id": f"wd{i % 80}",
+            "kind": "app_open",
+            "loan_apps_installed": i % 4,
+        }
         for i in range(700)
     ]
     await send_all(producer, settings, events)

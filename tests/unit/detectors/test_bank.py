@@ -54,7 +54,8 @@ def test_anomalies_score_higher_after_warmup(settings, synth):
         assert roc_auc_score(y, [s[name] for s in out]) > 0.9, name
     combined = [bank.combined(s) for s in out]
     assert roc_auc_score(y, combined) > 0.9
-    assert np.median(combined[:200]) < 0.4 < np.median(combined[200:])
+    half = 0.5 * bank.unsupervised_weight  # an anomaly score of 0.5, discounted
+    assert np.median(combined[:200]) < half < np.median(combined[200:])
 
 
 def test_event_types_have_their_own_models(settings, synth):
@@ -146,14 +147,16 @@ def test_deterministic_given_seed_and_order(settings, synth):
 
 
 def test_combined_formula():
-    """combined = 1 - (1 - p)(1 - 0.8 u): anomaly alone stops at 0.8; either source raises it."""
-    from riskmon.settings import DetectionSettings
+    """combined = 1 - (1 - p)(1 - 0.4 u): anomaly alone stops at 0.4, below the review
+    threshold; the classifier alone reaches it; either source raises the score."""
+    from riskmon.settings import DetectionSettings, Thresholds
 
     bank = ModelBank(DetectionSettings())
     assert bank.combined({}) == 0.0
-    assert bank.combined({"hst": 1.0, "zscore": 0.2}) == pytest.approx(0.8)
+    assert bank.combined({"hst": 1.0, "zscore": 0.2}) == pytest.approx(0.4)
+    assert bank.combined({"hst": 1.0, "zscore": 1.0, "ecod": 1.0}) < Thresholds().review
     assert bank.combined({"logreg": 0.9}) == pytest.approx(0.9)
-    assert bank.combined({"ecod": 0.5, "logreg": 0.5}) == pytest.approx(0.7)
+    assert bank.combined({"ecod": 0.5, "logreg": 0.5}) == pytest.approx(0.6)
     assert bank.combined({"ecod": 0.5, "logreg": 0.5}) > bank.combined({"ecod": 0.5})
 
 

@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from detectors.batch import BatchDetector, ECODDetector, FittedModel, IForestDetector
+from detectors.batch import (
+    BatchDetector,
+    ECODDetector,
+    FittedModel,
+    IForestDetector,
+    ecod_training_scores,
+)
 
 
 def ecod(**kw) -> ECODDetector:
@@ -149,3 +155,16 @@ def test_anomalies_score_higher(synth, cls: type[BatchDetector]):
     normal, odd = synth.dicts(synth.normal(200, 16)), synth.dicts(synth.anomalies(40, 16))
     scores = det.score_many(normal + odd)
     assert roc_auc_score([0] * 200 + [1] * 40, scores) > 0.9
+
+
+@pytest.mark.parametrize("layout", ["C", "F"])
+def test_training_scores_are_pyods_bit_for_bit(synth, layout):
+    """The reference scores of a fit are pyod's ECOD training scores, exactly (ties,
+    binary and heavy-tailed columns; either memory layout, which skewness sums depend on)."""
+    from pyod.models.ecod import ECOD
+
+    X = np.vstack([synth.normal(700, 21), synth.anomalies(20, 21)])
+    X[:, 1] = np.round(X[:, 1], 1)  # many ties
+    X = np.asarray(X, order=layout)
+    expected = ECOD().fit(X).decision_scores_
+    assert ecod_training_scores(X).tobytes() == expected.tobytes()

@@ -56,3 +56,20 @@ def test_contributions_are_signed_and_ranked(synth):
     top = det.contributions(x, k=2)
     assert [t[0] for t in top] == [synth.names[0], synth.names[1]]
     assert top[0][2] < -5 < 5 < top[1][2]
+
+
+def test_contributions_follow_what_was_learned(synth):
+    """Contributions use the moments as they are now, also after more learning."""
+    det = ZScoreDetector(warmup=50)
+    det.learn_array(synth.normal(500, 9), synth.names)
+    x = synth.dicts(synth.normal(1, 10))[0] | {synth.names[0]: 4.0}
+    first = det.contributions(x, k=3)
+    assert det.contributions(x, k=3) == first
+    shifted = synth.normal(500, 11)
+    shifted[:, 0] += 4.0
+    det.learn_array(shifted, synth.names)
+    var = det.stats[synth.names[0]]
+    expected = (4.0 - var.mean.get()) / var.get() ** 0.5
+    again = {f: z for f, _, z in det.contributions(x, k=len(synth.names))}
+    assert again[synth.names[0]] == pytest.approx(expected, rel=1e-12)
+    assert again[synth.names[0]] != {f: z for f, _, z in first}.get(synth.names[0])

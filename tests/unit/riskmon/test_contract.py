@@ -116,3 +116,13 @@ def test_timestamps_round_trip_to_the_millisecond() -> None:
     """Event times parse to epoch seconds and format back unchanged."""
     for ts in ["2026-11-28T10:15:30.123Z", "2018-04-01T00:00:31.000Z", "2026-01-01T00:00:00.999Z"]:
         assert format_ts(parse_ts(ts)) == ts
+
+
+def test_formatted_times_match_the_calendar() -> None:
+    """format_ts agrees with the datetime calendar, within a second and across seconds."""
+    from datetime import UTC, datetime
+
+    for epoch in [0.0, 1795860930.0, 1795860930.0005, 1795860930.4, 1795860931.999, -86400.5]:
+        ms = round(epoch * 1000)
+        whole = datetime.fromtimestamp(ms // 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        assert format_ts(epoch) == f"{whole}.{ms % 1000:03d}Z"

@@ -1,0 +1,66 @@
+"""Identifier state: window counts and trims agree with plain Redis sorted-set semantics."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from riskmon.state import MAX_IDENT_EVENTS, MAX_IDENT_USERS, WEEK, IdentState, _trim_zset
+
+T0 = 1_800_000_000.0
+
+
+def naive_counts(ident: IdentState, ts: float) -> tuple[int, int, int, int, int, int, float]:
+    """Counts by scanning every member: the definition the state must agree with."""
+
+    def window(zset: dict[str, float], since: float) -> int:
+        return sum(1 for t in zset.values() if t >= since)
+
+    h, d, w = ts - 3600.0, ts - 86400.0, ts - WEEK
+    share = len(ident.fraud) / len(ident.users) if ident.users else 0.0
+    return (
+        window(ident.users, h),
+        window(ident.users, d),
+        window(ident.users, w),
+        window(ident.events, h),
+        window(ident.events, d),
+        window(ident.events, w),
+        min(share, 1.0),
+    )
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_counts_and_trims_match_a_full_scan(seed: int) -> None:
+    """Out-of-order times, repeated users and event ids, trims between batches."""
+    rng = random.Random(seed)
+    ident = IdentState()
+    now = T0
+    for batch in range(60):
+        for i in range(rng.randrange(1, 40)):
+            now += rng.expovariate(1 / 900.0)
+            ts = now - rng.choice([0.0, 0.0, rng.uniform(0, 3 * 86400.0)])  # some arrive late
+            user = f"u{rng.randrange(300)}" if rng.random() < 0.9 else ""
+            event = f"e{batch}-{i}" if rng.random() < 0.95 else f"e{rng.randrange(50)}"
+            ident.add(user, event, ts)
+            if rng.random() < 0.02 and user:
+                ident.mark_fraud(user)
+            assert ident.counts(ts) == naive_counts(ident, ts)
+        expected_users = _trim_zset(dict(ident.users), now - WEEK, MAX_IDENT_USERS)
+        expected_events = _trim_zset(dict(ident.events), now - WEEK, MAX_IDENT_EVENTS)
+        ident.clear_changes()
+        ident.trim(now)
+        assert ident.users == expected_users and ident.events == expected_events
+        assert ident.counts(now) == naive_counts(ident, now)
+
+
+def test_state_loaded_from_elsewhere_counts_the_same() -> None:
+    """A state built from stored sorted sets (as RedisStore loads it) counts like one grown here."""
+    grown = IdentState()
+    for i in range(300):
+        grown.add(f"u{i % 7}", f"e{i}", T0 + 60.0 * i)
+    loaded = IdentState(users=dict(grown.users), events=dict(grown.events))
+    for ts in (T0, T0 + 3600.0, T0 + 6 * 3600.0, T0 + 20 * 86400.0):
+        assert loaded.counts(ts) == grown.counts(ts) == naive_counts(grown, ts)
+    loaded.events["late"] = T0 + 5.0  # a member written directly is still counted
+    assert loaded.counts(T0 + 3600.0) == naive_counts(loaded, T0 + 3600.0)
