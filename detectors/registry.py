@@ -54,7 +54,7 @@ NEGATIVE_RATE = 0.02
 
 
 def _logreg(s: DetectionSettings) -> Detector:
-    return LogRegDetector(negative_rate=NEGATIVE_RATE, seed=s.seed)
+    return LogRegDetector(negative_rate=s.classifier_negative_rate, lr=s.classifier_lr, seed=s.seed)
 
 
 REGISTRY: dict[str, Callable[[DetectionSettings], Detector]] = {

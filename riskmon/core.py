@@ -106,7 +106,9 @@ class Core:
         """A core with the rule files of ``rules_dir`` (default: the settings') loaded."""
         directory = Path(rules_dir or settings.detection.rules_dir)
         rules = RuleSet.from_dicts(load_rules_dir(directory), known_features=KNOWN_FEATURES)
-        bank = models or ModelBank(settings.detection)
+        bank = models or ModelBank(
+            settings.detection, unsupervised_weight=settings.detection.unsupervised_weight
+        )
         return cls(settings, rules, bank, clock, deterministic)
 
     # --- control ------------------------------------------------------------------
@@ -206,9 +208,15 @@ class Core:
     ) -> None:
         label = event["label"]
         uid = event["user_id"]
-        if label == "fraud" and user is not None and not user["fraud"]:
+        if label == "fraud" and user is not None:
+            # A fraud on one application or transaction marks the identifiers it carried;
+            # a fraud on the user marks everything the user is linked to. Marks are set
+            # adds: marking twice is marking once.
             user["fraud"] = True
-            for key in user["idents"]:
+            keys = None
+            if event["target_type"] != "user":
+                keys = user.get("targets", {}).get(event["target_id"])
+            for key in keys if keys is not None else user["idents"]:
                 state.fraud_marks.append((key, uid))
         self.models.on_label(event["target_type"], event["target_id"], uid, label, ts)
 

@@ -185,6 +185,14 @@ def observe(
             linked.append(key)
             if len(linked) > 64:
                 del linked[0]
+    # and which identifiers each recent application or transaction carried, so that a
+    # label on it marks where the fraud happened rather than all the user ever touched
+    target = event.get("txn_id") if etype == "transaction" else event.get("application_id")
+    if target and keys:
+        targets = user.setdefault("targets", {})
+        targets[target] = keys
+        if len(targets) > 64:
+            del targets[next(iter(targets))]
     return f
 
 

@@ -139,6 +139,13 @@ class DetectionSettings(_Frozen):
     alert_dedup_s: int = Field(3600, ge=0)
     adjustment_ttl_s: int = Field(7 * 86400, ge=60)
     checkpoint_every_s: float = Field(30.0, gt=0)
+    classifier_lr: float = Field(0.01, gt=0, le=1, description="SGD step of the classifier")
+    classifier_negative_rate: float = Field(
+        0.02, gt=0, le=1, description="share of negatives the classifier learns"
+    )
+    unsupervised_weight: float = Field(
+        0.4, ge=0, le=1, description="how much an anomaly alone adds to a model score"
+    )
     seed: int = 7
 
 
