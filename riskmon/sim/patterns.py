@@ -90,6 +90,22 @@ def cash_out(
     """Move a disbursement out: all at once within minutes, or (stealthy) over hours."""
     rec = world.rec
     moves: list[tuple[int, str]] = []
+
+    def move(at: int, piece: float) -> None:
+        txn = rec.txn(
+            actor,
+            at,
+            rng.choice(kinds),
+            amount=piece,
+            account=account,
+            dev=dev,
+            net=net,
+            loan_id=loan_id,
+            step="cash_out",
+        )
+        if txn is not None:
+            moves.append((at, txn))
+
     if world.cfg.stealthy:
         pieces = rng.randint(2, 4)
         shares = [rng.uniform(0.6, 1.4) for _ in range(pieces)]
@@ -100,20 +116,7 @@ def cash_out(
                 rec.device(
                     actor, t - rng.randrange(30 * SECOND, 300 * SECOND), "app_open", dev, net
                 )
-            piece = round(amount * share / sum(shares), -1)
-            txn = rec.txn(
-                actor,
-                t,
-                rng.choice(kinds),
-                amount=piece,
-                account=account,
-                dev=dev,
-                net=net,
-                loan_id=loan_id,
-                step="cash_out",
-            )
-            if txn is not None:
-                moves.append((t, txn))
+            move(t, round(amount * share / sum(shares), -1))
         return moves
     t += rng.randrange(40 * SECOND, 12 * MINUTE)
     if rng.random() < 0.25:
@@ -124,19 +127,7 @@ def cash_out(
     for i, piece in enumerate(parts):
         if i:
             t += rng.randrange(20 * SECOND, 4 * MINUTE)
-        txn = rec.txn(
-            actor,
-            t,
-            rng.choice(kinds),
-            amount=piece,
-            account=account,
-            dev=dev,
-            net=net,
-            loan_id=loan_id,
-            step="cash_out",
-        )
-        if txn is not None:
-            moves.append((t, txn))
+        move(t, piece)
     return moves
 
 
