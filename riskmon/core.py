@@ -36,7 +36,7 @@ from riskmon.logs import get_logger
 from riskmon.settings import Settings
 from riskmon.state import new_user_state
 from riskmon.store import BatchState, MemoryStore, Needs, needs_for
-from rules.engine import Evaluation, Outcome, RuleSet, RuleStats, load_rules_dir
+from rules.engine import Evaluation, Outcome, RuleSet, load_rules_dir
 from rules.features import FEATURE_DOCS, KNOWN_FEATURES
 
 log = get_logger("riskmon.core")
@@ -90,7 +90,6 @@ class Core:
         self.rules = rules
         self.models = models
         self.clock = clock
-        self.rule_stats = RuleStats()
         self.t = settings.thresholds
         self.d = settings.detection
 
@@ -268,7 +267,6 @@ class Core:
             out.rule_hits.append((hit.rule.rule_id, hit.rule.version, "active"))
         for hit in ev.shadow_hits:
             out.rule_hits.append((hit.rule.rule_id, hit.rule.version, "shadow"))
-        self.rule_stats.record(ev)
 
         model = self.models.combined(model_scores) if model_scores else 0.0
         score = 1.0 - (1.0 - ev.score) * (1.0 - model)

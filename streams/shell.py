@@ -20,7 +20,7 @@ import orjson
 
 from detectors.bank import ModelBank
 from riskmon import metrics
-from riskmon.contract import Contract, InvalidMessage, format_ts
+from riskmon.contract import Contract, InvalidMessage, format_ts, parse_ts
 from riskmon.core import Core, Outputs
 from riskmon.deadletter import dead_letter
 from riskmon.logs import get_logger
@@ -307,8 +307,6 @@ class Shell:
         if valid:
             newest = max(d.get("event_ts", "") for d in out.decisions) if out.decisions else None
             if newest:
-                from riskmon.contract import parse_ts
-
                 metrics.EVENT_LAG.set(time.time() - parse_ts(newest))
         log.debug(
             "batch",
