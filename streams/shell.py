@@ -303,7 +303,7 @@ class Shell:
             metrics.RULE_HITS.labels(rule_id=rule_id, mode=mode).inc()
         for op in out.ops:
             if op.get("kind") == "score_drift":
-                metrics.DRIFTS.labels(stream=str(op.get("stream", "?"))).inc()
+                metrics.DRIFTS.labels(stream=str(op.get("name", "?"))).inc()
         if valid:
             newest = max(d.get("event_ts", "") for d in out.decisions) if out.decisions else None
             if newest:
