@@ -63,6 +63,8 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+import re2
+
 __all__ = [
     "MAX_DEPTH",
     "MAX_LENGTH",
@@ -589,11 +591,28 @@ def _double_text(value: float) -> str:
     return repr(value)
 
 
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False  # a bad pattern is reported to the rule's author, not stderr
+_RE2_TYPE = type(re2.compile("", options=_RE2_OPTIONS))
+
+
 @functools.lru_cache(maxsize=256)
-def _regex(pattern: str) -> re.Pattern[str]:
+def _regex(pattern: str) -> Any:
+    """A compiled RE2 pattern: matching takes time linear in the text whatever the
+    pattern, so a rule cannot stall the worker (no catastrophic backtracking).
+
+    >>> _regex(r"^(a+)+$").search("a" * 50_000 + "b") is None
+    True
+    """
     if _NOT_RE2.search(pattern):
         raise ValueError("lookaround and backreferences are not supported")
-    return re.compile(pattern, re.ASCII)
+    try:
+        return re2.compile(pattern, options=_RE2_OPTIONS)
+    except re2.error as exc:
+        detail = exc.args[0] if exc.args else exc
+        if isinstance(detail, bytes):
+            detail = detail.decode("utf-8", "replace")
+        raise ValueError(str(detail)) from None
 
 
 # --------------------------------------------------------------------------- compiler
@@ -1104,7 +1123,7 @@ class _Compiler:
             if type(arg.const) is str:
                 try:
                     pattern = _regex(arg.const)
-                except (re.error, ValueError) as exc:
+                except ValueError as exc:
                     raise self.error(f"bad regular expression ({exc})", node.args[1]) from None
                 return _Code(lambda act: _matches(rf(act), pattern, src, pos), "bool")
             return _Code(lambda act: _matches(rf(act), af(act), src, pos), "bool")
@@ -1393,9 +1412,9 @@ def _matches(s: Any, pattern: Any, src: _Source, pos: int) -> bool:
     if type(pattern) is str:
         try:
             pattern = _regex(pattern)
-        except (re.error, ValueError) as exc:
+        except ValueError as exc:
             raise _fail(f"bad regular expression ({exc})", src, pos) from None
-    if type(pattern) is not re.Pattern:
+    if type(pattern) is not _RE2_TYPE:
         raise _fail(f"matches() needs a string pattern, got {_type_name(pattern)}", src, pos)
     return pattern.search(s) is not None
 

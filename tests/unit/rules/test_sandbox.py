@@ -237,3 +237,22 @@ def test_no_python_code_object_is_built_from_rule_text(monkeypatch: pytest.Monke
     monkeypatch.undo()
     assert result is True
     assert calls == []
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize(
+    "expr",
+    [
+        "event.text.matches('^(a+)+$')",
+        "event.text.matches('^(a|aa)+$')",
+        "event.text.matches(event.pattern)",
+    ],
+)
+def test_a_pathological_pattern_cannot_stall_the_worker(expr: str) -> None:
+    """matches() runs RE2 (the engine CEL specifies): time linear in the text, so a
+    pattern that makes a backtracking engine take exponential time (here about 2^60
+    steps) answers at once."""
+    act = {"event": {"text": "a" * 60 + "!", "pattern": "^(a*)*$"}}
+    assert compile_expr(expr).evaluate(act) is False
+    act["event"]["text"] = "a" * 60
+    assert compile_expr(expr).evaluate(act) is True
