@@ -383,8 +383,14 @@ def bench_parts(settings: DetectionSettings) -> None:
 
     def pending() -> None:
         store = PendingStore(1e9, 2e9, 10**6)
-        for k in range(BATCH):
-            store.add(f"e{k}", (f"A{k}", f"T{k}"), f"u{k % 97}", float(k), "transaction", xs[k])
+        store.add_many(
+            [f"e{k}" for k in range(BATCH)],
+            [(f"A{k}", f"T{k}") for k in range(BATCH)],
+            [f"u{k % 97}" for k in range(BATCH)],
+            [float(k) for k in range(BATCH)],
+            "transaction",
+            xs[:BATCH],
+        )
 
     rows.append(["pending store add", fmt(cpu(pending, 5) / BATCH * 1e6)])
     scores = np.random.default_rng(1).random(BATCH).tolist()

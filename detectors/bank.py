@@ -35,7 +35,7 @@ import struct
 import zlib
 from collections.abc import ItemsView, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 
@@ -52,6 +52,7 @@ __all__ = [
     "DEFAULT_UNSUPERVISED",
     "CheckpointError",
     "FeatureRow",
+    "FeatureRows",
     "ModelBank",
     "ModelInput",
 ]
@@ -61,7 +62,7 @@ DEFAULT_SUPERVISED = "logreg"
 UNSUPERVISED_WEIGHT = 0.4
 
 CHECKPOINT_MAGIC = b"RMBANK"
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2  # 2: pending vectors kept in blocks
 _HEADER = struct.Struct(">6sH")
 
 
@@ -131,6 +132,32 @@ class FeatureRow(Mapping[str, float]):
     def to_dict(self) -> dict[str, float]:
         values = self.block[self.row].tolist()
         return {c: v for c, v in zip(self.schema.columns, values, strict=True) if v == v}
+
+
+class FeatureRows(Sequence[FeatureRow]):
+    """The rows of one batch matrix as :class:`FeatureRow` views, made on demand."""
+
+    __slots__ = ("block", "schema")
+
+    def __init__(self, schema: _Schema, block: np.ndarray) -> None:
+        self.schema = schema
+        self.block = block
+
+    @overload
+    def __getitem__(self, k: int) -> FeatureRow: ...
+
+    @overload
+    def __getitem__(self, k: slice) -> list[FeatureRow]: ...
+
+    def __getitem__(self, k: int | slice) -> FeatureRow | list[FeatureRow]:
+        if isinstance(k, slice):
+            return [FeatureRow(self.schema, self.block, i) for i in range(len(self.block))[k]]
+        if not -len(self.block) <= k < len(self.block):
+            raise IndexError(k)
+        return FeatureRow(self.schema, self.block, k % len(self.block))
+
+    def __len__(self) -> int:
+        return len(self.block)
 
 
 @dataclass
@@ -250,12 +277,15 @@ class ModelBank:
             if names:
                 for i, row in zip(idxs, zip(*columns, strict=True), strict=True):
                     out[i] = dict(zip(names, row, strict=True))
-            add, schema = self.pending.add, tm.schema
-            for k, i in enumerate(idxs):
-                it = items[i]
-                add(
-                    it.event_id, it.targets, it.user_id, it.ts, event_type, FeatureRow(schema, X, k)
-                )
+            group = [items[i] for i in idxs]
+            self.pending.add_many(
+                [it.event_id for it in group],
+                [it.targets for it in group],
+                [it.user_id for it in group],
+                [it.ts for it in group],
+                event_type,
+                FeatureRows(tm.schema, X),
+            )
             tm.counts["scored"] += len(idxs)
         return out
 
@@ -323,9 +353,17 @@ class ModelBank:
     def on_time(self, ts: float) -> int:
         """Learn the vectors that matured unlabelled by event time ``ts`` as negatives."""
         self.watermark = max(self.watermark, ts)
-        matured = self.pending.expire(ts)
-        self.counts["matured"] += len(matured)
-        return self._learn(matured, False)
+        learned = 0
+        for block, rows in self.pending.expire_rows(ts):
+            self.counts["matured"] += len(rows)
+            tm = self.types.get(block.event_type)
+            if tm is None or tm.supervised is None:
+                continue
+            _learn_rows(tm.supervised, block.xs, rows.tolist(), False)
+            tm.counts["neg"] += len(rows)
+            learned += len(rows)
+        self.counts["taught_negative"] += learned
+        return learned
 
     def _learn(self, items: list[PendingItem], y: bool) -> int:
         learned = 0
@@ -333,7 +371,11 @@ class ModelBank:
             tm = self.types.get(item.event_type)
             if tm is None or tm.supervised is None:
                 continue
-            tm.supervised.learn_one(item.x, y)
+            x = item.x
+            if isinstance(x, FeatureRow):
+                _learn_rows(tm.supervised, FeatureRows(x.schema, x.block), [x.row], y)
+            else:
+                tm.supervised.learn_one(x, y)
             tm.counts["pos" if y else "neg"] += 1
             learned += 1
         self.counts["taught_positive" if y else "taught_negative"] += learned
@@ -398,6 +440,16 @@ class ModelBank:
         bank.pending.ttl_s = settings.pending_ttl_s
         bank.pending.max_items = settings.pending_max
         return bank
+
+
+def _learn_rows(det: Detector, xs: Sequence[Mapping[str, float]], rows: list[int], y: bool) -> None:
+    """``det.learn_one(xs[k], y)`` for every ``k`` of ``rows``, in order."""
+    learn_rows = getattr(det, "learn_rows", None)
+    if learn_rows is not None and isinstance(xs, FeatureRows):
+        learn_rows(xs.block, xs.schema.columns, rows, y)
+        return
+    for k in rows:
+        det.learn_one(xs[k], y)
 
 
 def _score_learn(

@@ -26,6 +26,8 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable
+from functools import reduce
+from operator import add, indexOf
 from typing import Any
 
 from river import drift
@@ -78,21 +80,34 @@ class ScoreDrift:
         if st is None:
             st = self.streams[name] = _Stream(self.delta, self.recent)
         values = scores if isinstance(scores, list) else list(scores)
-        adwin, update = st.adwin, st.adwin.update
+        adwin = st.adwin
         width, total, reset = st.width, st.total, st.reset
         found = 0
-        for k, score in enumerate(values):
+        n = len(values)
+        pos = start = 0  # values[start:] are in the window (after ``width`` earlier ones)
+        while pos < n:
             if reset:  # river empties the window on the update after a drift
-                width, total, reset = 0, 0.0, False
-            update(score)
-            width += 1
-            total += score
-            if adwin.drift_detected:
-                found += 1
-                reset = True
-                recent = [*st.last, *values[: k + 1]][-self.recent :]
-                self._record(name, st.seen + k + 1, width, total, adwin, recent)
-        st.seen += len(values)
+                adwin._reset()
+                width, total, reset, start = 0, 0.0, False, pos
+            update = adwin._helper.update
+            try:
+                # river's ADWIN.update, in C until the first drift
+                k = pos + indexOf(map(update, values[pos:] if pos else values), True)
+            except ValueError:
+                break
+            found += 1
+            reset = True
+            width += k + 1 - start
+            total = reduce(add, values[start : k + 1], total)
+            start = pos = k + 1
+            adwin._drift_detected = True
+            recent = [*st.last, *values[: k + 1]][-self.recent :]
+            self._record(name, st.seen + k + 1, width, total, adwin, recent)
+        if start < n:
+            width += n - start
+            total = reduce(add, values[start:], total)
+        adwin._drift_detected = reset
+        st.seen += n
         st.width, st.total, st.reset = width, total, reset
         st.last.extend(values[-self.recent :])
         return found

@@ -12,6 +12,11 @@ arrives or it matures. Times are event times (epoch seconds), never the wall clo
   dropped before they mature.
 - At most ``max_items`` are kept: the oldest (by event time) are evicted first.
 
+Items are stored in blocks, one per ``add_many`` call (a scored micro-batch of one event
+type): parallel columns plus a per-block time order, so a batch costs a few C-level
+operations rather than objects and heap entries per item. Ties in event time are broken
+by arrival order everywhere (``expire``, ``match``, eviction).
+
 >>> store = PendingStore(maturity_s=100, ttl_s=200, max_items=1000)
 >>> store.add("e1", ("app-1",), "u1", 0.0, "application", {"f": 1.0})
 >>> store.add("e2", ("app-1", "txn-9"), "u1", 10.0, "transaction", {"f": 2.0})
@@ -30,10 +35,13 @@ arrives or it matures. Times are event times (epoch seconds), never the wall clo
 
 from __future__ import annotations
 
-import heapq
-from collections.abc import Mapping
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any
+
+import numpy as np
 
 __all__ = ["LABELS", "PendingItem", "PendingStore", "label_value"]
 
@@ -71,6 +79,114 @@ class PendingItem:
     matured: bool = False
 
 
+class PendingBlock:
+    """Items added together, as parallel columns (row ``k`` has sequence ``seq0 + k``).
+
+    ``order`` lists the rows by ``(ts, seq)``; the first ``n_mature`` of that order have
+    been through maturity, the first ``n_drop`` through the TTL.
+    """
+
+    __slots__ = (
+        "_targets_set",
+        "_users_set",
+        "alive",
+        "event_type",
+        "ids",
+        "matured",
+        "n_alive",
+        "n_drop",
+        "n_mature",
+        "order",
+        "seq0",
+        "sorted_ts",
+        "targets",
+        "ts",
+        "users",
+        "xs",
+    )
+
+    def __init__(
+        self,
+        ids: list[str],
+        targets: list[tuple[str, ...]],
+        users: list[str],
+        ts: np.ndarray,
+        event_type: str,
+        xs: Sequence[Mapping[str, float]],
+        seq0: int,
+    ) -> None:
+        n = len(ids)
+        self.ids = ids
+        self.targets = targets
+        self.users = users
+        self.ts = ts
+        self.event_type = event_type
+        self.xs = xs
+        self.seq0 = seq0
+        self.alive = np.ones(n, dtype=bool)
+        self.matured = np.zeros(n, dtype=bool)
+        self.n_alive = n
+        if n < 2 or bool((ts[1:] >= ts[:-1]).all()):
+            self.order = np.arange(n)
+            self.sorted_ts = ts
+        else:
+            self.order = np.argsort(ts, kind="stable")
+            self.sorted_ts = ts[self.order]
+        self.n_mature = 0
+        self.n_drop = 0
+        self._users_set: set[str] | None = None
+        self._targets_set: set[str] | None = None
+
+    def item(self, k: int) -> PendingItem:
+        return PendingItem(
+            self.ids[k],
+            self.targets[k],
+            self.users[k],
+            float(self.ts[k]),
+            self.event_type,
+            self.xs[k],
+            self.seq0 + k,
+            bool(self.matured[k]),
+        )
+
+    def advance(self, pointer: str, cutoff: float) -> np.ndarray | None:
+        """Move the ``pointer`` (``n_mature`` or ``n_drop``) of the time order past every
+        row at or before ``cutoff``; the alive rows it passed, or ``None``."""
+        start = getattr(self, pointer)
+        if start == len(self.order) or self.sorted_ts[start] > cutoff:
+            return None
+        stop = int(np.searchsorted(self.sorted_ts, cutoff, side="right"))
+        rows = self.order[start:stop]
+        setattr(self, pointer, stop)
+        rows = rows[self.alive[rows]]
+        return rows if len(rows) else None
+
+    def rows_of_user(self, user_id: str) -> list[int]:
+        if self._users_set is None:
+            self._users_set = set(self.users)
+        if user_id not in self._users_set:
+            return []
+        alive = self.alive
+        return [k for k, u in enumerate(self.users) if u == user_id and alive[k]]
+
+    def rows_of_target(self, target_id: str) -> list[int]:
+        if self._targets_set is None:
+            self._targets_set = set(chain.from_iterable(self.targets))
+        if target_id not in self._targets_set:
+            return []
+        alive = self.alive
+        return [k for k, t in enumerate(self.targets) if target_id in t and alive[k]]
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = {k: getattr(self, k) for k in self.__slots__}
+        state["_users_set"] = state["_targets_set"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for k, v in state.items():
+            setattr(self, k, v)
+
+
 class PendingStore:
     """Bounded, event-time TTL store of scored vectors, indexed by target id and user."""
 
@@ -80,11 +196,8 @@ class PendingStore:
         self.maturity_s = maturity_s
         self.ttl_s = ttl_s
         self.max_items = max_items
-        self._items: dict[str, PendingItem] = {}
-        self._by_target: dict[str, dict[str, None]] = {}
-        self._by_user: dict[str, dict[str, None]] = {}
-        self._young: list[tuple[float, int, str]] = []  # heap: not matured yet
-        self._old: list[tuple[float, int, str]] = []  # heap: matured, waiting for the TTL
+        self._ids: set[str] = set()  # the pending event ids
+        self._blocks: list[PendingBlock] = []  # in arrival (sequence) order
         self._seq = 0
         self.n_evicted = 0
         self.n_dropped = 0
@@ -96,10 +209,10 @@ class PendingStore:
         return cls(settings.label_maturity_s, settings.pending_ttl_s, settings.pending_max)
 
     def __len__(self) -> int:
-        return len(self._items)
+        return len(self._ids)
 
     def __contains__(self, event_id: object) -> bool:
-        return event_id in self._items
+        return event_id in self._ids
 
     def add(
         self,
@@ -111,103 +224,157 @@ class PendingStore:
         x: Mapping[str, float],
     ) -> None:
         """Keep ``x`` until a label names it; a second add of a pending id is ignored."""
-        if event_id in self._items:
-            self.n_duplicates += 1
+        self.add_many([event_id], [targets], [user_id], [ts], event_type, [x])
+
+    def add_many(
+        self,
+        event_ids: list[str],
+        targets: list[tuple[str, ...]],
+        user_ids: list[str],
+        ts: Iterable[float],
+        event_type: str,
+        xs: Sequence[Mapping[str, float]],
+    ) -> None:
+        """``add`` of every item in order (items of one event type)."""
+        n = len(event_ids)
+        if n == 0:
             return
-        self._seq += 1
-        seq = self._seq
-        self._items[event_id] = PendingItem(event_id, targets, user_id, ts, event_type, x, seq)
-        heapq.heappush(self._young, (ts, seq, event_id))
-        by_target = self._by_target
-        for t in targets:
-            ids = by_target.get(t)
-            if ids is None:
-                by_target[t] = {event_id: None}
-            else:
-                ids[event_id] = None
-        ids = self._by_user.get(user_id)
-        if ids is None:
-            self._by_user[user_id] = {event_id: None}
-        else:
-            ids[event_id] = None
-        if len(self._items) > self.max_items:
-            self._evict(len(self._items) - self.max_items)
+        ids = self._ids
+        if ids.isdisjoint(event_ids) and len(set(event_ids)) == n:
+            self._append(event_ids, targets, user_ids, np.fromiter(ts, float, n), event_type, xs)
+            if len(ids) > self.max_items:
+                # with no id added twice, evicting after the whole batch evicts the same
+                # items as evicting after each add (the oldest are always the ones to go)
+                self._evict(len(ids) - self.max_items)
+            return
+        for k, t in enumerate(ts):
+            eid = event_ids[k]
+            if eid in ids:
+                self.n_duplicates += 1
+                continue
+            self._append(
+                [eid], [targets[k]], [user_ids[k]], np.array([t], float), event_type, [xs[k]]
+            )
+            if len(ids) > self.max_items:
+                self._evict(len(ids) - self.max_items)
+
+    def _append(
+        self,
+        event_ids: list[str],
+        targets: list[tuple[str, ...]],
+        user_ids: list[str],
+        ts: np.ndarray,
+        event_type: str,
+        xs: Sequence[Mapping[str, float]],
+    ) -> None:
+        block = PendingBlock(event_ids, targets, user_ids, ts, event_type, xs, self._seq + 1)
+        self._seq += len(event_ids)
+        self._ids.update(event_ids)
+        self._blocks.append(block)
 
     def match(self, target_type: str, target_id: str, user_id: str) -> list[PendingItem]:
         """Pop and return the pending items a label names, oldest first."""
         if target_type == "user":
-            ids = self._by_user.get(target_id)
+            by_user = True
         elif target_type in TARGET_TYPES:
-            ids = self._by_target.get(target_id)
+            by_user = False
         else:
             raise ValueError(f"unknown target_type {target_type!r}; expected {TARGET_TYPES}")
-        if not ids:
-            return []
-        out = [self._remove(eid) for eid in list(ids)]
+        out: list[PendingItem] = []
+        emptied = False
+        for block in self._blocks:
+            rows = block.rows_of_user(target_id) if by_user else block.rows_of_target(target_id)
+            if rows:
+                out.extend(block.item(k) for k in rows)
+                self._kill(block, np.array(rows, dtype=np.intp))
+                emptied |= block.n_alive == 0
+        if emptied:
+            self._prune()
         out.sort(key=lambda i: (i.ts, i.seq))
         return out
 
     def expire(self, now_ts: float) -> list[PendingItem]:
         """Items that matured since the last call (oldest first); drops those past the TTL."""
-        out: list[PendingItem] = []
-        items = self._items
+        return [block.item(k) for block, rows in self.expire_rows(now_ts) for k in rows.tolist()]
+
+    def expire_rows(self, now_ts: float) -> list[tuple[PendingBlock, np.ndarray]]:
+        """``expire`` as runs of rows of one block each: the same items in the same order."""
+        found: list[tuple[PendingBlock, np.ndarray]] = []
         if self.maturity_s < self.ttl_s:
             cutoff = now_ts - self.maturity_s
-            young = self._young
-            while young and young[0][0] <= cutoff:
-                entry = heapq.heappop(young)
-                item = items.get(entry[2])
-                if item is None or item.seq != entry[1]:
-                    continue
-                item.matured = True
-                out.append(item)
-                heapq.heappush(self._old, entry)
+            for block in self._blocks:
+                rows = block.advance("n_mature", cutoff)
+                if rows is not None:
+                    block.matured[rows] = True
+                    found.append((block, rows))
         cutoff = now_ts - self.ttl_s
-        for heap in (self._old, self._young):
-            while heap and heap[0][0] <= cutoff:
-                _, seq, eid = heapq.heappop(heap)
-                item = items.get(eid)
-                if item is not None and item.seq == seq:
-                    self._remove(eid)
-                    self.n_dropped += 1
-        return out
+        emptied = False
+        for block in self._blocks:
+            rows = block.advance("n_drop", cutoff)
+            if rows is not None:
+                self._kill(block, rows)
+                self.n_dropped += len(rows)
+                emptied |= block.n_alive == 0
+        if emptied:
+            self._prune()
+        return _merge(found)
 
     def _evict(self, count: int) -> None:
-        for _ in range(count):
-            best: list[tuple[float, int, str]] | None = None
-            for heap in (self._old, self._young):
-                while heap and self._stale(heap[0]):
-                    heapq.heappop(heap)
-                if heap and (best is None or heap[0] < best[0]):
-                    best = heap
-            if best is None:
-                return
-            _, _, eid = heapq.heappop(best)
-            self._remove(eid)
-            self.n_evicted += 1
+        """Drop the ``count`` oldest pending items (by ``(ts, seq)``)."""
+        ts_parts, seq_parts, where = [], [], []
+        for b, block in enumerate(self._blocks):
+            rows = block.order[block.alive[block.order]][:count]
+            ts_parts.append(block.ts[rows])
+            seq_parts.append(rows + block.seq0)
+            where.append(np.full(len(rows), b))
+        if not ts_parts:
+            return
+        ts, seq, owner = np.concatenate(ts_parts), np.concatenate(seq_parts), np.concatenate(where)
+        pick = np.lexsort((seq, ts))[:count]
+        blocks = self._blocks
+        for b in np.unique(owner[pick]).tolist():
+            chosen = pick[owner[pick] == b]
+            self._kill(blocks[b], seq[chosen] - blocks[b].seq0)
+        self.n_evicted += len(pick)
+        self._prune()
 
-    def _stale(self, entry: tuple[float, int, str]) -> bool:
-        item = self._items.get(entry[2])
-        return item is None or item.seq != entry[1]
+    def _kill(self, block: PendingBlock, rows: np.ndarray) -> None:
+        """Forget the (alive) ``rows`` of ``block``."""
+        block.alive[rows] = False
+        block.n_alive -= len(rows)
+        ids = block.ids
+        deque(map(self._ids.remove, [ids[k] for k in rows.tolist()]), maxlen=0)
 
-    def _remove(self, event_id: str) -> PendingItem:
-        item = self._items.pop(event_id)
-        for t in item.targets:
-            ids = self._by_target.get(t)
-            if ids is not None:
-                ids.pop(event_id, None)
-                if not ids:
-                    del self._by_target[t]
-        ids = self._by_user.get(item.user_id)
-        if ids is not None:
-            ids.pop(event_id, None)
-            if not ids:
-                del self._by_user[item.user_id]
-        return item
+    def _prune(self) -> None:
+        self._blocks = [b for b in self._blocks if b.n_alive]
 
     def compact(self) -> None:
-        """Rebuild the time heaps without the entries of items already popped."""
-        self._young = [e for e in self._young if not self._stale(e)]
-        self._old = [e for e in self._old if not self._stale(e)]
-        heapq.heapify(self._young)
-        heapq.heapify(self._old)
+        """Forget the blocks whose items are all gone."""
+        self._prune()
+
+
+def _merge(
+    found: list[tuple[PendingBlock, np.ndarray]],
+) -> list[tuple[PendingBlock, np.ndarray]]:
+    """Runs of rows (each in ``(ts, seq)`` order) merged into one ``(ts, seq)`` order."""
+    if len(found) < 2:
+        return found
+    last = -np.inf
+    for block, rows in found:  # blocks in sequence order: ordered when they do not overlap
+        first = block.ts[rows[0]]
+        if first < last:
+            break
+        last = block.ts[rows[-1]]
+    else:
+        return found
+    ts = np.concatenate([block.ts[rows] for block, rows in found])
+    seq = np.concatenate([rows + block.seq0 for block, rows in found])
+    owner = np.concatenate([np.full(len(rows), b) for b, (_, rows) in enumerate(found)])
+    order = np.lexsort((seq, ts))
+    owner, seq = owner[order], seq[order]
+    cuts = np.flatnonzero(owner[1:] != owner[:-1]) + 1
+    out = []
+    for o, s in zip(np.split(owner, cuts), np.split(seq, cuts), strict=True):
+        block = found[int(o[0])][0]
+        out.append((block, s - block.seq0))
+    return out

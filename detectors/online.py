@@ -418,8 +418,13 @@ class HSTDetector(BaseDetector):
         scores = np.zeros(len(X)) if want_scores and self.ready else None
         i = 0
         # Warm-up rows (the scaler learns) and the first row (the trees are built) go
-        # through river one by one.
+        # through river one by one, or through _learn_warmup when it gives the same.
         while i < len(X) and (self.n_learned < self._scale_until or not self.hst.trees):
+            if self.hst.trees:
+                m = min(len(X) - i, self._scale_until - self.n_learned)
+                if self._learn_warmup(X[i : i + m], columns):
+                    i += m
+                    continue
             row = X[i].tolist()
             self.learn_one({c: v for c, v in zip(columns, row, strict=True) if v == v})
             i += 1
@@ -446,6 +451,55 @@ class HSTDetector(BaseDetector):
         if samples is not None:
             self.calibrator.add_many(samples)
         return scores
+
+    def _learn_warmup(self, X: np.ndarray, columns: Sequence[str]) -> bool:
+        """``learn_one`` of every row of ``X`` (warm-up rows, trees built), vectorised.
+
+        Only when every row has every feature, finite: the scaler's range of a feature
+        after row ``r`` is then the running min / max up to ``r``, each row is scaled by
+        it and has no gaps, so its path depends on the row alone; the calibration samples
+        are scored on the reference masses, which change only at window pivots. Returns
+        ``False`` (nothing learned) otherwise.
+        """
+        features = self.features
+        assert features is not None
+        pos = {c: j for j, c in enumerate(columns)}
+        idx = [pos.get(f, -1) for f in features]
+        if not len(X) or min(idx, default=0) < 0:
+            return False
+        F = X[:, idx]
+        if not np.isfinite(F).all():
+            return False
+        mins, maxs = self.scaler.min, self.scaler.max
+        lo0 = [mins[f].get() if f in mins else math.inf for f in features]
+        hi0 = [maxs[f].get() if f in maxs else -math.inf for f in features]
+        lo = np.minimum.accumulate(np.vstack([lo0, F]), axis=0)[1:]
+        hi = np.maximum.accumulate(np.vstack([hi0, F]), axis=0)[1:]
+        span = hi - lo
+        with np.errstate(all="ignore"):
+            S = np.where(span != 0, (F - lo) / np.where(span != 0, span, 1.0), 0.0)
+        if not np.isfinite(S).all():
+            return False
+        for f, low, high in zip(features, lo[-1].tolist(), hi[-1].tolist(), strict=True):
+            mins[f].min = low
+            maxs[f].max = high
+        hst, forest = self.hst, self._flat()
+        paths = forest.paths(S)
+        assert paths is not None
+        start, n = 0, len(S)
+        while start < n:
+            stop = start + min(n - start, hst.window_size - hst.counter)
+            if not hst._first_window:
+                first = start + (-(self.n_learned + start)) % self.calib_every
+                picked = np.arange(first, stop, self.calib_every)
+                if len(picked):
+                    raws = forest.score(S[picked], hst, [p[:, picked] for p in paths])
+                    for raw in raws.tolist():
+                        self.calibrator.add(raw)
+            forest.learn(S[start:stop], hst, features, [p[:, start:stop] for p in paths])
+            start = stop
+        self.n_learned += n
+        return True
 
     def score_many(self, xs: Sequence[Features]) -> list[float]:
         if not xs or not self.ready or self.features is None:

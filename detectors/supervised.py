@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Sequence
+from math import isfinite
 
 import numpy as np
 from river import compose, linear_model, optim, preprocessing
@@ -101,6 +102,35 @@ class LogRegDetector(VectorizedDetector):
             self.n_positives += 1
         else:
             self.n_negatives += 1
+
+    def learn_rows(
+        self, X: np.ndarray, columns: Sequence[str], rows: Sequence[int], y: bool | None
+    ) -> None:
+        """``learn_one`` of the rows ``rows`` of ``X`` in order, each as the dict of its
+        non-``nan`` cells; only the rows kept by the negative sampling are read (the
+        sampling draws once per negative, in order, as ``learn_one`` does)."""
+        if y is None:
+            return
+        keep: Sequence[int] = rows
+        if not y and self.negative_rate < 1.0:
+            draw, rate = self.rng.random, self.negative_rate
+            keep = [k for k in rows if draw() < rate]  # one draw per negative, in order
+            self.n_skipped += len(rows) - len(keep)
+        if not keep:
+            return
+        learn, label, clip = self.model.learn_one, bool(y), LIMIT
+        for k in keep:
+            # clean() of the row's cells as a dict (nan cells are absent keys)
+            x = {
+                c: -clip if v < -clip else clip if v > clip else v
+                for c, v in zip(columns, X[k].tolist(), strict=True)
+                if isfinite(v)
+            }
+            learn(self._winsorised(x), label)
+        if label:
+            self.n_positives += len(keep)
+        else:
+            self.n_negatives += len(keep)
 
     def _winsorised(self, x: dict[str, float]) -> dict[str, float]:
         counts, means, vars_ = self.scaler.counts, self.scaler.means, self.scaler.vars

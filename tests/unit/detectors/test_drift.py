@@ -60,3 +60,17 @@ def test_event_queue_is_bounded():
     for k in range(6):
         drift.update_many("s", stream(1000, 0.1 + 0.8 * (k % 2), 10 + k))
     assert len(drift.events) == 2 and drift.n_dropped >= 1
+
+
+def test_batches_of_any_size_detect_the_same_drifts():
+    """How a stream is cut into update_many calls changes neither drifts nor events."""
+    scores = stream(1500, 0.2, 10) + stream(1500, 0.7, 11) + stream(1500, 0.3, 12)
+    whole, cut = ScoreDrift(recent=8), ScoreDrift(recent=8)
+    found = whole.update_many("s", scores)
+    n, k = 0, 0
+    while k < len(scores):
+        step = 1 + (k * 7919) % 97
+        n += cut.update_many("s", scores[k : k + step])
+        k += step
+    assert found == n > 0
+    assert whole.drain() == cut.drain()

@@ -102,3 +102,23 @@ def test_one_row_and_batch_paths_mix(synth):
     probe = synth.dicts(synth.normal(20, 16))
     copy = pickle.loads(pickle.dumps(det))
     assert copy.score_many(probe) == det.score_many(probe) == [det.score_one(x) for x in probe]
+
+
+@pytest.mark.parametrize("batch", [450, 37])
+def test_vectorised_warmup_is_river_warmup(synth, batch):
+    """Warm-up batches (scaler learning, calibration samples, pivots) end where river's
+    learn_one ends: same ranges, masses, counter and calibration reference."""
+    X = synth.normal(450, 21)  # the whole warm-up: max(warmup, window_size) rows
+    batch_det = HSTDetector(n_trees=4, height=5, window_size=100, warmup=450, seed=3)
+    single = HSTDetector(n_trees=4, height=5, window_size=100, warmup=450, seed=3)
+    for start in range(0, len(X), batch):
+        batch_det.learn_array(X[start : start + batch], synth.names)
+    for x in rows(X, synth.names):
+        single.learn_one(x)
+    assert all(batch_det._range(f) == single._range(f) for f in synth.names)
+    (bl, br), (sl, sr) = batch_det._flat().arrays(), single._flat().arrays()
+    assert np.array_equal(bl, sl) and np.array_equal(br, sr)
+    assert batch_det.hst.counter == single.hst.counter
+    assert batch_det.calibrator.ref.tolist() == single.calibrator.ref.tolist()
+    probe = synth.dicts(synth.normal(30, 22))
+    assert batch_det.score_many(probe) == single.score_many(probe)

@@ -123,6 +123,55 @@ def test_indexes_do_not_leak():
         s.add(f"e{k}", (f"T{k}", f"A{k % 7}"), f"u{k % 11}", float(k), "transaction", {})
     s.match("application", "A3", "u")
     s.expire(1e9)
-    assert len(s) == 0 and s._by_target == {} and s._by_user == {}
+    assert len(s) == 0 and s._ids == set() and s._blocks == []
     s.compact()
-    assert s._young == [] and s._old == []
+    assert s._blocks == []
+
+
+def test_batches_behave_like_single_adds():
+    """add_many is add of each item in order: duplicates, eviction, maturity, matching."""
+    one, many = store(max_items=40), store(max_items=40)
+    rng = __import__("random").Random(5)
+    t = 0.0
+    for b in range(60):
+        batch = []
+        for k in range(rng.randint(1, 6)):
+            eid = f"e{rng.randint(0, 5 * b + k)}"
+            ts = t + rng.choice([0.0, -DAY, rng.uniform(-3 * DAY, DAY)])
+            batch.append((eid, (f"T{rng.randint(0, 20)}",), f"u{rng.randint(0, 5)}", ts))
+        for eid, targets, uid, ts in batch:
+            one.add(eid, targets, uid, ts, "transaction", {"ts": ts})
+        many.add_many(
+            [e[0] for e in batch],
+            [e[1] for e in batch],
+            [e[2] for e in batch],
+            [e[3] for e in batch],
+            "transaction",
+            [{"ts": e[3]} for e in batch],
+        )
+        t += rng.uniform(0, 2 * DAY)
+        got = [
+            [(i.event_id, i.seq, i.matured, dict(i.x)) for i in s.expire(t)] for s in (one, many)
+        ]
+        assert got[0] == got[1]
+        if b % 5 == 0:
+            tid = f"T{rng.randint(0, 20)}"
+            assert ids(one.match("transaction", tid, "u")) == ids(
+                many.match("transaction", tid, "u")
+            )
+        assert len(one) == len(many)
+    assert (one.n_evicted, one.n_dropped, one.n_duplicates) == (
+        many.n_evicted,
+        many.n_dropped,
+        many.n_duplicates,
+    )
+    assert one.n_evicted > 0 and one.n_duplicates > 0
+
+
+def test_pickled_store_carries_on():
+    """A store restored from a pickle expires and matches like the original."""
+    s = filled()
+    s.expire(30 * DAY + 15)
+    copy = __import__("pickle").loads(__import__("pickle").dumps(s))
+    assert ids(copy.match("user", "u1", "u1")) == ids(s.match("user", "u1", "u1"))
+    assert ids(copy.expire(31 * DAY)) == ids(s.expire(31 * DAY)) == ["other"]

@@ -81,3 +81,36 @@ def test_absurd_values_do_not_poison_the_model():
     scores = clf.score_many(xs[:50])
     assert all(0.0 <= s <= 1.0 for s in scores)
     assert roc_auc_score(ys[:50], scores) > 0.8
+
+
+def test_learning_matrix_rows_is_learning_their_dicts():
+    """learn_rows (rows of a matrix, nan = absent) teaches the model exactly what
+    learn_one of the same rows as dicts does, negative sampling included."""
+    rng = np.random.default_rng(3)
+    names = tuple(f"f{j}" for j in range(10))
+    X = rng.normal(size=(600, 10)) * [1, 10, 1e3, 1, 1, 1, 1, 1, 1, 1e14]
+    X[rng.random(X.shape) < 0.05] = np.nan
+    X[rng.random(X.shape) < 0.01] = np.inf
+    y = (rng.random(600) < 0.3).tolist()
+    one = LogRegDetector(negative_rate=0.3, min_positives=1, min_negatives=1, seed=4)
+    rows = LogRegDetector(negative_rate=0.3, min_positives=1, min_negatives=1, seed=4)
+    for row, label in zip(X.tolist(), y, strict=True):
+        one.learn_one({c: v for c, v in zip(names, row, strict=True) if v == v}, label)
+    k = 0
+    while k < len(y):  # runs of one label, as the bank passes them
+        end = k + 1
+        while end < len(y) and y[end] == y[k] and end - k < 9:
+            end += 1
+        rows.learn_rows(X, names, list(range(k, end)), y[k])
+        k = end
+    assert (one.n_positives, one.n_negatives, one.n_skipped) == (
+        rows.n_positives,
+        rows.n_negatives,
+        rows.n_skipped,
+    )
+    assert dict(one.clf._weights) == dict(rows.clf._weights)
+    assert one.clf.intercept == rows.clf.intercept
+    probe = [
+        {c: v for c, v in zip(names, r, strict=True)} for r in rng.normal(size=(20, 10)).tolist()
+    ]
+    assert one.score_many(probe) == rows.score_many(probe)
