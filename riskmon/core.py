@@ -43,6 +43,8 @@ log = get_logger("riskmon.core")
 
 SEVERITIES = ("low", "medium", "high", "critical")
 FLAGGING = frozenset({"review", "decline", "alert"})
+#: event fields a label may name (``target_id``), kept with each scored vector
+_TARGET_KEYS = ("application_id", "txn_id", "loan_id")
 ACCOUNT_ACTIONS = {"freeze": "freeze", "reduce_limit": "reduce_limit", "decline": "freeze"}
 
 
@@ -180,22 +182,23 @@ class Core:
         self.models.on_time(newest)
         inputs = [
             ModelInput(
-                event_id=p.event["event_id"],
-                event_type=p.event["event_type"],
-                user_id=p.event.get("user_id") or "",
-                targets=tuple(
-                    str(p.event[k]) for k in ("application_id", "txn_id", "loan_id") if k in p.event
-                ),
-                ts=p.ts,
-                x=event_vector(p.event, p.features),
+                (ev := p.event)["event_id"],
+                ev["event_type"],
+                ev.get("user_id") or "",
+                tuple([str(ev[k]) for k in _TARGET_KEYS if k in ev]),
+                p.ts,
+                event_vector(ev, p.features),
             )
             for p in pending
         ]
         scores = self.models.score_batch(inputs) if inputs else []
         batch_ms = (time.perf_counter() - started) * 1000.0
         per_event_ms = batch_ms / max(1, len(pending))
+        ts_text = format_ts(wall)
+        latest: dict[str, tuple[dict[str, Any], Decision, dict[str, Any] | None, float]] = {}
         for p, model_scores, mi in zip(pending, scores, inputs, strict=True):
-            self._decide(p, model_scores, mi.x, state, out, wall, per_event_ms)
+            self._decide(p, model_scores, mi.x, state, out, ts_text, per_event_ms, latest)
+        _write_profiles(latest, state.profiles)
         for drift in self.models.drain_drift():
             out.ops.append({"kind": "score_drift", "ts": format_ts(wall), **drift})
         return out
@@ -257,31 +260,42 @@ class Core:
         x: dict[str, float],
         state: BatchState,
         out: Outputs,
-        wall: float,
+        ts_text: str,
         latency_ms: float,
+        latest: dict[str, tuple[dict[str, Any], Decision, dict[str, Any] | None, float]],
     ) -> None:
         event, ev = p.event, p.evaluation
         etype = event["event_type"]
         uid = event.get("user_id") or ""
-        for hit in ev.hits:
-            out.rule_hits.append((hit.rule.rule_id, hit.rule.version, "active"))
-        for hit in ev.shadow_hits:
-            out.rule_hits.append((hit.rule.rule_id, hit.rule.version, "shadow"))
+        hits = ev.hits
+        if hits or ev.shadow_hits:
+            for hit in hits:
+                out.rule_hits.append((hit.rule.rule_id, hit.rule.version, "active"))
+            for hit in ev.shadow_hits:
+                out.rule_hits.append((hit.rule.rule_id, hit.rule.version, "shadow"))
 
         model = self.models.combined(model_scores) if model_scores else 0.0
-        score = 1.0 - (1.0 - ev.score) * (1.0 - model)
-        score = round(min(1.0, max(0.0, score)), 6)
         # The rules decide; the models rank events and corroborate rule hits. With a hit,
         # the joint score may ask for a review, and the rules' own score for a decline.
         # Without one, nothing flags: an anomaly is not fraud, and the classifier learns
         # from few labels, joined to every event of a labelled user.
-        outcome = ev.outcome
-        if ev.hits:
-            if ev.score >= self.t.decline:
+        reasons: list[Reason]
+        if hits:
+            rule_score = ev.score
+            score = 1.0 - (1.0 - rule_score) * (1.0 - model)
+            score = round(min(1.0, max(0.0, score)), 6)
+            outcome = ev.outcome
+            if rule_score >= self.t.decline:
                 outcome = max(outcome, Outcome.DECLINE)
             elif score >= self.t.review:
                 outcome = max(outcome, Outcome.REVIEW)
-        reasons: list[Reason] = [cast(Reason, r) for r in ev.reasons]
+            reasons = [cast(Reason, r) for r in ev.reasons]
+        else:
+            # no active rule hit: the score is the models' alone, and nothing flags
+            score = 1.0 - (1.0 - model)
+            score = round(min(1.0, max(0.0, score)), 6)
+            outcome = Outcome.PASS
+            reasons = []
         # A frozen account moves no money: disbursements and cash-outs are declined
         # until the freeze expires.
         user = p.user
@@ -326,8 +340,7 @@ class Core:
                         "value": value,
                     }
                 )
-        rule_ids = [h.rule.rule_id for h in ev.hits]
-        ts_text = format_ts(wall)
+        rule_ids = [h.rule.rule_id for h in hits] if hits else []
         decision_rec: Decision = {
             "source_event_id": event["event_id"],
             "event_type": etype,
@@ -346,7 +359,7 @@ class Core:
             self._alert(p, decision_rec, outcome, state, out, ts_text)
             self._adjust(p, decision_rec, state, out, ts_text)
         out.decisions.append(decision_rec)
-        self._profiles(event, decision_rec, user, state, p.ts)
+        self._profiles(event, decision_rec, user, p.ts, latest)
 
     def _severity(self, ev: Evaluation, score: float) -> str:
         rank = max((int(h.rule.severity) for h in ev.hits), default=-1)
@@ -441,38 +454,59 @@ class Core:
         event: dict[str, Any],
         dec: Decision,
         user: dict[str, Any] | None,
-        state: BatchState,
         ts: float,
+        latest: dict[str, tuple[dict[str, Any], Decision, dict[str, Any] | None, float]],
     ) -> None:
-        score, decision = dec["score"], dec["decision"]
-        rule_ids = dec.get("rule_ids")
-        doc = {
-            "score": score,
-            "decision": decision,
-            "reasons": dec["reasons"][:5],
-            "rule_ids": [] if rule_ids is None else rule_ids,
-            "event_id": event["event_id"],
-            "event_ts": event["ts"],
-        }
-        profiles = state.profiles
+        """Update the user's running profile counters and note the newest decision per
+        profile key; :func:`_write_profiles` builds the documents once per batch."""
+        entry = (event, dec, user, ts)
         if user is not None:
-            if decision in FLAGGING:
+            score = dec["score"]
+            if dec["decision"] in FLAGGING:
                 user["flags"] = user.get("flags", 0) + 1
             peak = user.get("peak")  # [score, ts] of the worst in 24h
             if peak is None:
                 peak = user["peak"] = [0.0, 0.0]
             if score >= peak[0] or ts - peak[1] > 86400.0:
                 peak[0], peak[1] = score, ts
+            latest["user:" + event["user_id"]] = entry
+        if event["event_type"] == "application":
+            latest["application:" + event["application_id"]] = entry
+        device = event.get("device_id")
+        if device:
+            latest["device:" + device] = entry
+
+
+def _profile_doc(event: dict[str, Any], dec: Decision) -> dict[str, Any]:
+    rule_ids = dec.get("rule_ids")
+    return {
+        "score": dec["score"],
+        "decision": dec["decision"],
+        "reasons": dec["reasons"][:5],
+        "rule_ids": [] if rule_ids is None else rule_ids,
+        "event_id": event["event_id"],
+        "event_ts": event["ts"],
+    }
+
+
+def _write_profiles(
+    latest: dict[str, tuple[dict[str, Any], Decision, dict[str, Any] | None, float]],
+    profiles: dict[str, dict[str, Any]],
+) -> None:
+    """The profile documents of a batch: each key as of the newest decision on it.
+
+    A user's counters (flags, 24 h peak, actions) change only through that user's own
+    decisions, so building the document after the batch gives what building it at the
+    user's last decision would.
+    """
+    for key, (event, dec, user, ts) in latest.items():
+        doc = _profile_doc(event, dec)
+        if user is not None and key.startswith("user:"):
             actions = user["actions"]
-            profile = doc.copy()
-            profile["peak_score_24h"] = peak[0]
-            profile["actions"] = (
+            doc["peak_score_24h"] = user["peak"][0]
+            doc["actions"] = (
                 {a: format_ts(t) for a, t in actions.items() if t > ts} if actions else {}
             )
-            profile["confirmed_fraud"] = user["fraud"]
-            profile["flags"] = user.get("flags", 0)
-            profiles[f"user:{event['user_id']}"] = profile
-        if event["event_type"] == "application":
-            profiles[f"application:{event['application_id']}"] = doc
-        if event.get("device_id"):
-            profiles[f"device:{event['device_id']}"] = doc
+            doc["confirmed_fraud"] = user["fraud"]
+            doc["flags"] = user.get("flags", 0)
+        profiles[key] = doc

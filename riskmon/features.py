@@ -156,9 +156,8 @@ def observe(
         state = idents.get(key)
         if state is None:
             state = idents[key] = IdentState()
-        state.add(uid, event_id, ts)
         n1, n2, n3, n4, n5, n6, n7 = names
-        f[n1], f[n2], f[n3], f[n4], f[n5], f[n6], f[n7] = state.counts(ts)
+        f[n1], f[n2], f[n3], f[n4], f[n5], f[n6], f[n7] = state.record(uid, event_id, ts)
         if fld == "device_id":
             dev = state
 
@@ -168,9 +167,13 @@ def observe(
         if etype == "device":
             for name in ("is_emulator", "is_rooted"):
                 if name in event:
-                    _set_attr(dev, name, "1" if event[name] else "0")
+                    value = "1" if event[name] else "0"
+                    if attrs.get(name) != value:
+                        _set_attr(dev, name, value)
             if "loan_apps_installed" in event:
-                _set_attr(dev, "loan_apps_installed", str(int(event["loan_apps_installed"])))
+                value = str(int(event["loan_apps_installed"]))
+                if attrs.get("loan_apps_installed") != value:
+                    _set_attr(dev, "loan_apps_installed", value)
         f["is_emulator"] = float(attrs.get("is_emulator", "0"))
         f["is_rooted"] = float(attrs.get("is_rooted", "0"))
         f["loan_apps_installed"] = float(attrs.get("loan_apps_installed", "0"))
@@ -230,7 +233,8 @@ def _user_features(
     ip = event.get("ip")
     if ip:
         ips[ip] = ts
-        _cap(ips, 32)
+        if len(ips) > 32:
+            _cap(ips, 32)
 
     failed = user["failed_logins"]
     if etype == "device":
@@ -247,7 +251,7 @@ def _user_features(
     hour = ts - 3600.0
     f["user_devices_count"] = len(devices)
     f["user_sims_count"] = len(sims)
-    f["user_ips_24h"] = len([t for t in ips.values() if t >= day])
+    f["user_ips_24h"] = sum(map(day.__le__, ips.values()))  # how many seen since ``day``
     for name, what in _SINCE:
         then = last.get(what)
         if then is None:
@@ -255,7 +259,7 @@ def _user_features(
         else:
             minutes = (ts - then) / 60.0
             f[name] = minutes if minutes > 0.0 else 0.0
-    f["failed_logins_24h"] = len([t for t in failed if t >= day]) if failed else 0
+    f["failed_logins_24h"] = sum(map(day.__le__, failed)) if failed else 0
 
     # amounts against the user's own history of the same kind
     amount = event.get("amount")
@@ -360,7 +364,7 @@ def _user_features(
     f["late_repayments"] = repay[1]
     f["max_days_past_due"] = repay[2]
     f["repaid_loans"] = repay[3]
-    f["user_txn_out_1h"] = len([t for t in outs if t >= hour]) if outs else 0
+    f["user_txn_out_1h"] = sum(map(hour.__le__, outs)) if outs else 0
     disb = user["disb"]
     if disb is not None:
         f["minutes_since_disbursement"] = _minutes_since(ts, disb[0])

@@ -66,6 +66,40 @@ class IdentState:
             else:
                 _replace(self._event_ts, old, ts)
 
+    def record(
+        self, user_id: str, event_id: str, ts: float
+    ) -> tuple[int, int, int, int, int, int, float]:
+        """:meth:`add` the event, then its :meth:`counts` as of ``ts``, in one call.
+
+        >>> s = IdentState()
+        >>> s.record("u1", "e1", 100.0), s.record("u2", "e2", 4000.0)
+        ((1, 1, 1, 1, 1, 1, 0.0), (1, 2, 2, 1, 2, 2, 0.0))
+        """
+        users = self.users
+        us = self._user_ts
+        if us is None or len(us) != len(users):
+            us = self._user_ts = sorted(users.values())
+        events = self.events
+        es = self._event_ts
+        if es is None or len(es) != len(events):
+            es = self._event_ts = sorted(events.values())
+        if user_id:
+            old = users.get(user_id)
+            if old is None:
+                if ts > _NEG_INF:
+                    users[user_id] = self.new_users[user_id] = ts
+                    insort(us, ts)
+            elif ts > old:
+                users[user_id] = self.new_users[user_id] = ts
+                _replace(us, old, ts)
+        old = events.get(event_id)
+        events[event_id] = self.new_events[event_id] = ts
+        if old is None:
+            insort(es, ts)
+        else:
+            _replace(es, old, ts)
+        return _window_counts(us, es, len(self.fraud), ts)
+
     def mark_fraud(self, user_id: str) -> None:
         if user_id not in self.fraud:
             self.fraud.add(user_id)
@@ -91,6 +125,15 @@ class IdentState:
         if self.new_attrs:
             self.new_attrs = {}
 
+    def settle(self, now: float) -> bool:
+        """After a batch in memory: forget the changes and :meth:`trim`; ``True`` if
+        there were changes (what Redis would have been sent), else nothing is done."""
+        if not (self.new_users or self.new_events or self.new_fraud or self.new_attrs):
+            return False
+        self.clear_changes()
+        self.trim(now)
+        return True
+
     def trim(self, now: float) -> None:
         """What Redis does on write: drop entries older than a week, keep the newest."""
         min_score = now - WEEK
@@ -112,28 +155,34 @@ class IdentState:
 
     def counts(self, ts: float) -> tuple[int, int, int, int, int, int, float]:
         """(users 1h, 24h, 7d, events 1h, 24h, 7d, fraud share) as of ``ts``."""
-        h, d, w = ts - 3600.0, ts - 86400.0, ts - WEEK
         us = self._user_ts
-        nu = len(self.users)
-        if us is None or len(us) != nu:
+        if us is None or len(us) != len(self.users):
             us = self._user_ts = sorted(self.users.values())
         es = self._event_ts
-        ne = len(self.events)
-        if es is None or len(es) != ne:
+        if es is None or len(es) != len(self.events):
             es = self._event_ts = sorted(self.events.values())
-        share = len(self.fraud) / nu if nu else 0.0
-        return (
-            nu - bisect_left(us, h),
-            nu - bisect_left(us, d),
-            nu - bisect_left(us, w),
-            ne - bisect_left(es, h),
-            ne - bisect_left(es, d),
-            ne - bisect_left(es, w),
-            1.0 if share > 1.0 else share,
-        )
+        return _window_counts(us, es, len(self.fraud), ts)
 
 
 _NEG_INF = float("-inf")
+
+
+def _window_counts(
+    us: list[float], es: list[float], n_fraud: int, ts: float
+) -> tuple[int, int, int, int, int, int, float]:
+    """Window counts from the sorted user and event times (see :meth:`IdentState.counts`)."""
+    nu, ne = len(us), len(es)
+    h, d, w = ts - 3600.0, ts - 86400.0, ts - WEEK
+    share = n_fraud / nu if nu else 0.0
+    return (
+        nu - bisect_left(us, h),
+        nu - bisect_left(us, d),
+        nu - bisect_left(us, w),
+        ne - bisect_left(es, h),
+        ne - bisect_left(es, d),
+        ne - bisect_left(es, w),
+        1.0 if share > 1.0 else share,
+    )
 
 
 def _replace(sorted_ts: list[float], old: float, new: float) -> None:

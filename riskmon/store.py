@@ -112,10 +112,8 @@ class MemoryStore:
             self.users[uid] = state.users[uid]
         idents = self.idents
         for key, ident in state.idents.items():
-            if ident.new_users or ident.new_events or ident.new_fraud or ident.new_attrs:
+            if ident.settle(now):
                 idents[key] = ident
-                ident.clear_changes()
-                ident.trim(now)
         for key, uid in state.fraud_marks:
             target = idents.get(key)
             if target is None:
