@@ -306,13 +306,13 @@ class Contract:
         if len(raw) > max_bytes:
             raise InvalidMessage("oversized", f"message is {len(raw)} bytes, limit {max_bytes}")
         try:
-            raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            reason = f"not UTF-8: {exc.reason} at byte {exc.start}"
-            raise InvalidMessage("invalid_utf8", reason) from None
-        try:
-            obj = orjson.loads(raw)
+            obj = orjson.loads(raw)  # accepts valid UTF-8 only
         except orjson.JSONDecodeError as exc:
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as bad:
+                reason = f"not UTF-8: {bad.reason} at byte {bad.start}"
+                raise InvalidMessage("invalid_utf8", reason) from None
             raise InvalidMessage("invalid_json", f"not JSON: {exc}") from None
         if not isinstance(obj, dict):
             raise InvalidMessage("not_object", f"JSON {type(obj).__name__}, expected an object")

@@ -143,15 +143,13 @@ class IdentState:
             self.users = _trim_zset(users, min_score, MAX_IDENT_USERS)
             self._user_ts = None
         elif sorted_ts and (sorted_ts[0] < min_score or len(sorted_ts) > MAX_IDENT_USERS):
-            self.users = _trim_zset(users, min_score, MAX_IDENT_USERS)
-            self._user_ts = _trimmed(sorted_ts, min_score, MAX_IDENT_USERS)
+            self.users = _trim_sorted(users, sorted_ts, min_score, MAX_IDENT_USERS)
         sorted_ts = self._event_ts
         if sorted_ts is None or len(sorted_ts) != len(events):
             self.events = _trim_zset(events, min_score, MAX_IDENT_EVENTS)
             self._event_ts = None
         elif sorted_ts and (sorted_ts[0] < min_score or len(sorted_ts) > MAX_IDENT_EVENTS):
-            self.events = _trim_zset(events, min_score, MAX_IDENT_EVENTS)
-            self._event_ts = _trimmed(sorted_ts, min_score, MAX_IDENT_EVENTS)
+            self.events = _trim_sorted(events, sorted_ts, min_score, MAX_IDENT_EVENTS)
 
     def counts(self, ts: float) -> tuple[int, int, int, int, int, int, float]:
         """(users 1h, 24h, 7d, events 1h, 24h, 7d, fraud share) as of ``ts``."""
@@ -193,9 +191,41 @@ def _replace(sorted_ts: list[float], old: float, new: float) -> None:
     insort(sorted_ts, new)
 
 
-def _trimmed(sorted_ts: list[float], min_score: float, cap: int) -> list[float]:
-    """The scores :func:`_trim_zset` keeps, from all the scores sorted."""
-    return sorted_ts[max(bisect_left(sorted_ts, min_score), len(sorted_ts) - cap) :]
+def _trim_sorted(
+    zset: dict[str, float], sorted_ts: list[float], min_score: float, cap: int
+) -> dict[str, float]:
+    """:func:`_trim_zset` given the scores sorted, which are trimmed alike in place.
+
+    Usually one or two of the oldest entries go, and those sit at the front of the map
+    (insertion order is about time order): they are found without sorting the members.
+    With a tie in score at the cut, which members stay depends on their names, so the
+    general :func:`_trim_zset` decides.
+
+    >>> z = {"a": 1.0, "b": 5.0, "c": 3.0, "d": 4.0}
+    >>> ts = sorted(z.values())
+    >>> _trim_sorted(z, ts, 2.0, 2), ts
+    ({'b': 5.0, 'd': 4.0}, [4.0, 5.0])
+    """
+    n = len(sorted_ts)
+    cut = max(bisect_left(sorted_ts, min_score), n - cap)  # how many go
+    if cut <= 0:
+        return zset
+    if cut >= n:
+        sorted_ts.clear()
+        return {}
+    last = sorted_ts[cut - 1]
+    del sorted_ts[:cut]
+    if last == sorted_ts[0]:
+        return _trim_zset(zset, min_score, cap)
+    dead = []
+    for member, score in zset.items():
+        if score <= last:
+            dead.append(member)
+            if len(dead) == cut:
+                break
+    for member in dead:
+        del zset[member]
+    return zset
 
 
 def _trim_zset(zset: dict[str, float], min_score: float, cap: int) -> dict[str, float]:

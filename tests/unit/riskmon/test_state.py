@@ -64,3 +64,34 @@ def test_state_loaded_from_elsewhere_counts_the_same() -> None:
         assert loaded.counts(ts) == grown.counts(ts) == naive_counts(grown, ts)
     loaded.events["late"] = T0 + 5.0  # a member written directly is still counted
     assert loaded.counts(T0 + 3600.0) == naive_counts(loaded, T0 + 3600.0)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_record_and_trims_with_tied_times_match_a_full_scan(seed: int) -> None:
+    """``record`` (add + counts in one call) and the in-place trim agree with the
+    definitions when many members share a time, so ties fall at the trim's cut."""
+    rng = random.Random(100 + seed)
+    ident, twin = IdentState(), IdentState()
+    now = T0
+    for batch in range(80):
+        for i in range(rng.randrange(5, 60)):
+            now += rng.choice([0.0, 0.0, 60.0, 3600.0])
+            ts = now - rng.choice([0.0, 3600.0, 86400.0 * rng.randrange(0, 9)])
+            user = f"u{rng.randrange(400)}"
+            event = f"e{batch}-{i}"
+            assert ident.record(user, event, ts) == naive_counts_after(twin, user, event, ts)
+        expected_users = _trim_zset(dict(ident.users), now - WEEK, MAX_IDENT_USERS)
+        expected_events = _trim_zset(dict(ident.events), now - WEEK, MAX_IDENT_EVENTS)
+        for state in (ident, twin):
+            state.clear_changes()
+            state.trim(now)
+        assert ident.users == expected_users and ident.events == expected_events
+        assert sorted(ident.users.values()) == ident._user_ts
+        assert sorted(ident.events.values()) == ident._event_ts
+
+
+def naive_counts_after(
+    ident: IdentState, user: str, event: str, ts: float
+) -> tuple[int, int, int, int, int, int, float]:
+    ident.add(user, event, ts)
+    return naive_counts(ident, ts)
