@@ -28,6 +28,9 @@ from riskmon.state import WEEK, IdentState
 NEVER = 1e6  # minutes_since_* when the thing never happened
 IDENT_KINDS = ("device", "ip", "wifi", "sim", "account", "phone", "idnum")
 LINK_SUFFIXES = ("users_1h", "users_24h", "users_7d", "events_1h", "events_24h", "events_7d")
+#: velocity of the loan applications that carried an identifier (the kinds applications carry)
+APP_KINDS = ("device", "ip", "account", "phone", "idnum")
+APP_SUFFIXES = ("apps_1h", "apps_24h", "app_amount_24h", "distinct_amounts_24h")
 OUT_KINDS = ("withdrawal", "transfer_out")
 
 #: event field -> identifier kind, per event type
@@ -80,13 +83,22 @@ DEVICE_FEATURES = ("is_emulator", "is_rooted", "loan_apps_installed")
 LINK_FEATURES = tuple(
     f"{kind}_{suffix}" for kind in IDENT_KINDS for suffix in (*LINK_SUFFIXES, "fraud_share")
 )
-FEATURE_NAMES: tuple[str, ...] = USER_FEATURES + VELOCITY_FEATURES + DEVICE_FEATURES + LINK_FEATURES
+IDENT_VELOCITY_FEATURES = tuple(f"{kind}_{suffix}" for kind in APP_KINDS for suffix in APP_SUFFIXES)
+FEATURE_NAMES: tuple[str, ...] = (
+    USER_FEATURES + VELOCITY_FEATURES + IDENT_VELOCITY_FEATURES + DEVICE_FEATURES + LINK_FEATURES
+)
 
 
-#: per event type: (event field, key prefix ``kind:``, the kind's link feature names)
-_IDENT_SPECS: dict[str, tuple[tuple[str, str, tuple[str, ...]], ...]] = {
+#: per event type: (event field, key prefix ``kind:``, the kind's link feature names, its
+#: application velocity feature names or ``None``)
+_IDENT_SPECS: dict[str, tuple[tuple[str, str, tuple[str, ...], tuple[str, ...] | None], ...]] = {
     etype: tuple(
-        (fld, f"{kind}:", tuple(f"{kind}_{suffix}" for suffix in (*LINK_SUFFIXES, "fraud_share")))
+        (
+            fld,
+            f"{kind}:",
+            tuple(f"{kind}_{suffix}" for suffix in (*LINK_SUFFIXES, "fraud_share")),
+            tuple(f"{kind}_{suffix}" for suffix in APP_SUFFIXES) if kind in APP_KINDS else None,
+        )
         for fld, kind in fields
     )
     for etype, fields in IDENT_FIELDS.items()
@@ -101,7 +113,7 @@ def ident_keys(event: dict[str, Any]) -> list[str]:
     ['device:d', 'account:c']
     """
     out = []
-    for fld, prefix, _ in _IDENT_SPECS.get(event["event_type"], ()):
+    for fld, prefix, _, _ in _IDENT_SPECS.get(event["event_type"], ()):
         value = event.get(fld)
         if value:
             out.append(prefix + value if type(value) is str else f"{prefix}{value}")
@@ -147,7 +159,10 @@ def observe(
     # --- links between people: fold the event in first, so counts include it
     keys: list[str] = []
     dev: IdentState | None = None
-    for fld, prefix, names in _IDENT_SPECS.get(etype, ()):
+    application = None
+    if etype == "application" and event.get("amount") is not None:
+        application = event.get("application_id")
+    for fld, prefix, names, app_names in _IDENT_SPECS.get(etype, ()):
         value = event.get(fld)
         if not value:
             continue
@@ -158,6 +173,12 @@ def observe(
             state = idents[key] = IdentState()
         n1, n2, n3, n4, n5, n6, n7 = names
         f[n1], f[n2], f[n3], f[n4], f[n5], f[n6], f[n7] = state.record(uid, event_id, ts)
+        if app_names is not None:
+            if application:
+                state.add_application(application, event["amount"], ts)
+            if state.apps:
+                a1, a2, a3, a4 = app_names
+                f[a1], f[a2], f[a3], f[a4] = state.application_counts(ts)
         if fld == "device_id":
             dev = state
 

@@ -6,13 +6,14 @@ Two kinds of state, chosen so that several workers can share them safely:
   ``user_id``, so one user is handled by one worker at a time: read, change, write.
 * :class:`IdentState`: per shared identifier (device, ip, wifi, sim, payout account,
   phone, id number). Many users, so many workers, touch one identifier: its state only
-  grows by commutative steps (add a user with a timestamp, add an event, add a fraud
-  user, set an attribute) that Redis applies as ZADD/SADD/HSET, and trims the same way
-  in memory and in Redis. Nothing is lost when two workers write at once.
+  grows by commutative steps (add a user with a timestamp, add an event, add an
+  application with its amount, add a fraud user, set an attribute) that Redis applies as
+  ZADD/SADD/HSET, and trims the same way in memory and in Redis. Nothing is lost when two
+  workers write at once.
 
-Bounds keep memory finite: at most :data:`MAX_IDENT_USERS` users and
-:data:`MAX_IDENT_EVENTS` events per identifier (counts saturate there), 7 days of
-history, and a TTL on every Redis key.
+Bounds keep memory finite: at most :data:`MAX_IDENT_USERS` users,
+:data:`MAX_IDENT_EVENTS` events and :data:`MAX_IDENT_APPS` applications per identifier
+(counts saturate there), 7 days of history, and a TTL on every Redis key.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any
 WEEK = 7 * 86400.0
 MAX_IDENT_USERS = 200
 MAX_IDENT_EVENTS = 256
+MAX_IDENT_APPS = 64
 
 
 @dataclass(slots=True)
@@ -34,11 +36,14 @@ class IdentState:
     events: dict[str, float] = field(default_factory=dict)  # event_id -> ts
     fraud: set[str] = field(default_factory=set)  # users with a confirmed fraud label
     attrs: dict[str, str] = field(default_factory=dict)  # e.g. device flags
+    # loan applications carrying the identifier: "<amount>|<application_id>" -> ts
+    apps: dict[str, float] = field(default_factory=dict)
     # what this batch changed, to be written back as commutative steps
     new_users: dict[str, float] = field(default_factory=dict)
     new_events: dict[str, float] = field(default_factory=dict)
     new_fraud: set[str] = field(default_factory=set)
     new_attrs: dict[str, str] = field(default_factory=dict)
+    new_apps: dict[str, float] = field(default_factory=dict)
     # the scores of ``users`` and ``events``, sorted (built when first counted): a window
     # count is one bisection
     _user_ts: list[float] | None = field(default=None, init=False, repr=False, compare=False)
@@ -100,6 +105,36 @@ class IdentState:
             _replace(es, old, ts)
         return _window_counts(us, es, len(self.fraud), ts)
 
+    def add_application(self, application_id: str, amount: float, ts: float) -> None:
+        """Remember a loan application that carried this identifier."""
+        member = f"{float(amount)!r}|{application_id}"
+        if self.apps.get(member) != ts:
+            self.apps[member] = self.new_apps[member] = ts
+
+    def application_counts(self, ts: float) -> tuple[int, int, float, int]:
+        """(applications in 1 h, in 24 h, amount applied for in 24 h, distinct amounts in
+        24 h) as of ``ts``, from the applications that carried this identifier.
+
+        >>> s = IdentState()
+        >>> for i, (amount, t) in enumerate([(500, 0.0), (800, 80_000.0), (800, 86_000.0)]):
+        ...     s.add_application(f"a{i}", amount, t)
+        >>> s.application_counts(86_401.0)
+        (1, 2, 1600.0, 1)
+        """
+        hour, day = ts - 3600.0, ts - 86400.0
+        n_hour = n_day = 0
+        total = 0.0
+        amounts = set()
+        for member, t in self.apps.items():
+            if day <= t <= ts:
+                n_day += 1
+                if t >= hour:
+                    n_hour += 1
+                amount = member[: member.index("|")]
+                amounts.add(amount)
+                total += float(amount)
+        return n_hour, n_day, total, len(amounts)
+
     def mark_fraud(self, user_id: str) -> None:
         if user_id not in self.fraud:
             self.fraud.add(user_id)
@@ -113,7 +148,9 @@ class IdentState:
 
     @property
     def dirty(self) -> bool:
-        return bool(self.new_users or self.new_events or self.new_fraud or self.new_attrs)
+        return bool(
+            self.new_users or self.new_events or self.new_fraud or self.new_attrs or self.new_apps
+        )
 
     def clear_changes(self) -> None:
         if self.new_users:
@@ -124,11 +161,15 @@ class IdentState:
             self.new_fraud = set()
         if self.new_attrs:
             self.new_attrs = {}
+        if self.new_apps:
+            self.new_apps = {}
 
     def settle(self, now: float) -> bool:
         """After a batch in memory: forget the changes and :meth:`trim`; ``True`` if
         there were changes (what Redis would have been sent), else nothing is done."""
-        if not (self.new_users or self.new_events or self.new_fraud or self.new_attrs):
+        if not (
+            self.new_users or self.new_events or self.new_fraud or self.new_attrs or self.new_apps
+        ):
             return False
         self.clear_changes()
         self.trim(now)
@@ -150,6 +191,8 @@ class IdentState:
             self._event_ts = None
         elif sorted_ts and (sorted_ts[0] < min_score or len(sorted_ts) > MAX_IDENT_EVENTS):
             self.events = _trim_sorted(events, sorted_ts, min_score, MAX_IDENT_EVENTS)
+        if self.apps:
+            self.apps = _trim_zset(self.apps, min_score, MAX_IDENT_APPS)
 
     def counts(self, ts: float) -> tuple[int, int, int, int, int, int, float]:
         """(users 1h, 24h, 7d, events 1h, 24h, 7d, fraud share) as of ``ts``."""

@@ -19,6 +19,9 @@ key                                 type    what
 ``P i:{kind}:{value}:e``            zset    events on an identifier, score = event ts
 ``P i:{kind}:{value}:f``            set     users on it with a confirmed fraud label
 ``P i:{kind}:{value}:a``            hash    identifier attributes (device flags)
+``P i:{kind}:{value}:app``          zset    loan applications carrying the identifier,
+                                            member ``<amount>|<application_id>``,
+                                            score = event ts
 ``P seen:{event_id}``               string  the event was processed (idempotency)
 ``P profile:user:{user_id}``        string  current risk profile of a user (JSON)
 ``P profile:application:{app_id}``  string  current risk profile of an application (JSON)
@@ -39,6 +42,7 @@ from typing import Any
 import orjson
 
 from riskmon.state import (
+    MAX_IDENT_APPS,
     MAX_IDENT_EVENTS,
     MAX_IDENT_USERS,
     WEEK,
@@ -165,6 +169,7 @@ class RedisStore:
             pipe.zrange(f"{base}:e", 0, -1, withscores=True)
             pipe.smembers(f"{base}:f")
             pipe.hgetall(f"{base}:a")
+            pipe.zrange(f"{base}:app", 0, -1, withscores=True)
         for eid in needs.events:
             pipe.exists(f"{p}seen:{eid}")
         res = await pipe.execute()
@@ -175,14 +180,15 @@ class RedisStore:
                 state.users[uid] = orjson.loads(res[i])
             i += 1
         for key in needs.idents:
-            users, events, fraud, attrs = res[i : i + 4]
-            i += 4
-            if users or events or fraud or attrs:
+            users, events, fraud, attrs, apps = res[i : i + 5]
+            i += 5
+            if users or events or fraud or attrs or apps:
                 state.idents[key] = IdentState(
                     users={m.decode(): float(s) for m, s in users},
                     events={m.decode(): float(s) for m, s in events},
                     fraud={m.decode() for m in fraud},
                     attrs={k.decode(): v.decode() for k, v in attrs.items()},
+                    apps={m.decode(): float(s) for m, s in apps},
                 )
         for eid in needs.events:
             if res[i]:
@@ -216,6 +222,11 @@ class RedisStore:
             if ident.new_attrs:
                 pipe.hset(f"{base}:a", mapping=ident.new_attrs)
                 pipe.expire(f"{base}:a", ttl)
+            if ident.new_apps:
+                pipe.zadd(f"{base}:app", ident.new_apps)
+                pipe.zremrangebyscore(f"{base}:app", "-inf", f"({min_score}")
+                pipe.zremrangebyrank(f"{base}:app", 0, -(MAX_IDENT_APPS + 1))
+                pipe.expire(f"{base}:app", ttl)
             ident.clear_changes()
         for key, uid in state.fraud_marks:
             pipe.sadd(f"{p}i:{key}:f", uid)

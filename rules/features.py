@@ -86,13 +86,38 @@ _VELOCITY: dict[str, str] = {
     "geo_speed_kmh": "speed implied by the distance from the user's previous located event",
 }
 
+#: identifiers loan applications carry, for the velocity of applications per identifier
+APPLICATION_IDENTIFIERS = ("device", "ip", "account", "phone", "idnum")
+
+
+def _ident_velocity_docs() -> dict[str, str]:
+    docs: dict[str, str] = {}
+    for ident in APPLICATION_IDENTIFIERS:
+        what = LINK_IDENTIFIERS[ident]
+        docs[f"{ident}_apps_1h"] = f"loan applications carrying this {what} in 1 h (all users)"
+        docs[f"{ident}_apps_24h"] = f"loan applications carrying this {what} in 24 h (all users)"
+        docs[f"{ident}_app_amount_24h"] = (
+            f"total amount of the loan applications carrying this {what} in 24 h"
+        )
+        docs[f"{ident}_distinct_amounts_24h"] = (
+            f"distinct amounts applied for with this {what} in 24 h"
+        )
+    return docs
+
+
 _DEVICE: dict[str, str] = {
     "is_emulator": "1 if the device is an emulator",
     "is_rooted": "1 if the device is rooted",
     "loan_apps_installed": "lending apps seen on the device",
 }
 
-FEATURE_DOCS: dict[str, str] = {**_USER_HISTORY, **_link_docs(), **_VELOCITY, **_DEVICE}
+FEATURE_DOCS: dict[str, str] = {
+    **_USER_HISTORY,
+    **_link_docs(),
+    **_VELOCITY,
+    **_ident_velocity_docs(),
+    **_DEVICE,
+}
 """Feature name -> one-line description."""
 
 KNOWN_FEATURES: frozenset[str] = frozenset(FEATURE_DOCS)

@@ -103,6 +103,29 @@ def test_velocity_of_applications_over_windows() -> None:
     assert (f["user_apps_1h"], f["user_apps_24h"], f["user_apps_7d"]) == (1, 1, 5)
 
 
+def test_velocity_of_applications_per_identifier_over_windows() -> None:
+    """Applications, amounts and distinct amounts per identifier over 1 h and 24 h, from
+    every user: a farm device and a shared id number show them, other events read them."""
+    tl = Timeline()
+    for i, (minutes, amount) in enumerate([(0, 500.0), (20, 800.0), (40, 800), (70, 3000.0)]):
+        f = tl.feed(
+            minutes,
+            **app(user_id=f"u{i}", application_id=f"a{i}", amount=amount, id_hash="id-1"),
+        )
+    assert (f["device_apps_1h"], f["device_apps_24h"]) == (3, 4)
+    assert f["device_app_amount_24h"] == pytest.approx(5100.0)
+    assert f["device_distinct_amounts_24h"] == 3  # 800 and 800.0 are one amount
+    assert (f["idnum_apps_24h"], f["idnum_distinct_amounts_24h"]) == (4, 3)
+    assert f["phone_apps_24h"] == 0 and f["account_apps_24h"] == 0  # not on these events
+    f = tl.feed(75, **dev(user_id="u9"))  # a login on the farm device sees its applications
+    assert (f["device_apps_1h"], f["device_apps_24h"]) == (3, 4)
+    f = tl.feed(60 * 24 + 30, **app(user_id="u5", application_id="a5", amount=100.0))
+    assert (f["device_apps_1h"], f["device_apps_24h"]) == (1, 3)  # a0 and a1 left 24 h
+    assert f["device_app_amount_24h"] == pytest.approx(3900.0)
+    f = tl.feed(60 * 24 * 9, **dev(user_id="u9"))
+    assert f["device_apps_24h"] == 0 and tl.idents["device:d1"].apps  # kept until trimmed
+
+
 def test_repayment_record_and_payout_account_and_cash_out() -> None:
     """Failed and late repayments; a new payout account; share of a disbursement out."""
     tl = Timeline()
