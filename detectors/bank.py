@@ -35,7 +35,7 @@ import struct
 import zlib
 from collections.abc import ItemsView, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, overload
+from typing import Any, NamedTuple, overload
 
 import numpy as np
 
@@ -70,9 +70,8 @@ class CheckpointError(ValueError):
     """A checkpoint that this code cannot restore."""
 
 
-@dataclass(frozen=True, slots=True, eq=False)
-class ModelInput:
-    """One scored event as the models see it."""
+class ModelInput(NamedTuple):
+    """One scored event as the models see it (a tuple: cheap to build per event)."""
 
     event_id: str
     event_type: str

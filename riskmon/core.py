@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from detectors.bank import ModelBank, ModelInput
 from riskmon.contract import Adjustment, Alert, Decision, Reason, format_ts, parse_ts
@@ -62,8 +62,9 @@ class Outputs:
     duplicates: int = 0
 
 
-@dataclass
-class _Pending:
+class _Pending(NamedTuple):
+    """An event decided after the batch's models have scored it."""
+
     event: dict[str, Any]
     ts: float
     features: dict[str, float]
