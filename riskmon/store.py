@@ -15,11 +15,11 @@ Redis key layout (``P`` is ``settings.redis.key_prefix``, ``rm:`` by default):
 key                                 type    what
 ==================================  ======  ==============================================
 ``P u:{user_id}``                   string  the user's state document (JSON)
-``P i:{kind}:{value}:u``            zset    users seen on an identifier, score = last ts
-``P i:{kind}:{value}:e``            zset    events on an identifier, score = event ts
-``P i:{kind}:{value}:f``            set     users on it with a confirmed fraud label
-``P i:{kind}:{value}:a``            hash    identifier attributes (device flags)
-``P i:{kind}:{value}:app``          zset    loan applications carrying the identifier,
+``P i:{<kind>:<value>}:u``          zset    users seen on an identifier, score = last ts
+``P i:{<kind>:<value>}:e``          zset    events on an identifier, score = event ts
+``P i:{<kind>:<value>}:f``          set     users on it with a confirmed fraud label
+``P i:{<kind>:<value>}:a``          hash    identifier attributes (device flags)
+``P i:{<kind>:<value>}:app``        zset    loan applications carrying the identifier,
                                             member ``<amount>|<application_id>``,
                                             score = event ts
 ``P seen:{event_id}``               string  the event was processed (idempotency)
@@ -29,12 +29,20 @@ key                                 type    what
 ``P models``                        string  model checkpoint (pickle, versioned)
 ==================================  ======  ==============================================
 
-``kind`` is one of device, ip, wifi, sim, account, phone, idnum. Profiles are what the
-approval service reads (see :func:`profile_key`).
+``kind`` is one of device, ip, wifi, sim, account, phone, idnum. The braces around
+``<kind>:<value>`` are literal: a Redis Cluster hash tag, so the five keys of one
+identifier share a slot and one server-side script reads them, or writes them, in one
+command. Profiles are what the approval service reads (see :func:`profile_key`).
+
+Commands per micro-batch: one per user document (read, write), one per event id (seen,
+mark), one per identifier to read its five keys and one per changed identifier to write
+them (:data:`LOAD_IDENT` and :data:`SAVE_IDENT`, Lua), one per profile; all in one
+pipelined round trip each way, under one timeout.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -130,14 +138,105 @@ class MemoryStore:
         return self.profiles.get(f"{entity}:{entity_id}")
 
 
-class RedisStore:
-    """The shared store on Redis (``redis.asyncio``)."""
+#: Reads the five keys of one identifier (KEYS: u, e, f, a, app).
+LOAD_IDENT = """
+return {
+  redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES'),
+  redis.call('ZRANGE', KEYS[2], 0, -1, 'WITHSCORES'),
+  redis.call('SMEMBERS', KEYS[3]),
+  redis.call('HGETALL', KEYS[4]),
+  redis.call('ZRANGE', KEYS[5], 0, -1, 'WITHSCORES'),
+}
+"""
 
-    def __init__(self, client: Any, prefix: str, ttl_s: int, seen_ttl_s: int | None = None):
+#: Writes what a batch changed on one identifier (KEYS: u, e, f, a, app) by commutative
+#: steps, trims as :meth:`riskmon.state.IdentState.trim` does, and renews every TTL.
+#: ARGV: ttl, lowest score kept, a JSON object ``{"u": [score, member, ...], "e": [...],
+#: "app": [...], "f": [member, ...], "a": [field, value, ...]}`` (scores as decimal
+#: strings, so they arrive exactly), then the caps of ``u``, ``e`` and ``app``.
+SAVE_IDENT = """
+local ttl, lowest = ARGV[1], '(' .. ARGV[2]
+local change = cjson.decode(ARGV[3])
+local caps = {u = tonumber(ARGV[4]), e = tonumber(ARGV[5]), app = tonumber(ARGV[6])}
+local function zset(key, pairs, cap, gt)
+  if pairs == nil or #pairs == 0 then return end
+  for i = 1, #pairs, 2000 do  -- unpack() takes a few thousand values at most
+    local last = math.min(i + 1999, #pairs)
+    if gt then
+      redis.call('ZADD', key, 'GT', unpack(pairs, i, last))
+    else
+      redis.call('ZADD', key, unpack(pairs, i, last))
+    end
+  end
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', lowest)
+  redis.call('ZREMRANGEBYRANK', key, 0, -(cap + 1))
+  redis.call('EXPIRE', key, ttl)
+end
+zset(KEYS[1], change.u, caps.u, true)
+zset(KEYS[2], change.e, caps.e, false)
+zset(KEYS[5], change.app, caps.app, false)
+if change.f ~= nil and #change.f > 0 then
+  for i = 1, #change.f, 2000 do
+    redis.call('SADD', KEYS[3], unpack(change.f, i, math.min(i + 1999, #change.f)))
+  end
+  redis.call('EXPIRE', KEYS[3], ttl)
+end
+if change.a ~= nil and #change.a > 0 then
+  redis.call('HSET', KEYS[4], unpack(change.a))
+  redis.call('EXPIRE', KEYS[4], ttl)
+end
+return 1
+"""
+_CAPS = (MAX_IDENT_USERS, MAX_IDENT_EVENTS, MAX_IDENT_APPS)
+
+
+def ident_keys_of(prefix: str, key: str) -> list[str]:
+    """The five Redis keys of identifier ``key`` (``kind:value``), in script order.
+
+    >>> ident_keys_of("rm:", "device:d1")
+    ['rm:i:{device:d1}:u', 'rm:i:{device:d1}:e', 'rm:i:{device:d1}:f', \
+'rm:i:{device:d1}:a', 'rm:i:{device:d1}:app']
+    """
+    base = f"{prefix}i:{{{key}}}"
+    return [f"{base}:u", f"{base}:e", f"{base}:f", f"{base}:a", f"{base}:app"]
+
+
+def _scores(flat: list[bytes]) -> dict[str, float]:
+    """``ZRANGE .. WITHSCORES`` (member, score, member, score, ...) as a map."""
+    return dict(zip(map(bytes.decode, flat[::2]), map(float, flat[1::2]), strict=True))
+
+
+def _pairs(zset: dict[str, float]) -> list[str]:
+    """A map of member -> score as the flat score, member list of SAVE_IDENT."""
+    out: list[str] = []
+    for member, score in zset.items():
+        out.append(repr(score))
+        out.append(member)
+    return out
+
+
+class RedisStore:
+    """The shared store on Redis (``redis.asyncio``).
+
+    ``timeout_s`` bounds each pipelined round trip as a whole (not each reply), so a
+    stuck connection fails the batch, which the worker retries.
+    """
+
+    def __init__(
+        self,
+        client: Any,
+        prefix: str,
+        ttl_s: int,
+        seen_ttl_s: int | None = None,
+        timeout_s: float = 10.0,
+    ):
         self.r = client
         self.p = prefix
         self.ttl = int(ttl_s)
         self.seen_ttl = int(seen_ttl_s or ttl_s)
+        self.timeout_s = timeout_s
+        self._load_ident = client.register_script(LOAD_IDENT)
+        self._save_ident = client.register_script(SAVE_IDENT)
 
     @classmethod
     def from_settings(cls, settings: Any) -> RedisStore:
@@ -148,7 +247,7 @@ class RedisStore:
             port=settings.redis.port,
             db=settings.redis.db,
             decode_responses=False,
-            socket_timeout=10,
+            socket_connect_timeout=10,
         )
         return cls(client, settings.redis.key_prefix, settings.detection.feature_ttl_s)
 
@@ -158,21 +257,22 @@ class RedisStore:
     async def ping(self) -> bool:
         return bool(await self.r.ping())
 
+    async def _execute(self, pipe: Any) -> list[Any]:
+        async with asyncio.timeout(self.timeout_s):
+            result: list[Any] = await pipe.execute()
+        return result
+
     async def load(self, needs: Needs) -> BatchState:
         p = self.p
         pipe = self.r.pipeline(transaction=False)
         for uid in needs.users:
             pipe.get(f"{p}u:{uid}")
+        load_ident = self._load_ident
         for key in needs.idents:
-            base = f"{p}i:{key}"
-            pipe.zrange(f"{base}:u", 0, -1, withscores=True)
-            pipe.zrange(f"{base}:e", 0, -1, withscores=True)
-            pipe.smembers(f"{base}:f")
-            pipe.hgetall(f"{base}:a")
-            pipe.zrange(f"{base}:app", 0, -1, withscores=True)
+            await load_ident(keys=ident_keys_of(p, key), client=pipe)  # queued, no I/O
         for eid in needs.events:
             pipe.exists(f"{p}seen:{eid}")
-        res = await pipe.execute()
+        res = await self._execute(pipe)
         state = BatchState()
         i = 0
         for uid in needs.users:
@@ -180,15 +280,21 @@ class RedisStore:
                 state.users[uid] = orjson.loads(res[i])
             i += 1
         for key in needs.idents:
-            users, events, fraud, attrs, apps = res[i : i + 5]
-            i += 5
+            users, events, fraud, attrs, apps = res[i]
+            i += 1
             if users or events or fraud or attrs or apps:
                 state.idents[key] = IdentState(
-                    users={m.decode(): float(s) for m, s in users},
-                    events={m.decode(): float(s) for m, s in events},
+                    users=_scores(users),
+                    events=_scores(events),
                     fraud={m.decode() for m in fraud},
-                    attrs={k.decode(): v.decode() for k, v in attrs.items()},
-                    apps={m.decode(): float(s) for m, s in apps},
+                    attrs=dict(
+                        zip(
+                            map(bytes.decode, attrs[::2]),
+                            map(bytes.decode, attrs[1::2]),
+                            strict=True,
+                        )
+                    ),
+                    apps=_scores(apps),
                 )
         for eid in needs.events:
             if res[i]:
@@ -201,42 +307,44 @@ class RedisStore:
         pipe = self.r.pipeline(transaction=False)
         for uid in state.dirty_users:
             pipe.set(f"{p}u:{uid}", orjson.dumps(state.users[uid]), ex=ttl)
-        min_score = state.now - WEEK
-        for key, ident in state.idents.items():
-            if not ident.dirty:
-                continue
-            base = f"{p}i:{key}"
-            if ident.new_users:
-                pipe.zadd(f"{base}:u", ident.new_users, gt=True)
-                pipe.zremrangebyscore(f"{base}:u", "-inf", f"({min_score}")
-                pipe.zremrangebyrank(f"{base}:u", 0, -(MAX_IDENT_USERS + 1))
-                pipe.expire(f"{base}:u", ttl)
-            if ident.new_events:
-                pipe.zadd(f"{base}:e", ident.new_events)
-                pipe.zremrangebyscore(f"{base}:e", "-inf", f"({min_score}")
-                pipe.zremrangebyrank(f"{base}:e", 0, -(MAX_IDENT_EVENTS + 1))
-                pipe.expire(f"{base}:e", ttl)
-            if ident.new_fraud:
-                pipe.sadd(f"{base}:f", *sorted(ident.new_fraud))
-                pipe.expire(f"{base}:f", ttl)
-            if ident.new_attrs:
-                pipe.hset(f"{base}:a", mapping=ident.new_attrs)
-                pipe.expire(f"{base}:a", ttl)
-            if ident.new_apps:
-                pipe.zadd(f"{base}:app", ident.new_apps)
-                pipe.zremrangebyscore(f"{base}:app", "-inf", f"({min_score}")
-                pipe.zremrangebyrank(f"{base}:app", 0, -(MAX_IDENT_APPS + 1))
-                pipe.expire(f"{base}:app", ttl)
-            ident.clear_changes()
+        lowest = repr(state.now - WEEK)
+        marks: dict[str, list[str]] = {}
         for key, uid in state.fraud_marks:
-            pipe.sadd(f"{p}i:{key}:f", uid)
-            pipe.expire(f"{p}i:{key}:f", ttl)
+            marks.setdefault(key, []).append(uid)
+        save_ident = self._save_ident
+        for key, ident in state.idents.items():
+            fraud = ident.new_fraud.union(marks.pop(key, ()))
+            if not (ident.dirty or fraud):
+                continue
+            change: dict[str, list[str]] = {}
+            if ident.new_users:
+                change["u"] = _pairs(ident.new_users)
+            if ident.new_events:
+                change["e"] = _pairs(ident.new_events)
+            if ident.new_apps:
+                change["app"] = _pairs(ident.new_apps)
+            if fraud:
+                change["f"] = sorted(fraud)
+            if ident.new_attrs:
+                change["a"] = [x for kv in ident.new_attrs.items() for x in kv]
+            await save_ident(
+                keys=ident_keys_of(p, key),
+                args=[ttl, lowest, orjson.dumps(change), *_CAPS],
+                client=pipe,
+            )
+            ident.clear_changes()
+        for key, uids in marks.items():  # identifiers this batch did not load
+            await save_ident(
+                keys=ident_keys_of(p, key),
+                args=[ttl, lowest, orjson.dumps({"f": sorted(set(uids))}), *_CAPS],
+                client=pipe,
+            )
         for eid in state.new_seen:
             pipe.set(f"{p}seen:{eid}", b"1", ex=self.seen_ttl)
         for name, doc in state.profiles.items():
             entity, _, entity_id = name.partition(":")
             pipe.set(profile_key(p, entity, entity_id), orjson.dumps(doc), ex=ttl)
-        await pipe.execute()
+        await self._execute(pipe)
 
     async def get_profile(self, entity: str, entity_id: str) -> dict[str, Any] | None:
         raw = await self.r.get(profile_key(self.p, entity, entity_id))

@@ -10,7 +10,7 @@ import redis.asyncio as aioredis
 from riskmon.features import FEATURE_NAMES, ident_keys, observe
 from riskmon.settings import Settings
 from riskmon.state import new_user_state
-from riskmon.store import BatchState, MemoryStore, RedisStore, needs_for
+from riskmon.store import BatchState, MemoryStore, RedisStore, ident_keys_of, needs_for
 
 T0 = 1_800_000_000.0
 
@@ -20,7 +20,7 @@ def traffic(n: int, seed: int = 5) -> list[dict[str, Any]]:
     rng = random.Random(seed)
     out: list[dict[str, Any]] = []
     for i in range(n):
-        ts = T0 + i * 37.0
+        ts = T0 + i * 37.0 + (i // 500) * 4 * 86400.0  # three stretches, days apart
         user = f"u{rng.randrange(40)}"
         common = {
             "event_id": f"e{i}",
@@ -125,7 +125,8 @@ async def test_same_events_same_features_on_redis_and_memory(stack: Settings) ->
             memory.save(state_m)
         # the state written to Redis really is there, with a TTL
         keys = [k async for k in client.scan_iter(match=f"{prefix}*", count=1000)]
-        assert any(k.startswith(f"{prefix}i:device:".encode()) for k in keys)
+        assert any(k.startswith(f"{prefix}i:{{device:".encode()) for k in keys)
+        assert 0 < await client.ttl(ident_keys_of(prefix, "device:d1")[1]) <= 3600
         assert 0 < await client.ttl(f"{prefix}u:u1") <= 3600
     finally:
         keys = [k async for k in client.scan_iter(match=f"{prefix}*", count=1000)]
