@@ -8,12 +8,20 @@ run without a broker cannot pass by skipping everything.
 
 from __future__ import annotations
 
+import asyncio
 import os
+import socket
+import subprocess
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 from riskmon.settings import Settings
 from riskmon.stack import kafka_answers, redis_answers, run_coro
+from riskmon.topics import ensure_topics
 
 _answered: dict[tuple[str, str], tuple[bool, bool]] = {}
 
@@ -57,3 +65,53 @@ def require_stack(settings: Settings) -> None:
     if stack_required():
         pytest.fail(message + " (the stack is required: RISKMON_REQUIRE_STACK=1 or CI=true)")
     pytest.skip(message)
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now (for a worker's web server)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def isolated_settings(
+    stack: Settings, where: Path, tag: str, worker: Mapping[str, Any] | None = None
+) -> tuple[Settings, Path]:
+    """Settings of the running stack with topics, consumer group, web port and Redis key
+    prefix named after ``tag``, so runs never see each other's messages or state.
+
+    They are written to ``where/riskmon.yaml`` (what a worker process is started with),
+    loaded from there, and their topics are created. ``worker`` adds worker settings.
+    """
+    topics = {
+        name: f"{tag}.{getattr(stack.topics, name)}" for name in type(stack.topics).model_fields
+    }
+    overrides: dict[str, Any] = {
+        "env": "dev",
+        "kafka": stack.kafka.model_dump(),
+        "redis": {**stack.redis.model_dump(), "key_prefix": f"{tag}:"},
+        "topics": topics,
+        "worker": {
+            **(worker or {}),
+            "app_id": f"riskmon-{tag}",
+            "web_port": free_port(),
+            "data_dir": str(where / "worker-data"),
+        },
+    }
+    where.mkdir(parents=True, exist_ok=True)
+    cfg = where / "riskmon.yaml"
+    cfg.write_text(yaml.safe_dump(overrides))
+    settings = Settings.load(env={}, config_file=cfg)
+    asyncio.run(ensure_topics(settings))
+    return settings, cfg
+
+
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    """Terminate a process started for a test or a bench; kill it after 30 s."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

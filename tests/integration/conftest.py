@@ -8,9 +8,7 @@ see each other's messages.
 
 from __future__ import annotations
 
-import asyncio
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -23,12 +21,10 @@ from typing import Any
 
 import orjson
 import pytest
-import yaml
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from riskmon.settings import Settings
-from riskmon.testing import require_stack, stack_settings
-from riskmon.topics import ensure_topics
+from riskmon.testing import isolated_settings, require_stack, stack_settings, stop_process
 
 pytestmark = pytest.mark.integration
 
@@ -47,12 +43,6 @@ def stack() -> Settings:
     return settings
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @dataclass
 class Isolated:
     settings: Settings
@@ -64,25 +54,7 @@ class Isolated:
 def isolated(stack: Settings, tmp_path: Path) -> Isolated:
     """Settings with topics, group, web port and Redis prefix of this test's own."""
     tag = "t" + uuid.uuid4().hex[:10]
-    topics = {
-        name: f"{tag}.{getattr(stack.topics, name)}" for name in type(stack.topics).model_fields
-    }
-    overrides: dict[str, Any] = {
-        "env": "dev",
-        "kafka": stack.kafka.model_dump(),
-        "redis": {**stack.redis.model_dump(), "key_prefix": f"{tag}:"},
-        "topics": topics,
-        "worker": {
-            "app_id": f"riskmon-{tag}",
-            "web_port": _free_port(),
-            "data_dir": str(tmp_path / "worker-data"),
-            "batch_within_s": 0.05,
-        },
-    }
-    cfg = tmp_path / "riskmon.yaml"
-    cfg.write_text(yaml.safe_dump(overrides))
-    settings = Settings.load(env={}, config_file=cfg)
-    asyncio.run(ensure_topics(settings))
+    settings, cfg = isolated_settings(stack, tmp_path, tag, {"batch_within_s": 0.05})
     return Isolated(settings, cfg, tmp_path)
 
 
@@ -110,13 +82,7 @@ class WorkerProcess:
         return self.proc.poll() is None
 
     def stop(self) -> None:
-        if self.alive():
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
 
 
 @pytest.fixture
