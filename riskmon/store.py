@@ -216,63 +216,62 @@ def _pairs(zset: dict[str, float]) -> list[str]:
 
 
 class RedisStore:
-    """The shared store on Redis (``redis.asyncio``).
+    """The shared store on Redis, with an asynchronous interface for the worker.
 
-    ``timeout_s`` bounds each pipelined round trip as a whole (not each reply), so a
-    stuck connection fails the batch, which the worker retries.
+    ``client`` is a synchronous ``redis.Redis`` (with hiredis): each micro-batch's round
+    trip runs in a thread beside the event loop. Its commands are packed and parsed in C,
+    about half the cost per command of ``redis.asyncio``, which packs in Python and times
+    every reply. A stuck connection fails the batch after the client's socket timeout, and
+    the worker retries it.
     """
 
-    def __init__(
-        self,
-        client: Any,
-        prefix: str,
-        ttl_s: int,
-        seen_ttl_s: int | None = None,
-        timeout_s: float = 10.0,
-    ):
+    def __init__(self, client: Any, prefix: str, ttl_s: int, seen_ttl_s: int | None = None):
         self.r = client
         self.p = prefix
         self.ttl = int(ttl_s)
         self.seen_ttl = int(seen_ttl_s or ttl_s)
-        self.timeout_s = timeout_s
         self._load_ident = client.register_script(LOAD_IDENT)
         self._save_ident = client.register_script(SAVE_IDENT)
 
     @classmethod
     def from_settings(cls, settings: Any) -> RedisStore:
-        import redis.asyncio as aioredis
+        import redis
 
-        client = aioredis.Redis(
+        client = redis.Redis(
             host=settings.redis.host,
             port=settings.redis.port,
             db=settings.redis.db,
             decode_responses=False,
+            socket_timeout=10,
             socket_connect_timeout=10,
         )
         return cls(client, settings.redis.key_prefix, settings.detection.feature_ttl_s)
 
     async def close(self) -> None:
-        await self.r.aclose()
+        await asyncio.to_thread(self.r.close)
 
     async def ping(self) -> bool:
-        return bool(await self.r.ping())
-
-    async def _execute(self, pipe: Any) -> list[Any]:
-        async with asyncio.timeout(self.timeout_s):
-            result: list[Any] = await pipe.execute()
-        return result
+        return bool(await asyncio.to_thread(self.r.ping))
 
     async def load(self, needs: Needs) -> BatchState:
+        """The state a batch needs, in one pipelined round trip."""
+        return await asyncio.to_thread(self.load_now, needs)
+
+    async def save(self, state: BatchState) -> None:
+        """What a batch changed, in one pipelined round trip."""
+        await asyncio.to_thread(self.save_now, state)
+
+    def load_now(self, needs: Needs) -> BatchState:
         p = self.p
         pipe = self.r.pipeline(transaction=False)
         for uid in needs.users:
             pipe.get(f"{p}u:{uid}")
         load_ident = self._load_ident
         for key in needs.idents:
-            await load_ident(keys=ident_keys_of(p, key), client=pipe)  # queued, no I/O
+            load_ident(keys=ident_keys_of(p, key), client=pipe)
         for eid in needs.events:
             pipe.exists(f"{p}seen:{eid}")
-        res = await self._execute(pipe)
+        res = pipe.execute()
         state = BatchState()
         i = 0
         for uid in needs.users:
@@ -302,7 +301,7 @@ class RedisStore:
             i += 1
         return state
 
-    async def save(self, state: BatchState) -> None:
+    def save_now(self, state: BatchState) -> None:
         p, ttl = self.p, self.ttl
         pipe = self.r.pipeline(transaction=False)
         for uid in state.dirty_users:
@@ -327,14 +326,14 @@ class RedisStore:
                 change["f"] = sorted(fraud)
             if ident.new_attrs:
                 change["a"] = [x for kv in ident.new_attrs.items() for x in kv]
-            await save_ident(
+            save_ident(
                 keys=ident_keys_of(p, key),
                 args=[ttl, lowest, orjson.dumps(change), *_CAPS],
                 client=pipe,
             )
             ident.clear_changes()
         for key, uids in marks.items():  # identifiers this batch did not load
-            await save_ident(
+            save_ident(
                 keys=ident_keys_of(p, key),
                 args=[ttl, lowest, orjson.dumps({"f": sorted(set(uids))}), *_CAPS],
                 client=pipe,
@@ -344,18 +343,18 @@ class RedisStore:
         for name, doc in state.profiles.items():
             entity, _, entity_id = name.partition(":")
             pipe.set(profile_key(p, entity, entity_id), orjson.dumps(doc), ex=ttl)
-        await self._execute(pipe)
+        pipe.execute()
 
     async def get_profile(self, entity: str, entity_id: str) -> dict[str, Any] | None:
-        raw = await self.r.get(profile_key(self.p, entity, entity_id))
+        raw = await asyncio.to_thread(self.r.get, profile_key(self.p, entity, entity_id))
         return None if raw is None else orjson.loads(raw)
 
     async def get_blob(self, name: str) -> bytes | None:
-        data = await self.r.get(f"{self.p}{name}")
+        data = await asyncio.to_thread(self.r.get, f"{self.p}{name}")
         return None if data is None else bytes(data)
 
     async def put_blob(self, name: str, data: bytes) -> None:
-        await self.r.set(f"{self.p}{name}", data)
+        await asyncio.to_thread(self.r.set, f"{self.p}{name}", data)
 
 
 def needs_for(events: Iterable[dict[str, Any]], ident_keys: Any) -> Needs:

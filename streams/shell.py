@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,7 +33,9 @@ log = get_logger("riskmon.shell")
 
 #: (topic, partition, offset, key, value) of one consumed message
 Message = tuple[str, int | None, int | None, bytes | None, bytes | None]
-Sender = Callable[[str, bytes | None, bytes], Awaitable[None]]
+#: produce one record: returns when it is queued, with what to await for its delivery
+#: (or ``None`` when the sender has nothing to wait for)
+Sender = Callable[[str, bytes | None, bytes], Awaitable[Awaitable[Any] | None]]
 CHECKPOINT = "models"
 
 
@@ -226,7 +229,9 @@ class Shell:
                 key=key,
                 now=time.time(),
             )
-            await self.sender(self.settings.topics.deadletter, key, orjson.dumps(rec))
+            delivery = await self.sender(self.settings.topics.deadletter, key, orjson.dumps(rec))
+            if delivery is not None:
+                await delivery
 
     # --- batches ------------------------------------------------------------------
 
@@ -318,9 +323,17 @@ class Shell:
         )
 
     async def publish(self, out: Outputs) -> None:
-        """Produce the outputs; actions before the decisions that caused them."""
+        """Produce the outputs, actions before the decisions that caused them, and wait
+        until the broker has them all: only then may the batch's input offsets be
+        committed, so a crash never loses an output of a committed input."""
         topics = self.settings.topics
-        send = self.sender
+        deliveries: list[Awaitable[Any]] = []
+
+        async def send(topic: str, key: bytes | None, value: bytes) -> None:
+            delivery = await self.sender(topic, key, value)
+            if delivery is not None:
+                deliveries.append(delivery)
+
         for rec in out.deadletters:
             key = rec.get("key")
             await send(topics.deadletter, key.encode() if key else None, orjson.dumps(rec))
@@ -348,9 +361,14 @@ class Shell:
         for op in out.ops:
             await send(topics.ops, None, orjson.dumps(op))
             log.warning("ops_event", **{k: v for k, v in op.items() if k != "ts"})
+        counted: Counter[tuple[str, str]] = Counter()
         for dec in out.decisions:
             await send(topics.decisions, dec["user_id"].encode(), orjson.dumps(dec))
-            metrics.DECISIONS.labels(event_type=dec["event_type"], decision=dec["decision"]).inc()
+            counted[dec["event_type"], dec["decision"]] += 1
+        for (event_type, decision), n in counted.items():
+            metrics.DECISIONS.labels(event_type=event_type, decision=decision).inc(n)
+        if deliveries:
+            await asyncio.gather(*deliveries)
 
     def health(self) -> dict[str, Any]:
         s = self.stats

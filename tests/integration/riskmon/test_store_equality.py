@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
-import redis.asyncio as aioredis
+import redis
 
 from riskmon.features import FEATURE_NAMES, ident_keys, observe
 from riskmon.settings import Settings
@@ -107,7 +107,7 @@ def run_batch(state: BatchState, batch: list[dict[str, Any]]) -> list[dict[str, 
 async def test_same_events_same_features_on_redis_and_memory(stack: Settings) -> None:
     """1,500 events in batches of 100 through both stores: every feature is equal."""
     prefix = f"eq{random.randrange(10**9)}:"
-    client = aioredis.Redis(host=stack.redis.host, port=stack.redis.port, db=stack.redis.db)
+    client = redis.Redis(host=stack.redis.host, port=stack.redis.port, db=stack.redis.db)
     redis_store = RedisStore(client, prefix, ttl_s=3600)
     memory = MemoryStore()
     events = traffic(1500)
@@ -124,15 +124,15 @@ async def test_same_events_same_features_on_redis_and_memory(stack: Settings) ->
             got_memory += run_batch(state_m, batch)
             memory.save(state_m)
         # the state written to Redis really is there, with a TTL
-        keys = [k async for k in client.scan_iter(match=f"{prefix}*", count=1000)]
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
         assert any(k.startswith(f"{prefix}i:{{device:".encode()) for k in keys)
-        assert 0 < await client.ttl(ident_keys_of(prefix, "device:d1")[1]) <= 3600
-        assert 0 < await client.ttl(f"{prefix}u:u1") <= 3600
+        assert 0 < client.ttl(ident_keys_of(prefix, "device:d1")[1]) <= 3600
+        assert 0 < client.ttl(f"{prefix}u:u1") <= 3600
     finally:
-        keys = [k async for k in client.scan_iter(match=f"{prefix}*", count=1000)]
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
         if keys:
-            await client.delete(*keys)
-        await client.aclose()
+            client.delete(*keys)
+        client.close()
     assert len(got_redis) == len(got_memory) > 1000
     for i, (fr, fm) in enumerate(zip(got_redis, got_memory, strict=True)):
         assert fr == fm, (i, {k: (fr[k], fm[k]) for k in FEATURE_NAMES if fr[k] != fm[k]})
