@@ -31,7 +31,7 @@ from typing import Any, NamedTuple, cast
 
 from detectors.bank import ModelBank, ModelInput
 from riskmon.contract import Adjustment, Alert, Decision, Reason, format_ts, parse_ts
-from riskmon.features import event_vector, ident_keys, observe
+from riskmon.features import MODEL_COLUMNS, event_vector, ident_keys, observe
 from riskmon.logs import get_logger
 from riskmon.settings import Settings
 from riskmon.state import new_user_state
@@ -109,7 +109,9 @@ class Core:
         directory = Path(rules_dir or settings.detection.rules_dir)
         rules = RuleSet.from_dicts(load_rules_dir(directory), known_features=KNOWN_FEATURES)
         bank = models or ModelBank(
-            settings.detection, unsupervised_weight=settings.detection.unsupervised_weight
+            settings.detection,
+            unsupervised_weight=settings.detection.unsupervised_weight,
+            features=MODEL_COLUMNS,
         )
         return cls(settings, rules, bank, clock, deterministic)
 

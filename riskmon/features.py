@@ -413,6 +413,49 @@ _SINCE = (
 )
 
 
+#: the event's own numbers :func:`event_vector` adds, per event type
+_VECTOR_EXTRAS: dict[str, tuple[str, ...]] = {
+    "application": (
+        "amount",
+        "log_amount",
+        "term_days",
+        "declared_monthly_income",
+        "age",
+        "contacts_count",
+        "bureau_score",
+        "face_match_score",
+        "liveness_fail",
+    ),
+    "transaction": ("amount", "log_amount"),
+    "device": (),
+}
+
+
+def model_columns(event_type: str) -> tuple[str, ...]:
+    """The columns the models of an event type see, sorted: every feature and number its
+    events can carry. Link and application-velocity features of identifier kinds the
+    type never carries (a device event has no payout account) are zero on every one of
+    its events, so they are left out: they tell the models nothing and cost them time.
+
+    >>> cols = model_columns("device")
+    >>> "sim_users_24h" in cols, "account_users_24h" in cols, "amount" in cols
+    (True, False, False)
+    >>> "account_users_24h" in model_columns("transaction")
+    True
+    """
+    carried = {kind for _, kind in IDENT_FIELDS[event_type]}
+    absent = {
+        f"{kind}_{suffix}"
+        for kind in IDENT_KINDS
+        if kind not in carried
+        for suffix in (*LINK_SUFFIXES, "fraud_share", *APP_SUFFIXES)
+    }
+    return tuple(sorted({*FEATURE_NAMES, *_VECTOR_EXTRAS[event_type]} - absent))
+
+
+MODEL_COLUMNS: dict[str, tuple[str, ...]] = {etype: model_columns(etype) for etype in IDENT_FIELDS}
+
+
 def event_vector(event: dict[str, Any], features: dict[str, float]) -> dict[str, float]:
     """The numeric vector the models see: the features plus the event's own numbers."""
     x = features.copy()
