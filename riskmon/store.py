@@ -302,8 +302,10 @@ class RedisStore:
         return state
 
     def save_now(self, state: BatchState) -> None:
+        """Write the batch's changes in one MULTI/EXEC: a failure leaves none of them, so
+        the retried batch meets the state from before it."""
         p, ttl = self.p, self.ttl
-        pipe = self.r.pipeline(transaction=False)
+        pipe = self.r.pipeline(transaction=True)  # all or nothing: a retry starts clean
         for uid in state.dirty_users:
             pipe.set(f"{p}u:{uid}", orjson.dumps(state.users[uid]), ex=ttl)
         lowest = repr(state.now - WEEK)

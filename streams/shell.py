@@ -281,9 +281,13 @@ class Shell:
         async with self._lock:
             state = await self.store.load(self.core.needs(valid))
             out = self.core.process(valid, state)
+            out.deadletters[:0] = dead
+            # Outputs first, state second: the saved state marks the batch's events seen,
+            # so a retry after a failed publish would skip them as duplicates and their
+            # decisions would be lost. This way a failure anywhere retries the batch from
+            # the state before it; at worst an output is produced twice, with the same id.
+            await self.publish(out)
             await self.store.save(state)
-        out.deadletters[:0] = dead
-        await self.publish(out)
         self._account(out, valid, len(messages), time.perf_counter() - started)
         return out
 

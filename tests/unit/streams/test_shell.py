@@ -83,3 +83,30 @@ async def test_labels_are_consumed_without_a_decision(
     await shell.handle([("risk.labels", 0, 0, b"u1", label)])
     assert [t for t, _, _ in sent if t == "risk.decisions"] == []
     assert shell.stats.events == 1
+
+
+async def test_a_batch_retried_after_a_failed_publish_still_decides_every_event() -> None:
+    """The producer fails half way through a batch; the worker retries the batch (as
+    streams.app does): every event still gets its decision, none is taken for a
+    duplicate because the first attempt had already marked it seen."""
+    settings = Settings.load(env={}, config_file=None)
+    shell = Shell.create(settings, store=AsyncMemoryStore())
+    sent: list[tuple[str, bytes | None, bytes]] = []
+    failures = [3]  # the 3rd record sent fails, once
+
+    async def flaky(topic: str, key: bytes | None, value: bytes) -> None:
+        failures[0] -= 1
+        if failures[0] == 0:
+            raise ConnectionError("broker went away")
+        sent.append((topic, key, value))
+
+    shell.sender = flaky
+    batch = [("device.events", 0, i, f"u{i}".encode(), _device(i)) for i in range(5)]
+    with pytest.raises(ConnectionError):
+        await shell.handle(batch)
+    await shell.handle(batch)  # the retry
+    decided = {orjson.loads(v)["source_event_id"] for t, _, v in sent if t == "risk.decisions"}
+    assert decided == {f"dev-{i}" for i in range(5)}
+    # and the state saved once: a third delivery of the batch is all duplicates
+    out = await shell.handle(batch)
+    assert out.duplicates == 5 and out.decisions == []
