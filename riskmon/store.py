@@ -36,8 +36,8 @@ command. Profiles are what the approval service reads (see :func:`profile_key`).
 
 Commands per micro-batch: one per user document (read, write), one per event id (seen,
 mark), one per identifier to read its five keys and one per changed identifier to write
-them (:data:`LOAD_IDENT` and :data:`SAVE_IDENT`, Lua), one per profile; all in one
-pipelined round trip each way, under one timeout.
+them (:data:`LOAD_IDENT` and :data:`SAVE_IDENT`, Lua), one per profile; one pipelined
+round trip to load, and one MULTI/EXEC to save (all of a batch's writes or none).
 """
 
 from __future__ import annotations
