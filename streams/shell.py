@@ -278,16 +278,21 @@ class Shell:
             await self._rules_caught_up.wait()
         started = time.perf_counter()
         valid, dead = self.validate(messages)
+        stage = metrics.STAGE_SECONDS
         async with self._lock:
-            state = await self.store.load(self.core.needs(valid))
-            out = self.core.process(valid, state)
+            with stage.labels(stage="load").time():
+                state = await self.store.load(self.core.needs(valid))
+            with stage.labels(stage="core").time():
+                out = self.core.process(valid, state)
             out.deadletters[:0] = dead
             # Outputs first, state second: the saved state marks the batch's events seen,
             # so a retry after a failed publish would skip them as duplicates and their
             # decisions would be lost. This way a failure anywhere retries the batch from
             # the state before it; at worst an output is produced twice, with the same id.
-            await self.publish(out)
-            await self.store.save(state)
+            with stage.labels(stage="publish").time():
+                await self.publish(out)
+            with stage.labels(stage="save").time():
+                await self.store.save(state)
         self._account(out, valid, len(messages), time.perf_counter() - started)
         return out
 

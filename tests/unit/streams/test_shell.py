@@ -7,6 +7,7 @@ import base64
 import orjson
 import pytest
 
+from riskmon.metrics import REGISTRY
 from riskmon.settings import Settings
 from riskmon.store import AsyncMemoryStore
 from streams.shell import Shell
@@ -110,3 +111,24 @@ async def test_a_batch_retried_after_a_failed_publish_still_decides_every_event(
     # and the state saved once: a third delivery of the batch is all duplicates
     out = await shell.handle(batch)
     assert out.duplicates == 5 and out.decisions == []
+
+
+async def test_each_stage_of_a_batch_is_timed_for_the_metrics(
+    shell_and_sent: tuple[Shell, list[tuple[str, bytes | None, bytes]]],
+) -> None:
+    """Load, core, publish and save each add one observation per batch to
+    riskmon_batch_stage_seconds, so on call sees which one is slow."""
+    shell, _ = shell_and_sent
+
+    def counts() -> dict[str, float]:
+        return {
+            stage: REGISTRY.get_sample_value("riskmon_batch_stage_seconds_count", {"stage": stage})
+            or 0.0
+            for stage in ("load", "core", "publish", "save")
+        }
+
+    before = counts()
+    await shell.handle([("device.events", 0, 1, b"u1", _device(1))])
+    await shell.handle([("device.events", 0, 2, b"u2", _device(2))])
+    after = counts()
+    assert {stage: after[stage] - before[stage] for stage in after} == dict.fromkeys(after, 2.0)
