@@ -48,6 +48,11 @@ STAGE_SECONDS = Histogram(
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
     registry=REGISTRY,
 )
+HELD_EVENTS = Gauge(
+    "riskmon_held_events",
+    "Events held back until the input partitions still catching up reach their event time",
+    registry=REGISTRY,
+)
 BATCH_SIZE = Histogram(
     "riskmon_batch_events",
     "Events per micro-batch",

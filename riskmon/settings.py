@@ -109,6 +109,13 @@ class WorkerSettings(_Frozen):
     web_host: str = "127.0.0.1"
     web_port: int = Field(6066, ge=1, le=65535, description="Faust web: /metrics, /health")
     data_dir: str = "riskmon-data"
+    hold_max_events: int = Field(
+        20_000,
+        ge=0,
+        description="events held back at most while an input partition catches up "
+        "(0: no holding, events are decided in arrival order)",
+    )
+    hold_max_s: float = Field(5.0, ge=0, description="longest an event is held back")
 
 
 class Thresholds(_Frozen):

@@ -13,12 +13,16 @@ from collections.abc import Awaitable
 from typing import Any
 
 import faust
+import orjson
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from riskmon import metrics
+from riskmon.contract import parse_ts
 from riskmon.logs import get_logger
 from riskmon.metrics import REGISTRY
 from riskmon.settings import Settings
+from streams.order import EventTimeGate
 from streams.shell import Shell
 
 log = get_logger("riskmon.streams")
@@ -43,6 +47,15 @@ async def _handle_until_done(shell: Shell, messages: list[Any]) -> None:
             )
             await asyncio.sleep(delay)
             delay = min(delay * 2, 30.0)
+
+
+def _event_time(value: bytes | None) -> float | None:
+    """The event time of a raw input, or ``None`` when it cannot be read (the shell then
+    dead-letters it with the reason)."""
+    try:
+        return parse_ts(orjson.loads(value)["ts"])  # type: ignore[arg-type]
+    except Exception:
+        return None
 
 
 def create_app(settings: Settings, shell: Shell | None = None) -> faust.App:
@@ -84,16 +97,81 @@ def create_app(settings: Settings, shell: Shell | None = None) -> faust.App:
 
     the_shell.sender = send
 
-    @app.agent(source, name="riskmon.process")
-    async def process(stream: faust.StreamT[Any]) -> None:
-        async for batch in stream.take_events(  # type: ignore[attr-defined]
-            settings.worker.batch_size, within=settings.worker.batch_within_s
-        ):
+    w = settings.worker
+    gate: EventTimeGate[Any] = EventTimeGate(w.hold_max_events, w.hold_max_s)
+    last_offset: dict[Any, int] = {}  # per input partition, the newest offset read
+    streams_seen: list[faust.StreamT[Any]] = []
+
+    def behind() -> list[Any]:
+        """Input partitions with records the worker has not read yet."""
+        consumer = app.consumer
+        try:
+            assigned = consumer.assignment()
+        except Exception:  # not started or rebalancing: hold nothing back on its account
+            return []
+        out = []
+        for tp, offset in last_offset.items():
+            if tp not in assigned:
+                continue
+            highwater = consumer.highwater(tp)
+            if highwater is not None and offset + 1 < highwater:
+                out.append(tp)
+        return out
+
+    async def decide(events: list[Any], held_before: set[int]) -> None:
+        """Hand events to the shell, then ack those held over from earlier batches (the
+        current batch's own are acked by ``take_events``)."""
+        for start in range(0, len(events), w.batch_size):
+            chunk = events[start : start + w.batch_size]
             messages = [
                 (e.message.topic, e.message.partition, e.message.offset, e.key, e.value)
-                for e in batch
+                for e in chunk
             ]
             await _handle_until_done(the_shell, messages)
+        for e in events:
+            if id(e) in held_before:
+                await streams_seen[0].ack(e)
+        metrics.HELD_EVENTS.set(len(gate))
+
+    held_ids: set[int] = set()
+
+    async def through_gate(batch: list[Any]) -> None:
+        if w.hold_max_events == 0:
+            await decide(batch, set())
+            return
+        offered = []
+        for e in batch:
+            tp = e.message.tp
+            if e.message.offset > last_offset.get(tp, -1):
+                last_offset[tp] = e.message.offset
+            offered.append((tp, _event_time(e.value), e))
+        released = gate.offer(offered, behind())
+        before = set(held_ids)
+        released_ids = {id(e) for e in released}
+        for e in batch:  # held now: not committed when take_events acks the batch
+            if id(e) not in released_ids:
+                e.message.incref()
+                held_ids.add(id(e))
+        held_ids.difference_update(released_ids)
+        await decide(released, before & released_ids)
+
+    @app.agent(source, name="riskmon.process")
+    async def process(stream: faust.StreamT[Any]) -> None:
+        streams_seen[:] = [stream]
+        async for batch in stream.take_events(  # type: ignore[attr-defined]
+            w.batch_size, within=w.batch_within_s
+        ):
+            await through_gate(list(batch))
+
+    @app.timer(interval=0.5)
+    async def release_held() -> None:
+        """Release what an idle or stalled partition no longer holds back."""
+        if len(gate) and streams_seen:
+            released = gate.release(behind())
+            if released:
+                ids = {id(e) for e in released}
+                held_ids.difference_update(ids)
+                await decide(released, ids)
 
     @app.service
     class RuleFeed(faust.Service):  # type: ignore[misc]
