@@ -459,15 +459,13 @@ def honest_loan(
         amount = round_amount(amount * rng.uniform(0.5, 0.9), 500, amount)
     t_disb = t_apply + lognormal_ms(rng, 8 * MINUTE, 0.8, MINUTE, 3 * HOUR)
     loan.amount = amount
-    loan.disbursement_id = rec.txn(
+    loan.disbursement_id = rec.payout(
         actor,
         t_disb,
-        "disbursement",
         amount=amount,
         account=account,
-        dev=None,
-        net=None,
         loan_id=application_id,
+        step="",
     )
     if loan.disbursement_id is None:
         return loan

@@ -294,16 +294,12 @@ def device_farm(world: World, rng: random.Random, incident: str, size: int) -> N
             approved = liveness and rng.random() < (0.8 if stealthy else 0.7)
             if approved:
                 t_disb = t_apply + lognormal_ms(rng, 6 * MINUTE, 0.6, MINUTE, HOUR)
-                disb = world.rec.txn(
+                disb = world.rec.payout(
                     actor,
                     t_disb,
-                    "disbursement",
                     amount=amount,
                     account=person.card_hash,
-                    dev=None,
-                    net=None,
                     loan_id=app,
-                    step="disbursement",
                 )
                 if disb is None:
                     break
@@ -451,16 +447,12 @@ def account_takeover(
     moves: list[tuple[int, str]] = []
     if app is not None and rng.random() < 0.85:
         t_disb = t + lognormal_ms(rng, 5 * MINUTE, 0.5, MINUTE, 40 * MINUTE)
-        if rec.txn(
+        if rec.payout(
             actor,
             t_disb,
-            "disbursement",
             amount=amount,
             account=new_card,
-            dev=None,
-            net=None,
             loan_id=app,
-            step="disbursement",
         ):
             moves = cash_out(
                 world,
@@ -559,16 +551,12 @@ def multi_lending(world: World, rng: random.Random, incident: str) -> None:
         if app is None or rng.random() > 0.5:
             continue
         t_disb = t + lognormal_ms(rng, 10 * MINUTE, 0.7, MINUTE, 2 * HOUR)
-        if not rec.txn(
+        if not rec.payout(
             actor,
             t_disb,
-            "disbursement",
             amount=amount,
             account=person.card_hash,
-            dev=None,
-            net=None,
             loan_id=app,
-            step="disbursement",
         ):
             continue
         if stealthy:
@@ -670,14 +658,11 @@ def bust_out(world: World, rng: random.Random, incident: str, size: int) -> None
             t_disb = t_small + lognormal_ms(rng, 8 * MINUTE, 0.6, MINUTE, HOUR)
             small = Loan(app, amount=amount, account=person.card_hash)
             if app is not None:
-                small.disbursement_id = rec.txn(
+                small.disbursement_id = rec.payout(
                     clean,
                     t_disb,
-                    "disbursement",
                     amount=amount,
                     account=person.card_hash,
-                    dev=None,
-                    net=None,
                     loan_id=app,
                     step="grooming",
                 )
@@ -733,16 +718,12 @@ def bust_out(world: World, rng: random.Random, incident: str, size: int) -> None
         if app is None or rng.random() > 0.85:
             continue
         t_disb = t_big + lognormal_ms(rng, 6 * MINUTE, 0.6, MINUTE, HOUR)
-        if not rec.txn(
+        if not rec.payout(
             actor,
             t_disb,
-            "disbursement",
             amount=amount,
             account=shared,
-            dev=None,
-            net=None,
             loan_id=app,
-            step="disbursement",
         ):
             continue
         moves = cash_out(

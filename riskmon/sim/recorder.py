@@ -145,6 +145,30 @@ class Recorder:
         self._add(t, payload, truth)
         return application_id
 
+    def payout(
+        self,
+        actor: Actor,
+        t: int,
+        *,
+        amount: float,
+        account: str,
+        loan_id: str | None,
+        step: str = "disbursement",
+    ) -> str | None:
+        """A loan paid out to ``account``: a server-side disbursement, no device or
+        network; returns its txn_id (``None`` if out of window)."""
+        return self.txn(
+            actor,
+            t,
+            "disbursement",
+            amount=amount,
+            account=account,
+            dev=None,
+            net=None,
+            loan_id=loan_id,
+            step=step,
+        )
+
     def txn(
         self,
         actor: Actor,
