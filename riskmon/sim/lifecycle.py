@@ -281,6 +281,21 @@ def repay(
     rec = world.rec
     installments = 1 if term <= 30 else max(1, term // 30)
     due_amount = round(loan.amount * (1 + DAILY_RATE * term) / installments, 2)
+
+    def failed_debit(t: int, days_past_due: int) -> None:
+        """An automatic debit of the installment that bounced."""
+        rec.txn(
+            actor,
+            t,
+            "repayment",
+            amount=due_amount,
+            account=loan.account,
+            dev=None,
+            net=None,
+            loan_id=loan.application_id,
+            status="failed",
+            days_past_due=days_past_due,
+        )
     default_at = rng.randrange(installments) if fate == "default" else -1
     late_at = rng.randrange(installments) if fate == "late" else -1
     t_prev = loan.disbursed_at
@@ -293,18 +308,7 @@ def repay(
         if i == default_at:
             loan.defaulted = True
             for dpd in (0, 7) if rng.random() < 0.6 else (0,):
-                rec.txn(
-                    actor,
-                    due + dpd * DAY + rng.randrange(HOUR),
-                    "repayment",
-                    amount=due_amount,
-                    account=loan.account,
-                    dev=None,
-                    net=None,
-                    loan_id=loan.application_id,
-                    status="failed",
-                    days_past_due=dpd,
-                )
+                failed_debit(due + dpd * DAY + rng.randrange(HOUR), dpd)
             label_at = due + rng.randrange(30, 61) * DAY + rng.randrange(DAY)
             if loan.disbursed_at >= world.start:
                 rec.label(
@@ -319,18 +323,7 @@ def repay(
                 rec.label(label_at, actor.user_id, "user", actor.user_id, "default", "collections")
             return
         if i == late_at:
-            rec.txn(
-                actor,
-                due + rng.randrange(HOUR),
-                "repayment",
-                amount=due_amount,
-                account=loan.account,
-                dev=None,
-                net=None,
-                loan_id=loan.application_id,
-                status="failed",
-                days_past_due=0,
-            )
+            failed_debit(due + rng.randrange(HOUR), 0)
             dpd = min(30, int(rng.expovariate(1 / 5)) + 1)
             t = awake_after(rng, due + dpd * DAY + rng.randrange(2 * HOUR, 20 * HOUR))
             rec.txn(
