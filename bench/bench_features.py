@@ -25,7 +25,6 @@ import orjson
 from riskmon.contract import parse_ts
 from riskmon.features import ident_keys, observe
 from riskmon.settings import Settings
-from riskmon.state import new_user_state
 from riskmon.store import MemoryStore, needs_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -74,13 +73,7 @@ def one_pass(batches: list[list[dict[str, Any]]]) -> tuple[dict[str, float], Cou
             etype = event["event_type"]
             if etype == "label":
                 continue
-            uid = event.get("user_id") or ""
-            user = None
-            if uid:
-                user = state.users.get(uid)
-                if user is None:
-                    user = state.users[uid] = new_user_state(ts)
-                state.dirty_users.add(uid)
+            user = state.user_for(event.get("user_id") or "", ts)
             t0 = clock()
             observe(event, ts, user, state.idents)
             spent[etype] += clock() - t0

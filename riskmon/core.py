@@ -34,7 +34,6 @@ from riskmon.contract import Adjustment, Alert, Decision, Reason, format_ts, par
 from riskmon.features import MODEL_COLUMNS, event_vector, ident_keys, observe
 from riskmon.logs import get_logger
 from riskmon.settings import Settings
-from riskmon.state import new_user_state
 from riskmon.store import BatchState, MemoryStore, Needs, needs_for
 from rules.engine import Evaluation, Outcome, RuleSet, load_rules_dir
 from rules.features import FEATURE_DOCS, KNOWN_FEATURES
@@ -165,13 +164,7 @@ class Core:
             if ts > newest:
                 newest = ts
             state.new_seen[eid] = ts
-            uid = event.get("user_id") or ""
-            user = None
-            if uid:
-                user = state.users.get(uid)
-                if user is None:
-                    user = state.users[uid] = new_user_state(ts)
-                state.dirty_users.add(uid)
+            user = state.user_for(event.get("user_id") or "", ts)
             if event["event_type"] == "label":
                 out.labels += 1
                 self._label(event, ts, user, state)

@@ -55,6 +55,7 @@ from riskmon.state import (
     MAX_IDENT_USERS,
     WEEK,
     IdentState,
+    new_user_state,
 )
 
 
@@ -80,6 +81,17 @@ class BatchState:
     profiles: dict[str, dict[str, Any]] = field(default_factory=dict)  # "entity:id" -> doc
     dirty_users: set[str] = field(default_factory=set)
     now: float = 0.0  # newest event time of the batch (for trims)
+
+    def user_for(self, user_id: str, ts: float) -> dict[str, Any] | None:
+        """The user's document (created at ``ts`` when new), marked to be written back;
+        ``None`` for events without a user."""
+        if not user_id:
+            return None
+        user = self.users.get(user_id)
+        if user is None:
+            user = self.users[user_id] = new_user_state(ts)
+        self.dirty_users.add(user_id)
+        return user
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,6 @@ import redis
 
 from riskmon.features import FEATURE_NAMES, ident_keys, observe
 from riskmon.settings import Settings
-from riskmon.state import new_user_state
 from riskmon.store import BatchState, MemoryStore, RedisStore, ident_keys_of, needs_for
 
 T0 = 1_800_000_000.0
@@ -92,8 +91,8 @@ def run_batch(state: BatchState, batch: list[dict[str, Any]]) -> list[dict[str, 
         ts = ev["ts"]
         state.now = max(state.now, ts)
         uid = ev["user_id"]
-        user = state.users.setdefault(uid, new_user_state(ts))
-        state.dirty_users.add(uid)
+        user = state.user_for(uid, ts)
+        assert user is not None
         state.new_seen[ev["event_id"]] = ts
         if ev["event_type"] == "label":
             if not user["fraud"]:
