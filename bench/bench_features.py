@@ -13,7 +13,6 @@ passes, each over fresh state.
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import time
 from collections import Counter, defaultdict
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from simulated import simulate
 
 from riskmon.contract import parse_ts
 from riskmon.features import ident_keys, observe
@@ -30,32 +30,6 @@ from riskmon.store import MemoryStore, needs_for
 ROOT = Path(__file__).resolve().parent.parent
 RISKMON = str(ROOT / ".venv" / "bin" / "riskmon")
 TYPES = ("device", "transaction", "application")
-
-
-def simulate(users: int, days: int, seed: int, work: Path) -> Path:
-    events = work / f"features-{users}u-{days}d-{seed}.jsonl"
-    if not events.exists():
-        work.mkdir(parents=True, exist_ok=True)
-        subprocess.run(
-            [
-                RISKMON,
-                "simulate",
-                "--users",
-                str(users),
-                "--days",
-                str(days),
-                "--seed",
-                str(seed),
-                "--stealthy",
-                "--out",
-                str(events),
-                "--truth",
-                str(work / f"features-{users}u-{days}d-{seed}-truth.jsonl"),
-            ],
-            check=True,
-            capture_output=True,
-        )
-    return events
 
 
 def one_pass(batches: list[list[dict[str, Any]]]) -> tuple[dict[str, float], Counter[str]]:
@@ -94,7 +68,7 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--work", type=Path, default=ROOT / "out" / "bench")
     args = ap.parse_args()
-    path = args.events or simulate(args.users, args.days, args.seed, args.work)
+    path = args.events or simulate(args.users, args.days, args.seed, args.work)[0]
     with path.open("rb") as fh:
         events = [orjson.loads(line) for line in fh if line.strip()]
     size = Settings.load(config_file=None).worker.batch_size

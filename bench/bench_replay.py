@@ -20,6 +20,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from simulated import simulate
+
 ROOT = Path(__file__).resolve().parent.parent
 RISKMON = str(ROOT / ".venv" / "bin" / "riskmon")
 TYPES = ("application", "transaction", "device")
@@ -36,26 +38,8 @@ def sh(*args: str) -> str:
 
 
 def one(mode: str, users: int, days: int, seed: int, work: Path) -> dict[str, Any]:
-    ev, truth, dec = (
-        work / f"{mode}-events.jsonl",
-        work / f"{mode}-truth.jsonl",
-        work / f"{mode}-dec.jsonl",
-    )
-    flags = ["--stealthy"] if mode == "stealthy" else []
-    sh(
-        "simulate",
-        "--users",
-        str(users),
-        "--days",
-        str(days),
-        "--seed",
-        str(seed),
-        "--out",
-        str(ev),
-        "--truth",
-        str(truth),
-        *flags,
-    )
+    ev, truth = simulate(users, days, seed, work, stealthy=mode == "stealthy")
+    dec = work / f"{mode}-dec.jsonl"
     lines = sum(1 for _ in ev.open("rb"))
     t0 = time.perf_counter()
     out = sh("replay", str(ev), "--decisions", str(dec), "--no-progress")

@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from bench_features import simulate
+from simulated import simulate
 
 import detectors.bank as bank_mod
 import riskmon.contract as contract_mod
@@ -92,7 +92,7 @@ def main() -> int:
     ap.add_argument("--events", type=Path, help="events to use instead of simulating")
     ap.add_argument("--work", type=Path, default=ROOT / "out" / "bench")
     args = ap.parse_args()
-    path = args.events or simulate(args.users, args.days, args.seed, args.work)
+    path = args.events or simulate(args.users, args.days, args.seed, args.work)[0]
     settings = Settings.load(config_file=None)
 
     lines, seconds = replay(settings, path)

@@ -43,6 +43,7 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from simulated import simulate
 
 from riskmon.settings import Settings
 from riskmon.sim.output import produce
@@ -613,15 +614,9 @@ def run_live(
 # --- traffic, table, main -------------------------------------------------------------------
 
 
-def simulate(args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
+def simulated_events(args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
     """The simulator's events (labels included), in its order."""
-    stem = f"sim-{args.users}u-{args.days}d-{args.seed}{'-stealthy' if args.stealthy else ''}"
-    out, truth = work / f"{stem}.jsonl", work / f"{stem}-truth.jsonl"
-    cmd = [sys.executable, "-m", "riskmon.cli", "simulate", "--users", str(args.users)]
-    cmd += ["--days", str(args.days), "--seed", str(args.seed)]
-    cmd += ["--out", str(out), "--truth", str(truth)]
-    cmd += ["--stealthy"] if args.stealthy else []
-    subprocess.run(cmd, check=True, capture_output=True, env=clean_env(), cwd=ROOT)
+    out, _ = simulate(args.users, args.days, args.seed, work, stealthy=args.stealthy)
     with out.open("rb") as fh:
         return [orjson.loads(line) for line in fh if line.strip()]
 
@@ -710,7 +705,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.batch_within is not None:
             worker_cfg["batch_within_s"] = args.batch_within
         used = stack.worker.model_copy(update=worker_cfg)
-        events = simulate(args, args.work)
+        events = simulated_events(args, args.work)
         live_events = events[: int(args.rate * args.live_seconds)]
         if len(live_events) < int(args.rate * args.live_seconds):
             print(f"live: only {len(live_events):,} events simulated", file=sys.stderr)
