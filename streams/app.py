@@ -118,9 +118,8 @@ def create_app(settings: Settings, shell: Shell | None = None) -> faust.App:
                 out.append(tp)
         return out
 
-    async def decide(events: list[Any], held_before: set[int]) -> None:
-        """Hand events to the shell, then ack those held over from earlier batches (the
-        current batch's own are acked by ``take_events``)."""
+    async def decide(events: list[Any], ack: bool) -> None:
+        """Hand events to the shell in batches; with ``ack``, ack each once decided."""
         for start in range(0, len(events), w.batch_size):
             chunk = events[start : start + w.batch_size]
             messages = [
@@ -128,32 +127,25 @@ def create_app(settings: Settings, shell: Shell | None = None) -> faust.App:
                 for e in chunk
             ]
             await _handle_until_done(the_shell, messages)
-        for e in events:
-            if id(e) in held_before:
+        if ack:
+            for e in events:
                 await streams_seen[0].ack(e)
         metrics.HELD_EVENTS.set(len(gate))
 
-    held_ids: set[int] = set()
-
     async def through_gate(batch: list[Any]) -> None:
         if w.hold_max_events == 0:
-            await decide(batch, set())
+            await decide(batch, ack=False)  # take_events acks the batch
             return
         offered = []
         for e in batch:
+            # one reference of our own: take_events' ack of the batch does not commit a
+            # held event; ours, once it is decided, does
+            e.message.incref()
             tp = e.message.tp
             if e.message.offset > last_offset.get(tp, -1):
                 last_offset[tp] = e.message.offset
             offered.append((tp, _event_time(e.value), e))
-        released = gate.offer(offered, behind())
-        before = set(held_ids)
-        released_ids = {id(e) for e in released}
-        for e in batch:  # held now: not committed when take_events acks the batch
-            if id(e) not in released_ids:
-                e.message.incref()
-                held_ids.add(id(e))
-        held_ids.difference_update(released_ids)
-        await decide(released, before & released_ids)
+        await decide(gate.offer(offered, behind()), ack=True)
 
     @app.agent(source, name="riskmon.process")
     async def process(stream: faust.StreamT[Any]) -> None:
@@ -169,9 +161,7 @@ def create_app(settings: Settings, shell: Shell | None = None) -> faust.App:
         if len(gate) and streams_seen:
             released = gate.release(behind())
             if released:
-                ids = {id(e) for e in released}
-                held_ids.difference_update(ids)
-                await decide(released, ids)
+                await decide(released, ack=True)
 
     @app.service
     class RuleFeed(faust.Service):  # type: ignore[misc]
