@@ -50,26 +50,8 @@ class IdentState:
     _event_ts: list[float] | None = field(default=None, init=False, repr=False, compare=False)
 
     def add(self, user_id: str, event_id: str, ts: float) -> None:
-        if user_id:
-            users = self.users
-            old = users.get(user_id)
-            if old is None:
-                if ts > _NEG_INF:
-                    users[user_id] = self.new_users[user_id] = ts
-                    if self._user_ts is not None:
-                        insort(self._user_ts, ts)
-            elif ts > old:
-                users[user_id] = self.new_users[user_id] = ts
-                if self._user_ts is not None:
-                    _replace(self._user_ts, old, ts)
-        events = self.events
-        old = events.get(event_id)
-        events[event_id] = self.new_events[event_id] = ts
-        if self._event_ts is not None:
-            if old is None:
-                insort(self._event_ts, ts)
-            else:
-                _replace(self._event_ts, old, ts)
+        """Fold one event in (:meth:`record` without the counts)."""
+        self.record(user_id, event_id, ts)
 
     def record(
         self, user_id: str, event_id: str, ts: float
