@@ -188,13 +188,9 @@ def observe(
         if etype == "device":
             for name in ("is_emulator", "is_rooted"):
                 if name in event:
-                    value = "1" if event[name] else "0"
-                    if attrs.get(name) != value:
-                        _set_attr(dev, name, value)
+                    dev.set_attr(name, "1" if event[name] else "0")
             if "loan_apps_installed" in event:
-                value = str(int(event["loan_apps_installed"]))
-                if attrs.get("loan_apps_installed") != value:
-                    _set_attr(dev, "loan_apps_installed", value)
+                dev.set_attr("loan_apps_installed", str(int(event["loan_apps_installed"])))
         f["is_emulator"] = float(attrs.get("is_emulator", "0"))
         f["is_rooted"] = float(attrs.get("is_rooted", "0"))
         f["loan_apps_installed"] = float(attrs.get("loan_apps_installed", "0"))
@@ -218,12 +214,6 @@ def observe(
         if len(targets) > 64:
             del targets[next(iter(targets))]
     return f
-
-
-def _set_attr(ident: IdentState, name: str, value: str) -> None:
-    if ident.attrs.get(name) != value:
-        ident.attrs[name] = value
-        ident.new_attrs[name] = value
 
 
 def _user_features(

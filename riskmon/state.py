@@ -122,11 +122,11 @@ class IdentState:
             self.fraud.add(user_id)
             self.new_fraud.add(user_id)
 
-    def set_attrs(self, attrs: dict[str, str]) -> None:
-        for k, v in attrs.items():
-            if self.attrs.get(k) != v:
-                self.attrs[k] = v
-                self.new_attrs[k] = v
+    def set_attr(self, name: str, value: str) -> None:
+        """Set one attribute (a device flag); only a change is written back."""
+        if self.attrs.get(name) != value:
+            self.attrs[name] = value
+            self.new_attrs[name] = value
 
     @property
     def dirty(self) -> bool:
