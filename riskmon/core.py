@@ -71,6 +71,10 @@ class _Pending(NamedTuple):
     user: dict[str, Any] | None
 
 
+#: profile key -> (event, decision, user document, event time) of its newest decision
+_Latest = dict[str, tuple[dict[str, Any], Decision, dict[str, Any] | None, float]]
+
+
 def _stable_id(prefix: str, *parts: str) -> str:
     digest = hashlib.blake2b("|".join(parts).encode(), digest_size=10).hexdigest()
     return f"{prefix}-{digest}"
@@ -191,7 +195,7 @@ class Core:
         batch_ms = (time.perf_counter() - started) * 1000.0
         per_event_ms = batch_ms / max(1, len(pending))
         ts_text = format_ts(wall)
-        latest: dict[str, tuple[dict[str, Any], Decision, dict[str, Any] | None, float]] = {}
+        latest: _Latest = {}
         for p, model_scores, mi in zip(pending, scores, inputs, strict=True):
             self._decide(p, model_scores, mi.x, state, out, ts_text, per_event_ms, latest)
         _write_profiles(latest, state.profiles)
@@ -258,7 +262,7 @@ class Core:
         out: Outputs,
         ts_text: str,
         latency_ms: float,
-        latest: dict[str, tuple[dict[str, Any], Decision, dict[str, Any] | None, float]],
+        latest: _Latest,
     ) -> None:
         event, ev = p.event, p.evaluation
         etype = event["event_type"]
@@ -275,23 +279,17 @@ class Core:
         # the joint score may ask for a review, and the rules' own score for a decline.
         # Without one, nothing flags: an anomaly is not fraud, and the classifier learns
         # from few labels, joined to every event of a labelled user.
-        reasons: list[Reason]
+        rule_score = ev.score if hits else 0.0
+        score = round(min(1.0, max(0.0, 1.0 - (1.0 - rule_score) * (1.0 - model))), 6)
+        outcome = Outcome.PASS  # no active rule hit: the score is the models' alone
+        reasons: list[Reason] = []
         if hits:
-            rule_score = ev.score
-            score = 1.0 - (1.0 - rule_score) * (1.0 - model)
-            score = round(min(1.0, max(0.0, score)), 6)
             outcome = ev.outcome
             if rule_score >= self.t.decline:
                 outcome = max(outcome, Outcome.DECLINE)
             elif score >= self.t.review:
                 outcome = max(outcome, Outcome.REVIEW)
             reasons = [cast(Reason, r) for r in ev.reasons]
-        else:
-            # no active rule hit: the score is the models' alone, and nothing flags
-            score = 1.0 - (1.0 - model)
-            score = round(min(1.0, max(0.0, score)), 6)
-            outcome = Outcome.PASS
-            reasons = []
         # A frozen account moves no money: disbursements and cash-outs are declined
         # until the freeze expires.
         user = p.user
@@ -451,7 +449,7 @@ class Core:
         dec: Decision,
         user: dict[str, Any] | None,
         ts: float,
-        latest: dict[str, tuple[dict[str, Any], Decision, dict[str, Any] | None, float]],
+        latest: _Latest,
     ) -> None:
         """Update the user's running profile counters and note the newest decision per
         profile key; :func:`_write_profiles` builds the documents once per batch."""
@@ -486,7 +484,7 @@ def _profile_doc(event: dict[str, Any], dec: Decision) -> dict[str, Any]:
 
 
 def _write_profiles(
-    latest: dict[str, tuple[dict[str, Any], Decision, dict[str, Any] | None, float]],
+    latest: _Latest,
     profiles: dict[str, dict[str, Any]],
 ) -> None:
     """The profile documents of a batch: each key as of the newest decision on it.

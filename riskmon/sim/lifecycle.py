@@ -296,6 +296,7 @@ def repay(
             status="failed",
             days_past_due=days_past_due,
         )
+
     default_at = rng.randrange(installments) if fate == "default" else -1
     late_at = rng.randrange(installments) if fate == "late" else -1
     t_prev = loan.disbursed_at
