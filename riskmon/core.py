@@ -167,8 +167,9 @@ class Core:
             batch_seen.add(eid)
             if ts > newest:
                 newest = ts
-            state.new_seen[eid] = ts
-            user = state.user_for(event.get("user_id") or "", ts)
+            uid = event.get("user_id") or ""
+            state.new_seen[eid] = (uid, ts)
+            user = state.user_for(uid, ts)
             if event["event_type"] == "label":
                 out.labels += 1
                 self._label(event, ts, user, state)

@@ -188,9 +188,9 @@ def observe(
         if etype == "device":
             for name in ("is_emulator", "is_rooted"):
                 if name in event:
-                    dev.set_attr(name, "1" if event[name] else "0")
+                    dev.set_attr(name, "1" if event[name] else "0", ts)
             if "loan_apps_installed" in event:
-                dev.set_attr("loan_apps_installed", str(int(event["loan_apps_installed"])))
+                dev.set_attr("loan_apps_installed", str(int(event["loan_apps_installed"])), ts)
         f["is_emulator"] = float(attrs.get("is_emulator", "0"))
         f["is_rooted"] = float(attrs.get("is_rooted", "0"))
         f["loan_apps_installed"] = float(attrs.get("loan_apps_installed", "0"))

@@ -58,10 +58,20 @@ class KafkaSettings(_Frozen):
 
 
 class RedisSettings(_Frozen):
+    """Where Redis is: one server, or any node of a Redis Cluster (``cluster: true``),
+    from which the client learns the others."""
+
     host: str = "127.0.0.1"
     port: int = Field(6379, ge=1, le=65535)
     db: int = Field(0, ge=0)
     key_prefix: str = "rm:"
+    cluster: bool = Field(False, description="host:port is a node of a Redis Cluster")
+
+    @model_validator(mode="after")
+    def _cluster_has_one_db(self) -> RedisSettings:
+        if self.cluster and self.db != 0:
+            raise ValueError("a Redis Cluster has only database 0; set redis.db to 0")
+        return self
 
     @property
     def url(self) -> str:

@@ -701,6 +701,83 @@ def redis_answers(settings: Settings, *, timeout_s: float = 2.0) -> bool:
         client.close()
 
 
+class LocalRedisCluster:
+    """A Redis Cluster of ``nodes`` primaries on this machine, for tests and benchmarks of
+    the store's cluster mode (``redis.cluster: true``): no persistence, files in
+    ``directory``, slots spread evenly. :meth:`stop` ends it.
+
+    Production clusters are run by their operators; Riskmon only needs the address of
+    one node.
+    """
+
+    def __init__(self, directory: Path, host: str, ports: list[int]) -> None:
+        self.directory = directory
+        self.host = host
+        self.ports = ports
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    @classmethod
+    def start(
+        cls, directory: Path, ports: list[int], host: str = "127.0.0.1", timeout_s: float = 30.0
+    ) -> LocalRedisCluster:
+        import redis
+
+        server = ensure_redis_server()
+        cluster = cls(directory, host, ports)
+        try:
+            for port in ports:
+                d = directory / f"node-{port}"
+                d.mkdir(parents=True, exist_ok=True)
+                args = [server, "--bind", host, "--port", str(port), "--cluster-enabled", "yes"]
+                args += ["--cluster-config-file", str(d / "nodes.conf"), "--dir", str(d)]
+                args += ["--save", "", "--appendonly", "no", "--logfile", str(d / "redis.log")]
+                cluster.procs.append(subprocess.Popen(args, stdin=subprocess.DEVNULL))
+            clients = [redis.Redis(host=host, port=p, socket_timeout=5) for p in ports]
+            deadline = time.monotonic() + timeout_s
+            for c in clients:
+                while True:
+                    try:
+                        c.ping()
+                        break
+                    except (redis.RedisError, OSError):
+                        if time.monotonic() > deadline:
+                            raise StackError(f"redis cluster node {c} did not start") from None
+                        time.sleep(0.1)
+            n = len(ports)
+            for i, c in enumerate(clients):
+                first, last = 16384 * i // n, 16384 * (i + 1) // n - 1
+                c.execute_command("CLUSTER ADDSLOTSRANGE", first, last)
+                if i:
+                    c.execute_command("CLUSTER MEET", host, ports[0])
+            while not all(
+                c.execute_command("CLUSTER INFO").get("cluster_state") == "ok"
+                and len(c.execute_command("CLUSTER NODES")) == n
+                for c in clients
+            ):
+                if time.monotonic() > deadline:
+                    raise StackError(f"redis cluster on {ports} did not form in {timeout_s} s")
+                time.sleep(0.1)
+            for c in clients:
+                c.close()
+        except BaseException:
+            cluster.stop()
+            raise
+        log.info("redis_cluster_started", host=host, ports=ports)
+        return cluster
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=REDIS_STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self.procs = []
+
+
 async def _wait_ready(
     settings: Settings, started: dict[str, subprocess.Popen[bytes]], timeout_s: float
 ) -> None:

@@ -36,6 +36,7 @@ class IdentState:
     events: dict[str, float] = field(default_factory=dict)  # event_id -> ts
     fraud: set[str] = field(default_factory=set)  # users with a confirmed fraud label
     attrs: dict[str, str] = field(default_factory=dict)  # e.g. device flags
+    attr_ts: dict[str, float] = field(default_factory=dict)  # event time of each attribute
     # loan applications carrying the identifier: "<amount>|<application_id>" -> ts
     apps: dict[str, float] = field(default_factory=dict)
     # what this batch changed, to be written back as commutative steps
@@ -122,10 +123,22 @@ class IdentState:
             self.fraud.add(user_id)
             self.new_fraud.add(user_id)
 
-    def set_attr(self, name: str, value: str) -> None:
-        """Set one attribute (a device flag); only a change is written back."""
-        if self.attrs.get(name) != value:
+    def set_attr(self, name: str, value: str, ts: float) -> None:
+        """Set one attribute (a device flag) as reported at event time ``ts``. The newest
+        report wins, in event time: a late or repeated older report changes nothing, so
+        attributes, like the rest of the identifier, do not depend on the order of writes.
+
+        >>> s = IdentState()
+        >>> s.set_attr("is_rooted", "1", 200.0); s.set_attr("is_rooted", "0", 100.0)
+        >>> s.attrs, s.new_attrs
+        ({'is_rooted': '1'}, {'is_rooted': '1'})
+        """
+        old = self.attr_ts.get(name)
+        if old is not None and ts < old:
+            return
+        if old != ts or self.attrs.get(name) != value:
             self.attrs[name] = value
+            self.attr_ts[name] = ts
             self.new_attrs[name] = value
 
     @property

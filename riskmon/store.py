@@ -14,15 +14,18 @@ Redis key layout (``P`` is ``settings.redis.key_prefix``, ``rm:`` by default):
 ==================================  ======  ==============================================
 key                                 type    what
 ==================================  ======  ==============================================
-``P u:{user_id}``                   string  the user's state document (JSON)
+``P u:{<user_id>}``                 string  the user's state document (JSON)
+``P u:{<user_id>}:seen``            zset    the user's processed events (idempotency),
+                                            member event id, score = event ts
 ``P i:{<kind>:<value>}:u``          zset    users seen on an identifier, score = last ts
 ``P i:{<kind>:<value>}:e``          zset    events on an identifier, score = event ts
 ``P i:{<kind>:<value>}:f``          set     users on it with a confirmed fraud label
-``P i:{<kind>:<value>}:a``          hash    identifier attributes (device flags)
+``P i:{<kind>:<value>}:a``          hash    identifier attributes (device flags), and
+                                            ``@<name>``: event time of each
 ``P i:{<kind>:<value>}:app``        zset    loan applications carrying the identifier,
                                             member ``<amount>|<application_id>``,
                                             score = event ts
-``P seen:{event_id}``               string  the event was processed (idempotency)
+``P seen:{event_id}``               string  an event without a user was processed
 ``P profile:user:{user_id}``        string  current risk profile of a user (JSON)
 ``P profile:application:{app_id}``  string  current risk profile of an application (JSON)
 ``P profile:device:{device_id}``    string  current risk profile of a device (JSON)
@@ -30,20 +33,40 @@ key                                 type    what
 ==================================  ======  ==============================================
 
 ``kind`` is one of device, ip, wifi, sim, account, phone, idnum. The braces around
-``<kind>:<value>`` are literal: a Redis Cluster hash tag, so the five keys of one
-identifier share a slot and one server-side script reads them, or writes them, in one
-command. Profiles are what the approval service reads (see :func:`profile_key`).
+``<kind>:<value>`` and ``<user_id>`` are literal: Redis Cluster hash tags, so the keys of
+one identifier, and the two keys of one user, share a slot, and one server-side script
+reads them, or writes them, in one command. Profiles are what the approval service reads
+(see :func:`profile_key`).
 
-Commands per micro-batch: one per user document (read, write), one per event id (seen,
-mark), one per identifier to read its five keys and one per changed identifier to write
-them (:data:`LOAD_IDENT` and :data:`SAVE_IDENT`, Lua), one per profile; one pipelined
-round trip to load, and one MULTI/EXEC to save (all of a batch's writes or none).
+Commands per micro-batch: one per user to read its document and which of the batch's
+events it has seen, and one to write both (:data:`LOAD_USER`, :data:`SAVE_USER`); one
+per identifier to read its five keys and one per changed identifier to write them
+(:data:`LOAD_IDENT`, :data:`SAVE_IDENT`); one per event without a user (seen, mark); one
+per profile. One pipelined round trip loads.
+
+Saving is safe to retry after a failure at any point. On one server the save is one
+MULTI/EXEC: all of a batch's writes or none, so the retried batch meets the state from
+before it. A Redis Cluster cannot run one transaction across slots, so there the save
+takes two ordered round trips:
+
+1. identifiers, fraud marks and profiles. These writes are commutative and idempotent
+   (event ids are members, user scores only rise, sets only grow), so writing them twice
+   is writing them once;
+2. then each user's document together with the seen marks of that user's events, in one
+   script (atomic), and the seen marks of events without a user.
+
+A user whose step 2 did not happen keeps its old document and its events stay unseen:
+the retry decides them again from that document. A user whose step 2 happened has its
+events seen: the retry skips them, and their outputs were already published (the worker
+publishes before it saves). What the retry can see that the first attempt did not is
+the batch's own later events on shared identifiers, from step 1: it may count them in
+its windows, as it would count another worker's events.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -76,7 +99,7 @@ class BatchState:
     idents: dict[str, IdentState] = field(default_factory=dict)
     seen: set[str] = field(default_factory=set)
     # writes beyond the entities above
-    new_seen: dict[str, float] = field(default_factory=dict)
+    new_seen: dict[str, tuple[str, float]] = field(default_factory=dict)  # id -> (user, ts)
     fraud_marks: list[tuple[str, str]] = field(default_factory=list)  # (ident key, user)
     profiles: dict[str, dict[str, Any]] = field(default_factory=dict)  # "entity:id" -> doc
     dirty_users: set[str] = field(default_factory=set)
@@ -100,7 +123,7 @@ class Needs:
 
     users: tuple[str, ...]
     idents: tuple[str, ...]
-    events: tuple[str, ...]
+    events: tuple[tuple[str, str], ...]  # (event id, user id or "")
 
 
 class MemoryStore:
@@ -113,7 +136,7 @@ class MemoryStore:
     def __init__(self) -> None:
         self.users: dict[str, dict[str, Any]] = {}
         self.idents: dict[str, IdentState] = {}
-        self.seen: dict[str, float] = {}
+        self.seen: dict[str, tuple[str, float]] = {}
         self.profiles: dict[str, dict[str, Any]] = {}
 
     def load(self, needs: Needs) -> BatchState:
@@ -127,7 +150,7 @@ class MemoryStore:
             ident = idents.get(key)
             if ident is not None:
                 state.idents[key] = ident
-        state.seen = {e for e in needs.events if e in seen}
+        state.seen = {e for e, _ in needs.events if e in seen}
         return state
 
     def save(self, state: BatchState) -> None:
@@ -150,6 +173,33 @@ class MemoryStore:
         return self.profiles.get(f"{entity}:{entity_id}")
 
 
+#: Reads a user's document and the seen mark (score or nil) of each event id in ARGV
+#: (KEYS: document, seen marks).
+LOAD_USER = """
+local seen = {}
+for i = 1, #ARGV, 1000 do  -- unpack() takes a few thousand values at most
+  local part = redis.call('ZMSCORE', KEYS[2], unpack(ARGV, i, math.min(i + 999, #ARGV)))
+  for _, score in ipairs(part) do seen[#seen + 1] = score end
+end
+return {redis.call('GET', KEYS[1]) or false, seen}
+"""
+
+#: Writes a user's document and marks the batch's events of that user seen, at once
+#: (KEYS: document, seen marks). ARGV: document TTL, document, seen TTL, lowest event
+#: time kept, most marks kept, then score, event id pairs.
+SAVE_USER = """
+redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[1])
+if #ARGV > 5 then
+  for i = 6, #ARGV, 2000 do
+    redis.call('ZADD', KEYS[2], unpack(ARGV, i, math.min(i + 1999, #ARGV)))
+  end
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[4])
+  redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -(tonumber(ARGV[5]) + 1))
+  redis.call('EXPIRE', KEYS[2], ARGV[3])
+end
+return 1
+"""
+
 #: Reads the five keys of one identifier (KEYS: u, e, f, a, app).
 LOAD_IDENT = """
 return {
@@ -165,24 +215,33 @@ return {
 #: steps, trims as :meth:`riskmon.state.IdentState.trim` does, and renews every TTL.
 #: ARGV: ttl, lowest score kept, a JSON object ``{"u": [score, member, ...], "e": [...],
 #: "app": [...], "f": [member, ...], "a": [field, value, ...]}`` (scores as decimal
-#: strings, so they arrive exactly), then the caps of ``u``, ``e`` and ``app``.
+#: strings, so they arrive exactly), the caps of ``u``, ``e`` and ``app``, then 1 when the
+#: batch changed the identifier itself: then all three windows are trimmed, as
+#: :meth:`riskmon.state.IdentState.settle` trims them (fraud marks alone trim nothing).
 SAVE_IDENT = """
 local ttl, lowest = ARGV[1], '(' .. ARGV[2]
 local change = cjson.decode(ARGV[3])
 local caps = {u = tonumber(ARGV[4]), e = tonumber(ARGV[5]), app = tonumber(ARGV[6])}
+local trim = ARGV[7] == '1'
 local function zset(key, pairs, cap, gt)
-  if pairs == nil or #pairs == 0 then return end
-  for i = 1, #pairs, 2000 do  -- unpack() takes a few thousand values at most
-    local last = math.min(i + 1999, #pairs)
-    if gt then
-      redis.call('ZADD', key, 'GT', unpack(pairs, i, last))
-    else
-      redis.call('ZADD', key, unpack(pairs, i, last))
+  local added = pairs ~= nil and #pairs > 0
+  if added then
+    for i = 1, #pairs, 2000 do  -- unpack() takes a few thousand values at most
+      local last = math.min(i + 1999, #pairs)
+      if gt then
+        redis.call('ZADD', key, 'GT', unpack(pairs, i, last))
+      else
+        redis.call('ZADD', key, unpack(pairs, i, last))
+      end
     end
   end
-  redis.call('ZREMRANGEBYSCORE', key, '-inf', lowest)
-  redis.call('ZREMRANGEBYRANK', key, 0, -(cap + 1))
-  redis.call('EXPIRE', key, ttl)
+  if trim then
+    redis.call('ZREMRANGEBYSCORE', key, '-inf', lowest)
+    redis.call('ZREMRANGEBYRANK', key, 0, -(cap + 1))
+  end
+  if added or trim then
+    redis.call('EXPIRE', key, ttl)
+  end
 end
 zset(KEYS[1], change.u, caps.u, true)
 zset(KEYS[2], change.e, caps.e, false)
@@ -194,12 +253,30 @@ if change.f ~= nil and #change.f > 0 then
   redis.call('EXPIRE', KEYS[3], ttl)
 end
 if change.a ~= nil and #change.a > 0 then
-  redis.call('HSET', KEYS[4], unpack(change.a))
+  for i = 1, #change.a, 3 do  -- name, value, event time: the newest report wins
+    local name, value, ts = change.a[i], change.a[i + 1], change.a[i + 2]
+    local old = redis.call('HGET', KEYS[4], '@' .. name)
+    if not old or tonumber(ts) >= tonumber(old) then
+      redis.call('HSET', KEYS[4], name, value, '@' .. name, ts)
+    end
+  end
   redis.call('EXPIRE', KEYS[4], ttl)
 end
 return 1
 """
 _CAPS = (MAX_IDENT_USERS, MAX_IDENT_EVENTS, MAX_IDENT_APPS)
+#: Most seen marks kept per user (the newest): a duplicate of an older event is decided
+#: again, with the same output ids.
+MAX_USER_SEEN = 50_000
+
+
+def user_keys(prefix: str, user_id: str) -> list[str]:
+    """The two Redis keys of a user (document, seen marks), in script order.
+
+    >>> user_keys("rm:", "u1")
+    ['rm:u:{u1}', 'rm:u:{u1}:seen']
+    """
+    return [f"{prefix}u:{{{user_id}}}", f"{prefix}u:{{{user_id}}}:seen"]
 
 
 def ident_keys_of(prefix: str, key: str) -> list[str]:
@@ -218,6 +295,19 @@ def _scores(flat: list[bytes]) -> dict[str, float]:
     return dict(zip(map(bytes.decode, flat[::2]), map(float, flat[1::2]), strict=True))
 
 
+def _attrs(flat: list[bytes]) -> tuple[dict[str, str], dict[str, float]]:
+    """``HGETALL`` of an identifier's attributes: values, and the event time of each
+    (field ``@name``)."""
+    values: dict[str, str] = {}
+    times: dict[str, float] = {}
+    for name, value in zip(flat[::2], flat[1::2], strict=True):
+        if name.startswith(b"@"):
+            times[name[1:].decode()] = float(value)
+        else:
+            values[name.decode()] = value.decode()
+    return values, times
+
+
 def _pairs(zset: dict[str, float]) -> list[str]:
     """A map of member -> score as the flat score, member list of SAVE_IDENT."""
     out: list[str] = []
@@ -230,34 +320,82 @@ def _pairs(zset: dict[str, float]) -> list[str]:
 class RedisStore:
     """The shared store on Redis, with an asynchronous interface for the worker.
 
-    ``client`` is a synchronous ``redis.Redis`` (with hiredis): each micro-batch's round
-    trip runs in a thread beside the event loop. Its commands are packed and parsed in C,
-    about half the cost per command of ``redis.asyncio``, which packs in Python and times
-    every reply. A stuck connection fails the batch after the client's socket timeout, and
-    the worker retries it.
+    ``client`` is a synchronous ``redis.Redis`` for one server, or a
+    ``redis.cluster.RedisCluster`` (``cluster=True``), both with hiredis: each
+    micro-batch's round trip runs in a thread beside the event loop. Their commands are
+    packed and parsed in C, about half the cost per command of ``redis.asyncio``, which
+    packs in Python and times every reply. A stuck connection fails the batch after the
+    client's socket timeout, and the worker retries it.
+
+    The scripts are loaded on the first round trip (on every primary of a cluster) and
+    called by hash;
+    a server that lost them (a restart, a failover) gets them again and the round trip is
+    repeated once, which is safe: see the module's note on retries.
     """
 
-    def __init__(self, client: Any, prefix: str, ttl_s: int, seen_ttl_s: int | None = None):
+    def __init__(
+        self,
+        client: Any,
+        prefix: str,
+        ttl_s: int,
+        seen_ttl_s: int | None = None,
+        *,
+        cluster: bool = False,
+    ):
         self.r = client
         self.p = prefix
         self.ttl = int(ttl_s)
         self.seen_ttl = int(seen_ttl_s or ttl_s)
-        self._load_ident = client.register_script(LOAD_IDENT)
-        self._save_ident = client.register_script(SAVE_IDENT)
+        self.cluster = cluster
+        self._shas: dict[str, str] = {}  # loaded on the first round trip
 
     @classmethod
     def from_settings(cls, settings: Any) -> RedisStore:
-        import redis
+        r = settings.redis
+        options: dict[str, Any] = {
+            "decode_responses": False,
+            "socket_timeout": 10,
+            "socket_connect_timeout": 10,
+        }
+        client: Any
+        if r.cluster:
+            from redis.cluster import RedisCluster
 
-        client = redis.Redis(
-            host=settings.redis.host,
-            port=settings.redis.port,
-            db=settings.redis.db,
-            decode_responses=False,
-            socket_timeout=10,
-            socket_connect_timeout=10,
-        )
-        return cls(client, settings.redis.key_prefix, settings.detection.feature_ttl_s)
+            client = RedisCluster(host=r.host, port=r.port, **options)
+        else:
+            import redis
+
+            client = redis.Redis(host=r.host, port=r.port, db=r.db, **options)
+        return cls(client, r.key_prefix, settings.detection.feature_ttl_s, cluster=r.cluster)
+
+    def _load_scripts(self) -> None:
+        for script in (LOAD_USER, SAVE_USER, LOAD_IDENT, SAVE_IDENT):
+            sha = self.r.script_load(script)
+            self._shas[script] = sha.decode() if isinstance(sha, bytes) else sha
+
+    def _call(self, pipe: Any, script: str, keys: list[str], args: list[Any]) -> None:
+        pipe.execute_command("EVALSHA", self._shas[script], len(keys), *keys, *args)
+
+    def _execute(self, build: Callable[[Any], None], *, transaction: bool) -> list[Any]:
+        """Run the commands ``build`` adds to a pipeline; once more, after loading the
+        scripts again, if the server had lost them."""
+        from redis.exceptions import NoScriptError
+
+        if not self._shas:
+            self._load_scripts()
+        for attempt in (1, 2):
+            pipe = self.r.pipeline(transaction=transaction)
+            build(pipe)
+            res: list[Any] = pipe.execute(raise_on_error=False)
+            lost = any(isinstance(x, NoScriptError) for x in res)
+            if lost and attempt == 1:
+                self._load_scripts()
+                continue
+            for x in res:
+                if isinstance(x, Exception):
+                    raise x
+            return res
+        raise AssertionError("unreachable")
 
     async def close(self) -> None:
         await asyncio.to_thread(self.r.close)
@@ -270,61 +408,64 @@ class RedisStore:
         return await asyncio.to_thread(self.load_now, needs)
 
     async def save(self, state: BatchState) -> None:
-        """What a batch changed, in one pipelined round trip."""
+        """What a batch changed (see the module's note on retries)."""
         await asyncio.to_thread(self.save_now, state)
 
     def load_now(self, needs: Needs) -> BatchState:
         p = self.p
-        pipe = self.r.pipeline(transaction=False)
-        for uid in needs.users:
-            pipe.get(f"{p}u:{uid}")
-        load_ident = self._load_ident
-        for key in needs.idents:
-            load_ident(keys=ident_keys_of(p, key), client=pipe)
-        for eid in needs.events:
-            pipe.exists(f"{p}seen:{eid}")
-        res = pipe.execute()
+        by_user: dict[str, list[str]] = {uid: [] for uid in needs.users}
+        loose: list[str] = []  # events without a user
+        for eid, uid in needs.events:
+            if uid:
+                by_user[uid].append(eid)
+            else:
+                loose.append(eid)
+
+        def build(pipe: Any) -> None:
+            for uid, eids in by_user.items():
+                self._call(pipe, LOAD_USER, user_keys(p, uid), eids)
+            for key in needs.idents:
+                self._call(pipe, LOAD_IDENT, ident_keys_of(p, key), [])
+            for eid in loose:
+                pipe.exists(f"{p}seen:{eid}")
+
+        res = self._execute(build, transaction=False)
         state = BatchState()
         i = 0
-        for uid in needs.users:
-            if res[i] is not None:
-                state.users[uid] = orjson.loads(res[i])
+        for uid, eids in by_user.items():
+            doc, marks = res[i]
             i += 1
+            if doc is not None:
+                state.users[uid] = orjson.loads(doc)
+            state.seen.update(eid for eid, mark in zip(eids, marks, strict=True) if mark)
         for key in needs.idents:
             users, events, fraud, attrs, apps = res[i]
             i += 1
             if users or events or fraud or attrs or apps:
+                values, times = _attrs(attrs)
                 state.idents[key] = IdentState(
                     users=_scores(users),
                     events=_scores(events),
                     fraud={m.decode() for m in fraud},
-                    attrs=dict(
-                        zip(
-                            map(bytes.decode, attrs[::2]),
-                            map(bytes.decode, attrs[1::2]),
-                            strict=True,
-                        )
-                    ),
+                    attrs=values,
+                    attr_ts=times,
                     apps=_scores(apps),
                 )
-        for eid in needs.events:
+        for eid in loose:
             if res[i]:
                 state.seen.add(eid)
             i += 1
         return state
 
     def save_now(self, state: BatchState) -> None:
-        """Write the batch's changes in one MULTI/EXEC: a failure leaves none of them, so
-        the retried batch meets the state from before it."""
+        """Write the batch's changes: one MULTI/EXEC on one server, two ordered round
+        trips on a cluster (see the module's note on retries)."""
         p, ttl = self.p, self.ttl
-        pipe = self.r.pipeline(transaction=True)  # all or nothing: a retry starts clean
-        for uid in state.dirty_users:
-            pipe.set(f"{p}u:{uid}", orjson.dumps(state.users[uid]), ex=ttl)
         lowest = repr(state.now - WEEK)
         marks: dict[str, list[str]] = {}
         for key, uid in state.fraud_marks:
             marks.setdefault(key, []).append(uid)
-        save_ident = self._save_ident
+        idents: list[tuple[str, dict[str, list[str]], int]] = []
         for key, ident in state.idents.items():
             fraud = ident.new_fraud.union(marks.pop(key, ()))
             if not (ident.dirty or fraud):
@@ -339,25 +480,50 @@ class RedisStore:
             if fraud:
                 change["f"] = sorted(fraud)
             if ident.new_attrs:
-                change["a"] = [x for kv in ident.new_attrs.items() for x in kv]
-            save_ident(
-                keys=ident_keys_of(p, key),
-                args=[ttl, lowest, orjson.dumps(change), *_CAPS],
-                client=pipe,
-            )
-            ident.clear_changes()
+                times = ident.attr_ts
+                change["a"] = [
+                    x for k, v in ident.new_attrs.items() for x in (k, v, repr(times[k]))
+                ]
+            idents.append((key, change, int(ident.dirty)))
         for key, uids in marks.items():  # identifiers this batch did not load
-            save_ident(
-                keys=ident_keys_of(p, key),
-                args=[ttl, lowest, orjson.dumps({"f": sorted(set(uids))}), *_CAPS],
-                client=pipe,
-            )
-        for eid in state.new_seen:
-            pipe.set(f"{p}seen:{eid}", b"1", ex=self.seen_ttl)
-        for name, doc in state.profiles.items():
-            entity, _, entity_id = name.partition(":")
-            pipe.set(profile_key(p, entity, entity_id), orjson.dumps(doc), ex=ttl)
-        pipe.execute()
+            idents.append((key, {"f": sorted(set(uids))}, 0))
+        seen_by: dict[str, list[Any]] = {uid: [] for uid in state.dirty_users}
+        loose: list[str] = []
+        for eid, (uid, ts) in state.new_seen.items():
+            if uid:
+                seen_by.setdefault(uid, []).extend((repr(ts), eid))
+            else:
+                loose.append(eid)
+        seen_lowest = repr(state.now - self.seen_ttl)
+
+        def shared(pipe: Any) -> None:  # step 1: commutative, idempotent
+            for key, change, trim in idents:
+                args = [ttl, lowest, orjson.dumps(change), *_CAPS, trim]
+                self._call(pipe, SAVE_IDENT, ident_keys_of(p, key), args)
+            for name, doc in state.profiles.items():
+                entity, _, entity_id = name.partition(":")
+                pipe.set(profile_key(p, entity, entity_id), orjson.dumps(doc), ex=ttl)
+
+        def users(pipe: Any) -> None:  # step 2: each user's document with its seen marks
+            for uid, seen in seen_by.items():
+                doc = orjson.dumps(state.users[uid])
+                args = [ttl, doc, self.seen_ttl, seen_lowest, MAX_USER_SEEN, *seen]
+                self._call(pipe, SAVE_USER, user_keys(p, uid), args)
+            for eid in loose:
+                pipe.set(f"{p}seen:{eid}", b"1", ex=self.seen_ttl)
+
+        if self.cluster:
+            self._execute(shared, transaction=False)
+            self._execute(users, transaction=False)
+        else:  # all or nothing: a retry starts clean
+
+            def both(pipe: Any) -> None:
+                shared(pipe)
+                users(pipe)
+
+            self._execute(both, transaction=True)
+        for ident in state.idents.values():
+            ident.clear_changes()
 
     async def get_profile(self, entity: str, entity_id: str) -> dict[str, Any] | None:
         raw = await asyncio.to_thread(self.r.get, profile_key(self.p, entity, entity_id))
@@ -375,12 +541,12 @@ def needs_for(events: Iterable[dict[str, Any]], ident_keys: Any) -> Needs:
     """The keys a batch of events needs, in first-seen order (deterministic)."""
     users: dict[str, None] = {}
     idents: dict[str, None] = {}
-    eids: dict[str, None] = {}
+    eids: dict[tuple[str, str], None] = {}
     for ev in events:
-        uid = ev.get("user_id")
+        uid = ev.get("user_id") or ""
         if uid:
             users[uid] = None
-        eids[ev["event_id"]] = None
+        eids[(ev["event_id"], uid)] = None
         if ev["event_type"] != "label":
             for key in ident_keys(ev):
                 idents[key] = None

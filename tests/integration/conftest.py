@@ -24,7 +24,14 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from riskmon.settings import Settings
-from riskmon.testing import isolated_settings, require_stack, stack_settings, stop_process
+from riskmon.stack import LocalRedisCluster, port_free
+from riskmon.testing import (
+    free_port,
+    isolated_settings,
+    require_stack,
+    stack_settings,
+    stop_process,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -43,6 +50,19 @@ def stack() -> Settings:
     return settings
 
 
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRedisCluster]:
+    """A three-node Redis Cluster of the tests' own (``redis-server`` from the stack)."""
+    ports: list[int] = []
+    while len(ports) < 3:  # a node also listens on its port + 10000 (the cluster bus)
+        port = free_port()
+        if port < 55000 and port not in ports and port_free("127.0.0.1", port + 10000):
+            ports.append(port)
+    cluster = LocalRedisCluster.start(tmp_path_factory.mktemp("redis-cluster"), ports)
+    yield cluster
+    cluster.stop()
+
+
 @dataclass
 class Isolated:
     settings: Settings
@@ -55,6 +75,23 @@ def isolated(stack: Settings, tmp_path: Path) -> Isolated:
     """Settings with topics, group, web port and Redis prefix of this test's own."""
     tag = "t" + uuid.uuid4().hex[:10]
     settings, cfg = isolated_settings(stack, tmp_path, tag, {"batch_within_s": 0.05})
+    return Isolated(settings, cfg, tmp_path)
+
+
+@pytest.fixture(params=["server", "cluster"])
+def isolated_any_redis(request: pytest.FixtureRequest, stack: Settings, tmp_path: Path) -> Isolated:
+    """:func:`isolated`, once on the stack's Redis server and once on the tests' Redis
+    Cluster (``redis.cluster: true``, the address of one node)."""
+    base = stack
+    if request.param == "cluster":
+        cluster: LocalRedisCluster = request.getfixturevalue("redis_cluster")
+        redis = stack.redis.model_copy(
+            update={"host": cluster.host, "port": cluster.ports[0], "cluster": True}
+        )
+        base = stack.model_copy(update={"redis": redis})
+    tag = "t" + uuid.uuid4().hex[:10]
+    settings, cfg = isolated_settings(base, tmp_path, tag, {"batch_within_s": 0.05})
+    assert settings.redis.cluster == (request.param == "cluster")
     return Isolated(settings, cfg, tmp_path)
 
 

@@ -1,15 +1,29 @@
-"""The Redis feature store and the in-memory one give identical features."""
+"""The Redis feature store, on one server and on a Redis Cluster, gives the features the
+in-memory one gives; its saves are safe to retry."""
 
 from __future__ import annotations
 
 import random
+from collections.abc import Callable, Iterator
 from typing import Any
 
+import orjson
+import pytest
 import redis
+from redis.cluster import RedisCluster
 
 from riskmon.features import FEATURE_NAMES, ident_keys, observe
 from riskmon.settings import Settings
-from riskmon.store import BatchState, MemoryStore, RedisStore, ident_keys_of, needs_for
+from riskmon.stack import LocalRedisCluster
+from riskmon.store import (
+    SAVE_USER,
+    BatchState,
+    MemoryStore,
+    RedisStore,
+    ident_keys_of,
+    needs_for,
+    user_keys,
+)
 
 T0 = 1_800_000_000.0
 
@@ -46,6 +60,7 @@ def traffic(n: int, seed: int = 5) -> list[dict[str, Any]]:
             out.append(
                 {
                     **common,
+                    **({"user_id": None} if i % 7 == 0 else {}),  # before login: no user
                     "event_type": "device",
                     "kind": rng.choice(["login", "login_failed", "sim_change", "app_open"]),
                     "sim_hash": f"s{rng.randrange(20)}",
@@ -84,57 +99,205 @@ def traffic(n: int, seed: int = 5) -> list[dict[str, Any]]:
     return out
 
 
-def run_batch(state: BatchState, batch: list[dict[str, Any]]) -> list[dict[str, float]]:
-    """A minimal core: observe every event, propagate fraud labels like the core does."""
-    feats = []
+def decide_batch(state: BatchState, batch: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """A minimal core: skip events seen before, observe the others, propagate fraud labels
+    like the core does. Returns the features of each event decided, by event id."""
+    feats: dict[str, dict[str, float]] = {}
     for ev in batch:
+        if ev["event_id"] in state.seen:
+            continue
         ts = ev["ts"]
         state.now = max(state.now, ts)
-        uid = ev["user_id"]
+        uid = ev["user_id"] or ""
         user = state.user_for(uid, ts)
-        assert user is not None
-        state.new_seen[ev["event_id"]] = ts
+        state.new_seen[ev["event_id"]] = (uid, ts)
         if ev["event_type"] == "label":
+            assert user is not None
             if not user["fraud"]:
                 user["fraud"] = True
                 state.fraud_marks.extend((k, uid) for k in user["idents"])
             continue
-        feats.append(observe(ev, ts, user, state.idents))
+        feats[ev["event_id"]] = observe(ev, ts, user, state.idents)
     return feats
 
 
-async def test_same_events_same_features_on_redis_and_memory(stack: Settings) -> None:
-    """1,500 events in batches of 100 through both stores: every feature is equal."""
-    prefix = f"eq{random.randrange(10**9)}:"
-    client = redis.Redis(host=stack.redis.host, port=stack.redis.port, db=stack.redis.db)
-    redis_store = RedisStore(client, prefix, ttl_s=3600)
+@pytest.fixture(params=["server", "cluster"])
+def target(request: pytest.FixtureRequest, stack: Settings) -> Iterator[tuple[Any, bool]]:
+    """A Redis client and whether it speaks to a cluster: the stack's server, or the
+    tests' three-node cluster. Keys written under the test's prefix are removed after."""
+    client: Any
+    if request.param == "server":
+        client = redis.Redis(host=stack.redis.host, port=stack.redis.port, db=stack.redis.db)
+    else:
+        cluster: LocalRedisCluster = request.getfixturevalue("redis_cluster")
+        client = RedisCluster(host=cluster.host, port=cluster.ports[0])
+    yield client, request.param == "cluster"
+    client.close()
+
+
+@pytest.fixture
+def prefix(target: tuple[Any, bool]) -> Iterator[str]:
+    client = target[0]
+    name = f"eq{random.randrange(10**9)}:"
+    yield name
+    for key in list(client.scan_iter(match=f"{name}*", count=1000)):
+        client.delete(key)
+
+
+async def test_same_events_same_features_on_redis_and_memory(
+    target: tuple[Any, bool], prefix: str
+) -> None:
+    """1,500 events in batches of 100 through both stores: every feature is equal, on one
+    server and on a cluster (whose save takes two steps)."""
+    client, cluster = target
+    redis_store = RedisStore(client, prefix, ttl_s=3600, cluster=cluster)
     memory = MemoryStore()
     events = traffic(1500)
-    got_redis: list[dict[str, float]] = []
-    got_memory: list[dict[str, float]] = []
+    got_redis: dict[str, dict[str, float]] = {}
+    got_memory: dict[str, dict[str, float]] = {}
+    for start in range(0, len(events), 100):
+        batch = events[start : start + 100]
+        needs = needs_for(batch, ident_keys)
+        state_r = await redis_store.load(needs)
+        got_redis |= decide_batch(state_r, batch)
+        await redis_store.save(state_r)
+        state_m = memory.load(needs)
+        got_memory |= decide_batch(state_m, batch)
+        memory.save(state_m)
+    # the state written to Redis really is there, with a TTL
+    keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+    assert any(k.startswith(f"{prefix}i:{{device:".encode()) for k in keys)
+    assert 0 < client.ttl(ident_keys_of(prefix, "device:d1")[1]) <= 3600
+    assert all(0 < client.ttl(key) <= 3600 for key in user_keys(prefix, "u1"))
+    assert len(got_redis) == len(got_memory) > 1000
+    assert got_redis.keys() == got_memory.keys()
+    for eid, fm in got_memory.items():
+        fr = got_redis[eid]
+        assert fr == fm, (eid, {k: (fr[k], fm[k]) for k in FEATURE_NAMES if fr[k] != fm[k]})
+    # and the traffic exercised the shared-identifier features
+    assert max(f["device_users_7d"] for f in got_memory.values()) > 5
+    assert max(f["ip_fraud_share"] for f in got_memory.values()) > 0
+
+
+async def test_events_saved_once_are_seen_on_the_next_load(
+    target: tuple[Any, bool], prefix: str
+) -> None:
+    """After a save, loading the same batch marks every event seen, with or without a
+    user; events of another batch are not."""
+    client, cluster = target
+    store = RedisStore(client, prefix, ttl_s=3600, seen_ttl_s=86400, cluster=cluster)
+    events = traffic(300)
+    first, second = events[:150], events[150:]
+    assert any(not ev["user_id"] for ev in first)
+    state = await store.load(needs_for(first, ident_keys))
+    assert not state.seen
+    assert len(decide_batch(state, first)) > 100
+    await store.save(state)
+    again = await store.load(needs_for(first + second, ident_keys))
+    assert again.seen == {ev["event_id"] for ev in first}
+    assert decide_batch(again, first) == {}
+    # a user's marks are kept for the seen TTL in event time: a store keeping them for
+    # an hour has dropped those more than an hour older than the batch's newest event
+    short = RedisStore(client, prefix + "short:", ttl_s=3600, cluster=cluster)
+    state = await short.load(needs_for(first, ident_keys))
+    decide_batch(state, first)
+    await short.save(state)
+    again = await short.load(needs_for(first, ident_keys))
+    newest = max(ev["ts"] for ev in first)
+    assert again.seen == {
+        ev["event_id"] for ev in first if not ev["user_id"] or ev["ts"] >= newest - 3600
+    }
+
+
+class CutStore(RedisStore):
+    """A cluster store whose next save loses its connection half way through step 2:
+    step 1 ran, and half of the users' writes did."""
+
+    armed = False
+
+    def _execute(self, build: Callable[[Any], None], *, transaction: bool) -> list[Any]:
+        if not self.armed:
+            return super()._execute(build, transaction=transaction)
+        calls: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
+
+        class Recorder:
+            def __getattr__(self, name: str) -> Callable[..., None]:
+                return lambda *a, **k: calls.append((name, a, k))
+
+        build(Recorder())
+        save_user = self._shas[SAVE_USER]
+        if not any(a[:2] == ("EVALSHA", save_user) for _, a, _ in calls):
+            return super()._execute(build, transaction=transaction)  # step 1 runs whole
+        self.armed = False
+        kept = calls[: len(calls) // 2]
+
+        def half(pipe: Any) -> None:
+            for name, a, k in kept:
+                getattr(pipe, name)(*a, **k)
+
+        super()._execute(half, transaction=transaction)
+        raise redis.ConnectionError("connection lost half way through the save (test)")
+
+
+async def test_a_cluster_save_cut_short_is_safe_to_retry(
+    redis_cluster: LocalRedisCluster, stack: Settings
+) -> None:
+    """On a cluster, a save that stops half way through its users' writes and is retried
+    (load, decide, save again) decides each unsaved event once more, skips the saved ones,
+    and leaves every user document and identifier as a run without the failure does; the
+    batches after it get the same features as the in-memory store."""
+    client = RedisCluster(host=redis_cluster.host, port=redis_cluster.ports[0])
+    prefix = f"cut{random.randrange(10**9)}:"
+    store = CutStore(client, prefix, ttl_s=3600, seen_ttl_s=86400, cluster=True)
+    memory = MemoryStore()
+    events = traffic(800)
     try:
-        for start in range(0, len(events), 100):
+        for n, start in enumerate(range(0, len(events), 100)):
             batch = events[start : start + 100]
             needs = needs_for(batch, ident_keys)
-            state_r = await redis_store.load(needs)
-            got_redis += run_batch(state_r, batch)
-            await redis_store.save(state_r)
             state_m = memory.load(needs)
-            got_memory += run_batch(state_m, batch)
+            want = decide_batch(state_m, batch)
             memory.save(state_m)
-        # the state written to Redis really is there, with a TTL
-        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
-        assert any(k.startswith(f"{prefix}i:{{device:".encode()) for k in keys)
-        assert 0 < client.ttl(ident_keys_of(prefix, "device:d1")[1]) <= 3600
-        assert 0 < client.ttl(f"{prefix}u:u1") <= 3600
+            state = store.load_now(needs)
+            got = decide_batch(state, batch)
+            if n != 3:
+                store.save_now(state)
+                assert got == want, (n, diff(got, want))
+                continue
+            store.armed = True
+            with pytest.raises(redis.ConnectionError):
+                store.save_now(state)
+            assert got == want  # the first attempt decided the whole batch
+            retry = store.load_now(needs)
+            again = decide_batch(retry, batch)
+            store.save_now(retry)
+            # some users' writes happened and some did not
+            assert 0 < len(again) < len(got)
+            assert retry.seen and set(again).isdisjoint(retry.seen)
+            assert set(again) | retry.seen >= set(got)
+        for uid, doc in memory.users.items():
+            raw = client.get(user_keys(prefix, uid)[0])
+            assert raw is not None and orjson.loads(raw) == doc, uid
+        for key, ident in memory.idents.items():
+            u, e = ident_keys_of(prefix, key)[:2]
+            assert zset(client, u) == ident.users, key
+            assert zset(client, e) == ident.events, key
     finally:
-        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
-        if keys:
-            client.delete(*keys)
+        for key in list(client.scan_iter(match=f"{prefix}*", count=1000)):
+            client.delete(key)
         client.close()
-    assert len(got_redis) == len(got_memory) > 1000
-    for i, (fr, fm) in enumerate(zip(got_redis, got_memory, strict=True)):
-        assert fr == fm, (i, {k: (fr[k], fm[k]) for k in FEATURE_NAMES if fr[k] != fm[k]})
-    # and the traffic exercised the shared-identifier features
-    assert max(f["device_users_7d"] for f in got_memory) > 5
-    assert max(f["ip_fraud_share"] for f in got_memory) > 0
+
+
+def zset(client: Any, key: str) -> dict[str, float]:
+    return {m.decode(): s for m, s in client.zrange(key, 0, -1, withscores=True)}
+
+
+def diff(got: dict[str, dict[str, float]], want: dict[str, dict[str, float]]) -> dict[str, Any]:
+    """The features that differ, by event id: (got, wanted)."""
+    return {
+        eid: {k: (got[eid][k], v) for k, v in f.items() if got[eid][k] != v}
+        if eid in got
+        else "missing"
+        for eid, f in want.items()
+        if got.get(eid) != f
+    }

@@ -115,10 +115,12 @@ async def send_all(producer: AIOKafkaProducer, settings: Any, events: list[dict[
 
 
 async def test_account_takeover_is_flagged_and_frozen_before_the_cash_out(
-    isolated, start_worker, producer: AIOKafkaProducer, read_topics
+    isolated_any_redis, start_worker, producer: AIOKafkaProducer, read_topics
 ) -> None:
     """The takeover yields an alert and a freeze adjustment, both caused by events before
-    the cash-out and produced before the cash-out's decision."""
+    the cash-out and produced before the cash-out's decision; on one Redis server and on
+    a Redis Cluster, where the approval service reads the frozen profile."""
+    isolated = isolated_any_redis
     settings = isolated.settings
     worker = start_worker(isolated)
     events = takeover_sequence()
@@ -148,9 +150,12 @@ async def test_account_takeover_is_flagged_and_frozen_before_the_cash_out(
     assert decisions[cash_out["event_id"]]["decision"] in ("review", "decline")
     # the approval service sees the account as frozen
     import redis
+    from redis.cluster import RedisCluster
 
-    r = redis.Redis(host=settings.redis.host, port=settings.redis.port)
-    profile = orjson.loads(r.get(f"{settings.redis.key_prefix}profile:user:victim"))
+    r = redis.Redis if not settings.redis.cluster else RedisCluster
+    client = r(host=settings.redis.host, port=settings.redis.port)
+    profile = orjson.loads(client.get(f"{settings.redis.key_prefix}profile:user:victim"))
+    client.close()
     assert "freeze" in profile["actions"]
     assert worker.alive()
 
