@@ -15,7 +15,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -26,7 +26,7 @@ from riskmon.core import Core, Outputs
 from riskmon.deadletter import dead_letter
 from riskmon.logs import get_logger
 from riskmon.settings import Settings
-from riskmon.store import AsyncMemoryStore, RedisStore
+from riskmon.store import AsyncMemoryStore, BatchState, RedisStore
 from rules.engine import RuleError
 
 log = get_logger("riskmon.shell")
@@ -41,6 +41,15 @@ CHECKPOINT = "models"
 
 async def _no_sender(topic: str, key: bytes | None, value: bytes) -> None:
     raise RuntimeError("shell has no sender: attach one before handling messages")
+
+
+class _Unfinished(NamedTuple):
+    """A batch decided whose outputs or state are not yet out: kept for its retry."""
+
+    offsets: tuple[tuple[str, int | None, int | None], ...]  # (topic, partition, offset)
+    valid: list[dict[str, Any]]
+    state: BatchState
+    out: Outputs
 
 
 @dataclass
@@ -78,6 +87,8 @@ class Shell:
         self._expected = settings.topics.inputs
         self._tasks: list[asyncio.Task[None]] = []
         self._lock = asyncio.Lock()
+        # a batch decided but not yet published and saved
+        self._unfinished: _Unfinished | None = None
         self._rules_caught_up = asyncio.Event()
 
     @classmethod
@@ -273,26 +284,41 @@ class Shell:
         return valid, dead
 
     async def handle(self, messages: list[Message]) -> Outputs:
-        """Process one micro-batch end to end. Bad input never raises."""
+        """Process one micro-batch end to end. Bad input never raises.
+
+        When publishing or saving fails, the batch's decisions are kept: the retry of the
+        same batch (``streams.app`` retries until it succeeds) publishes and saves them
+        again rather than deciding the batch a second time, so the models learn each
+        event once and every output keeps its id.
+        """
         if self._tasks and not self.stats.ready:
             await self._rules_caught_up.wait()
         started = time.perf_counter()
-        valid, dead = self.validate(messages)
         stage = metrics.STAGE_SECONDS
+        offsets = tuple((m[0], m[1], m[2]) for m in messages)
         async with self._lock:
-            with stage.labels(stage="load").time():
-                state = await self.store.load(self.core.needs(valid))
-            with stage.labels(stage="core").time():
-                out = self.core.process(valid, state)
-            out.deadletters[:0] = dead
+            unfinished, self._unfinished = self._unfinished, None
+            if unfinished is not None and unfinished.offsets == offsets:
+                _, valid, state, out = unfinished
+                log.info("batch_resumed", messages=len(messages), decisions=len(out.decisions))
+            else:
+                if unfinished is not None:  # another batch came instead (a rebalance)
+                    log.warning("batch_abandoned", messages=len(unfinished.offsets))
+                valid, dead = self.validate(messages)
+                with stage.labels(stage="load").time():
+                    state = await self.store.load(self.core.needs(valid))
+                with stage.labels(stage="core").time():
+                    out = self.core.process(valid, state)
+                out.deadletters[:0] = dead
             # Outputs first, state second: the saved state marks the batch's events seen,
             # so a retry after a failed publish would skip them as duplicates and their
-            # decisions would be lost. This way a failure anywhere retries the batch from
-            # the state before it; at worst an output is produced twice, with the same id.
+            # decisions would be lost. At worst an output is produced twice, with its id.
+            self._unfinished = _Unfinished(offsets, valid, state, out)
             with stage.labels(stage="publish").time():
                 await self.publish(out)
             with stage.labels(stage="save").time():
                 await self.store.save(state)
+            self._unfinished = None
         self._account(out, valid, len(messages), time.perf_counter() - started)
         return out
 

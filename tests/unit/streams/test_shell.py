@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from typing import Any
 
 import orjson
 import pytest
@@ -111,6 +112,55 @@ async def test_a_batch_retried_after_a_failed_publish_still_decides_every_event(
     # and the state saved once: a third delivery of the batch is all duplicates
     out = await shell.handle(batch)
     assert out.duplicates == 5 and out.decisions == []
+
+
+async def test_a_retried_batch_is_decided_once_and_its_outputs_keep_their_ids() -> None:
+    """Saving fails after the outputs went out; the retry of the same batch publishes
+    and saves the decisions of the first attempt instead of deciding again: the core runs
+    once for the batch (its models learn each event once) and both copies of each output
+    are the same record."""
+    settings = Settings.load(env={}, config_file=None)
+    store = AsyncMemoryStore()
+    shell = Shell.create(settings, store=store)
+    sent: list[tuple[str, bytes | None, bytes]] = []
+
+    async def sender(topic: str, key: bytes | None, value: bytes) -> None:
+        sent.append((topic, key, value))
+
+    shell.sender = sender
+    saves = [0]
+    real_save = store.save
+
+    async def failing_once(state: Any) -> None:
+        saves[0] += 1
+        if saves[0] == 1:
+            raise ConnectionError("redis went away")
+        await real_save(state)
+
+    store.save = failing_once  # type: ignore[method-assign]
+    runs = [0]
+    real_process = shell.core.process
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        runs[0] += 1
+        return real_process(*args, **kwargs)
+
+    shell.core.process = counted  # type: ignore[method-assign]
+    batch = [("device.events", 0, i, f"u{i}".encode(), _device(i)) for i in range(5)]
+    with pytest.raises(ConnectionError):
+        await shell.handle(batch)
+    await shell.handle(batch)  # the retry
+    assert runs[0] == 1 and saves[0] == 2
+    decisions = [v for t, _, v in sent if t == "risk.decisions"]
+    assert len(decisions) == 10 and set(decisions[:5]) == set(decisions[5:])
+    assert shell.stats.events == 5 and shell.stats.batches == 1
+    # a different batch after a failure is decided afresh, not confused with the old one
+    saves[0] = 0
+    other = [("device.events", 0, 10 + i, f"v{i}".encode(), _device(10 + i)) for i in range(3)]
+    with pytest.raises(ConnectionError):
+        await shell.handle(other)
+    out = await shell.handle(batch)
+    assert runs[0] == 3 and out.duplicates == 5
 
 
 async def test_each_stage_of_a_batch_is_timed_for_the_metrics(
