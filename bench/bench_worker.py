@@ -47,8 +47,8 @@ from simulated import simulate
 
 from riskmon.settings import Settings
 from riskmon.sim.output import produce
-from riskmon.stack import kafka_answers, redis_answers, run_coro
-from riskmon.testing import isolated_settings, stack_settings, stop_process
+from riskmon.stack import LocalRedisCluster, kafka_answers, redis_answers, run_coro
+from riskmon.testing import cluster_ports, isolated_settings, stack_settings, stop_process
 from riskmon.topics import connect_admin, topic_partitions
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -160,14 +160,24 @@ class Worker:
         stop_process(self.proc)
 
 
-def clean_redis(settings: Settings) -> int:
-    """Delete the keys under the phase's own prefix (and nothing else); returns how many."""
+def redis_client(settings: Settings) -> Any:
+    """A client of the phase's Redis: the server, or a cluster (``redis.cluster``)."""
+    r = settings.redis
+    if r.cluster:
+        from redis.cluster import RedisCluster
+
+        return RedisCluster(host=r.host, port=r.port)
     import redis
 
+    return redis.Redis(host=r.host, port=r.port, db=r.db)
+
+
+def clean_redis(settings: Settings) -> int:
+    """Delete the keys under the phase's own prefix (and nothing else); returns how many."""
     prefix = settings.redis.key_prefix
     if not re.fullmatch(r"bw[0-9a-f]{10}:", prefix):  # never a shared prefix
         raise BenchError(f"refusing to clean Redis prefix {prefix!r}")
-    client = redis.Redis(host=settings.redis.host, port=settings.redis.port, db=settings.redis.db)
+    client = redis_client(settings)
     deleted = 0
     try:
         batch: list[bytes] = []
@@ -209,12 +219,14 @@ def metric_sum(text: str, name: str) -> float:
 
 
 def redis_commands(settings: Settings) -> int:
-    """Commands the Redis server has processed since it started (every client's)."""
-    import redis
-
-    client = redis.Redis(host=settings.redis.host, port=settings.redis.port, db=settings.redis.db)
+    """Commands the Redis server (every node of a cluster) has processed since it started,
+    every client's."""
+    client = redis_client(settings)
     try:
-        return int(client.info("stats")["total_commands_processed"])
+        if not settings.redis.cluster:
+            return int(client.info("stats")["total_commands_processed"])
+        per_node = client.info("stats", target_nodes=client.PRIMARIES)
+        return sum(int(info["total_commands_processed"]) for info in per_node.values())
     finally:
         client.close()
 
@@ -685,6 +697,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--timeout", type=float, default=900.0, help="catch-up: give up after (s)")
     ap.add_argument("--stall", type=float, default=60.0, help="catch-up: no progress for (s)")
     ap.add_argument("--drain", type=float, default=60.0, help="live: wait after last send (s)")
+    ap.add_argument(
+        "--redis-cluster",
+        type=int,
+        default=0,
+        metavar="N",
+        help="run the worker on a Redis Cluster of N nodes started here (default: the "
+        "stack's Redis server)",
+    )
     ap.add_argument("--work", type=Path, default=ROOT / "out" / "bench-worker")
     ap.add_argument("--record", action="store_true", help="append to docs/benchmarks.md")
     args = ap.parse_args(argv)
@@ -694,11 +714,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.batch_within is not None and args.batch_within <= 0
     ):
         ap.error("--batch-size and --batch-within must be positive")
+    if args.redis_cluster < 0:
+        ap.error("--redis-cluster must be 0 (a server) or the number of nodes")
     args.work.mkdir(parents=True, exist_ok=True)
     began = time.perf_counter()
+    cluster: LocalRedisCluster | None = None
     try:
         stack = stack_settings()
         check_stack(stack)
+        if args.redis_cluster:
+            cluster = LocalRedisCluster.start(
+                args.work / "redis-cluster", cluster_ports(args.redis_cluster)
+            )
+            on = {"host": cluster.host, "port": cluster.ports[0], "cluster": True}
+            stack = stack.model_copy(update={"redis": stack.redis.model_copy(update=on)})
         worker_cfg: dict[str, Any] = {}
         if args.batch_size is not None:
             worker_cfg["batch_size"] = args.batch_size
@@ -717,6 +746,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BenchError as exc:
         print(f"bench_worker: {exc}", file=sys.stderr)
         return 1
+    finally:
+        if cluster is not None:
+            cluster.stop()
     text = table(used.batch_size, used.batch_within_s, cu, lv)
     cmd = command_line(args)
     print(f"`{cmd}`\n")

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from riskmon.settings import Settings
-from riskmon.stack import kafka_answers, redis_answers, run_coro
+from riskmon.stack import kafka_answers, port_free, redis_answers, run_coro
 from riskmon.topics import ensure_topics
 
 _answered: dict[tuple[str, str], tuple[bool, bool]] = {}
@@ -72,6 +72,17 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def cluster_ports(n: int) -> list[int]:
+    """``n`` free ports for the nodes of a local Redis Cluster: each node also listens on
+    its port + 10000 (the cluster bus), which must be free and valid too."""
+    ports: list[int] = []
+    while len(ports) < n:
+        port = free_port()
+        if port < 55000 and port not in ports and port_free("127.0.0.1", port + 10000):
+            ports.append(port)
+    return ports
 
 
 def isolated_settings(

@@ -24,9 +24,9 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from riskmon.settings import Settings
-from riskmon.stack import LocalRedisCluster, port_free
+from riskmon.stack import LocalRedisCluster
 from riskmon.testing import (
-    free_port,
+    cluster_ports,
     isolated_settings,
     require_stack,
     stack_settings,
@@ -53,12 +53,7 @@ def stack() -> Settings:
 @pytest.fixture(scope="session")
 def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRedisCluster]:
     """A three-node Redis Cluster of the tests' own (``redis-server`` from the stack)."""
-    ports: list[int] = []
-    while len(ports) < 3:  # a node also listens on its port + 10000 (the cluster bus)
-        port = free_port()
-        if port < 55000 and port not in ports and port_free("127.0.0.1", port + 10000):
-            ports.append(port)
-    cluster = LocalRedisCluster.start(tmp_path_factory.mktemp("redis-cluster"), ports)
+    cluster = LocalRedisCluster.start(tmp_path_factory.mktemp("redis-cluster"), cluster_ports(3))
     yield cluster
     cluster.stop()
 
