@@ -22,7 +22,7 @@ from riskmon.contract import parse_ts
 from riskmon.logs import get_logger
 from riskmon.metrics import REGISTRY
 from riskmon.settings import Settings
-from streams.order import EventTimeGate
+from streams.order import EventTimeGate, backlogged
 from streams.shell import Shell
 
 log = get_logger("riskmon.streams")
@@ -102,21 +102,24 @@ def create_app(settings: Settings, shell: Shell | None = None) -> faust.App:
     last_offset: dict[Any, int] = {}  # per input partition, the newest offset read
     streams_seen: list[faust.StreamT[Any]] = []
 
-    def behind() -> list[Any]:
-        """Input partitions with records the worker has not read yet."""
+    inputs = set(topics.inputs)
+
+    async def behind() -> list[Any]:
+        """Input partitions with records the worker has not read yet (see
+        :func:`streams.order.backlogged`)."""
         consumer = app.consumer
         try:
-            assigned = consumer.assignment()
+            assigned = [tp for tp in consumer.assignment() if tp.topic in inputs]
         except Exception:  # not started or rebalancing: hold nothing back on its account
             return []
-        out = []
-        for tp, offset in last_offset.items():
-            if tp not in assigned:
-                continue
-            highwater = consumer.highwater(tp)
-            if highwater is not None and offset + 1 < highwater:
-                out.append(tp)
-        return out
+        positions: dict[Any, int | None] = {}
+        for tp in assigned:
+            if tp not in last_offset and consumer.highwater(tp) is not None:
+                try:
+                    positions[tp] = await consumer.position(tp)
+                except Exception:
+                    positions[tp] = None
+        return backlogged(assigned, last_offset, consumer.highwater, positions)
 
     async def decide(events: list[Any], ack: bool) -> None:
         """Hand events to the shell in batches; with ``ack``, ack each once decided."""
@@ -145,7 +148,7 @@ def create_app(settings: Settings, shell: Shell | None = None) -> faust.App:
             if e.message.offset > last_offset.get(tp, -1):
                 last_offset[tp] = e.message.offset
             offered.append((tp, _event_time(e.value), e))
-        await decide(gate.offer(offered, behind()), ack=True)
+        await decide(gate.offer(offered, await behind()), ack=True)
 
     @app.agent(source, name="riskmon.process")
     async def process(stream: faust.StreamT[Any]) -> None:
@@ -159,7 +162,7 @@ def create_app(settings: Settings, shell: Shell | None = None) -> faust.App:
     async def release_held() -> None:
         """Release what an idle or stalled partition no longer holds back."""
         if len(gate) and streams_seen:
-            released = gate.release(behind())
+            released = gate.release(await behind())
             if released:
                 await decide(released, ack=True)
 

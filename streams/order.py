@@ -33,10 +33,50 @@ from __future__ import annotations
 import heapq
 import math
 import time
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
+P = TypeVar("P", bound=Hashable)
+
+
+def backlogged(
+    assigned: Iterable[P],
+    last_read: Mapping[P, int],
+    highwater: Callable[[P], int | None],
+    position: Mapping[P, int | None],
+) -> list[P]:
+    """The assigned partitions that still have records this worker has not read.
+
+    * no fetch has answered for it yet (highwater unknown): counted as behind, since
+      nothing is known of its event times. At start-up, or after a rebalance, the first
+      fetch of one partition can come back before another's (brokers answer
+      separately); this keeps the partition that answered from running ahead;
+    * read before: behind while the offset last read is below the highwater mark;
+    * not read yet: behind while its ``position`` (next offset to read) is below the
+      highwater mark; an unknown position counts as not behind.
+
+    >>> hw = {"dev": 100, "txn": 7, "lab": 0, "new": None}.get
+    >>> backlogged(["dev", "txn", "lab", "new"], {"dev": 41, "txn": 6}, hw, {"lab": 0})
+    ['dev', 'new']
+    >>> backlogged(["dev"], {}, hw, {"dev": 60})  # restarted at offset 60 of 100
+    ['dev']
+    """
+    out = []
+    for tp in assigned:
+        end = highwater(tp)
+        if end is None:
+            out.append(tp)
+            continue
+        last = last_read.get(tp)
+        if last is not None:
+            if last + 1 < end:
+                out.append(tp)
+        else:
+            pos = position.get(tp)
+            if pos is not None and pos < end:
+                out.append(tp)
+    return out
 
 
 class EventTimeGate(Generic[T]):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from streams.order import EventTimeGate
+from streams.order import EventTimeGate, backlogged
 
 
 class Clock:
@@ -62,3 +62,36 @@ def test_bounds_release_the_oldest_when_too_many_are_held_or_for_too_long() -> N
     clock.now = 5.0
     assert gate.release(behind={"dev"}) == ["b", "c"]
     assert gate.forced == 3
+
+
+def test_a_partition_no_fetch_has_answered_for_holds_the_others_back_at_start_up() -> None:
+    """At start-up the transactions partition answers first and the devices partition
+    has not answered yet: the cash-out waits for the device events before it, instead of
+    being decided ahead of them; once devices has answered and is read, both go."""
+    highwater: dict[str, int | None] = {"txn": 3, "dev": None}
+    last_read: dict[str, int] = {"txn": 2}
+    gate: EventTimeGate[str] = EventTimeGate(clock=Clock())
+    behind = backlogged(["txn", "dev"], last_read, highwater.get, {})
+    assert behind == ["dev"]
+    assert gate.offer([("txn", 50.0, "cash-out")], behind) == []
+    highwater["dev"] = 2
+    last_read["dev"] = 1
+    behind = backlogged(["txn", "dev"], last_read, highwater.get, {})
+    assert behind == []
+    assert gate.offer([("dev", 40.0, "sim-change"), ("dev", 45.0, "login")], behind) == [
+        "sim-change",
+        "login",
+        "cash-out",
+    ]
+
+
+def test_a_partition_not_read_yet_is_behind_only_while_records_wait_in_it() -> None:
+    """A partition the worker has not read from: behind while its position is below the
+    highwater mark; caught up (or empty) when they are equal; an unknown position does
+    not hold anything back."""
+    hw = {"dev": 10}.get
+    assert backlogged(["dev"], {}, hw, {"dev": 4}) == ["dev"]
+    assert backlogged(["dev"], {}, hw, {"dev": 10}) == []
+    assert backlogged(["dev"], {}, hw, {"dev": None}) == []
+    assert backlogged(["dev"], {"dev": 9}, hw, {}) == []
+    assert backlogged(["dev"], {"dev": 8}, hw, {}) == ["dev"]
