@@ -170,6 +170,32 @@ class IdentState:
         self.trim(now)
         return True
 
+    def trims(self, now: float) -> str:
+        """Which of the users, events and applications windows :meth:`trim` would cut
+        now, as ``"1"``/``"0"`` flags (what the Redis store tells its save script, so
+        Redis does only the trims that remove something).
+
+        >>> s = IdentState()
+        >>> _ = s.record("u1", "e1", 0.0), s.record("u2", "e2", 8 * 86400.0)
+        >>> s.trims(8 * 86400.0)
+        '110'
+        """
+        min_score = now - WEEK
+        out = ""
+        for zset, cached, cap in (
+            (self.users, self._user_ts, MAX_IDENT_USERS),
+            (self.events, self._event_ts, MAX_IDENT_EVENTS),
+            (self.apps, None, MAX_IDENT_APPS),
+        ):
+            if len(zset) > cap:
+                out += "1"
+            elif not zset:
+                out += "0"
+            else:
+                low = cached[0] if cached and len(cached) == len(zset) else min(zset.values())
+                out += "1" if low < min_score else "0"
+        return out
+
     def trim(self, now: float) -> None:
         """What Redis does on write: drop entries older than a week, keep the newest."""
         min_score = now - WEEK

@@ -217,15 +217,17 @@ return {
 #: steps, trims as :meth:`riskmon.state.IdentState.trim` does, and renews every TTL.
 #: ARGV: ttl, lowest score kept, a JSON object ``{"u": [score, member, ...], "e": [...],
 #: "app": [...], "f": [member, ...], "a": [field, value, ...]}`` (scores as decimal
-#: strings, so they arrive exactly), the caps of ``u``, ``e`` and ``app``, then 1 when the
-#: batch changed the identifier itself: then all three windows are trimmed, as
-#: :meth:`riskmon.state.IdentState.settle` trims them (fraud marks alone trim nothing).
+#: strings, so they arrive exactly), the caps of ``u``, ``e`` and ``app``, then which of
+#: the three to trim (:meth:`riskmon.state.IdentState.trims`, e.g. ``"100"``): those that
+#: :meth:`riskmon.state.IdentState.settle` would cut after the batch changed the
+#: identifier (fraud marks alone trim nothing). Each trim and TTL renewal is a call, and
+#: calls are most of a script's cost, so the script makes only those that do something.
 SAVE_IDENT = """
 local ttl, lowest = ARGV[1], '(' .. ARGV[2]
 local change = cjson.decode(ARGV[3])
 local caps = {u = tonumber(ARGV[4]), e = tonumber(ARGV[5]), app = tonumber(ARGV[6])}
-local trim = ARGV[7] == '1'
-local function zset(key, pairs, cap, gt)
+local trims = ARGV[7]
+local function zset(key, pairs, cap, gt, trim)
   local added = pairs ~= nil and #pairs > 0
   if added then
     for i = 1, #pairs, 2000 do  -- unpack() takes a few thousand values at most
@@ -245,9 +247,9 @@ local function zset(key, pairs, cap, gt)
     redis.call('EXPIRE', key, ttl)
   end
 end
-zset(KEYS[1], change.u, caps.u, true)
-zset(KEYS[2], change.e, caps.e, false)
-zset(KEYS[5], change.app, caps.app, false)
+zset(KEYS[1], change.u, caps.u, true, trims:sub(1, 1) == '1')
+zset(KEYS[2], change.e, caps.e, false, trims:sub(2, 2) == '1')
+zset(KEYS[5], change.app, caps.app, false, trims:sub(3, 3) == '1')
 if change.f ~= nil and #change.f > 0 then
   for i = 1, #change.f, 2000 do
     redis.call('SADD', KEYS[3], unpack(change.f, i, math.min(i + 1999, #change.f)))
@@ -509,7 +511,7 @@ class RedisStore:
         marks: dict[str, list[str]] = {}
         for key, uid in state.fraud_marks:
             marks.setdefault(key, []).append(uid)
-        idents: list[tuple[str, dict[str, list[str]], int]] = []
+        idents: list[tuple[str, dict[str, list[str]], str]] = []
         for key, ident in state.idents.items():
             fraud = ident.new_fraud.union(marks.pop(key, ()))
             if not (ident.dirty or fraud):
@@ -528,9 +530,9 @@ class RedisStore:
                 change["a"] = [
                     x for k, v in ident.new_attrs.items() for x in (k, v, repr(times[k]))
                 ]
-            idents.append((key, change, int(ident.dirty)))
+            idents.append((key, change, ident.trims(state.now) if ident.dirty else "000"))
         for key, uids in marks.items():  # identifiers this batch did not load
-            idents.append((key, {"f": sorted(set(uids))}, 0))
+            idents.append((key, {"f": sorted(set(uids))}, "000"))
         seen_by: dict[str, list[Any]] = {uid: [] for uid in state.dirty_users}
         loose: list[str] = []
         for eid, (uid, ts) in state.new_seen.items():
