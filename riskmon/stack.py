@@ -723,6 +723,7 @@ class LocalRedisCluster:
         import redis
 
         server = ensure_redis_server()
+        directory = directory.resolve()  # redis-server resolves paths after --dir
         cluster = cls(directory, host, ports)
         try:
             for port in ports:
@@ -734,14 +735,23 @@ class LocalRedisCluster:
                 cluster.procs.append(subprocess.Popen(args, stdin=subprocess.DEVNULL))
             clients = [redis.Redis(host=host, port=p, socket_timeout=5) for p in ports]
             deadline = time.monotonic() + timeout_s
-            for c in clients:
+            for c, proc, port in zip(clients, cluster.procs, ports, strict=True):
                 while True:
                     try:
                         c.ping()
                         break
                     except (redis.RedisError, OSError):
+                        log_file = directory / f"node-{port}" / "redis.log"
+                        if proc.poll() is not None:
+                            raise StackError(
+                                f"redis cluster node {host}:{port} exited with code"
+                                f" {proc.returncode}; the end of {log_file}:\n{_tail(log_file)}"
+                            ) from None
                         if time.monotonic() > deadline:
-                            raise StackError(f"redis cluster node {c} did not start") from None
+                            raise StackError(
+                                f"redis cluster node {host}:{port} did not answer within"
+                                f" {timeout_s:.0f} s; the end of {log_file}:\n{_tail(log_file)}"
+                            ) from None
                         time.sleep(0.1)
             n = len(ports)
             for i, c in enumerate(clients):
