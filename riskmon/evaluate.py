@@ -8,7 +8,10 @@ per input event, see ``decision.schema.json``). Reported:
   events by score, overall and per type;
 * money caught in time: the share of fraudulent money moved out (truth ``money_out``
   of fraud events) that was preceded, in event time, by a flag (a ``review``,
-  ``decline`` or ``alert`` decision) on the same user; overall and per pattern;
+  ``decline`` or ``alert`` decision) on the same user; overall and per pattern, and
+  per pattern split by whether the user shares an identifier (device, IP, wifi, SIM,
+  payout account or card, phone, id number) with another user anywhere in the events:
+  the links the features see;
 * honest users flagged: users whose every truth row is honest (look-alikes
   included), and how many of them were ever flagged; overall and per pattern;
 * counts.
@@ -31,6 +34,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import orjson
 
+from riskmon.features import ident_keys
 from riskmon.logs import get_logger
 
 log = get_logger("riskmon.evaluate")
@@ -47,6 +51,11 @@ class CashOut(NamedTuple):
     at: Position
     amount: float
     pattern: str
+    linked: bool = True  # the user shares an identifier with another user
+
+
+#: The two groups of :func:`money_caught_in_time`'s ``by_link``.
+LINK_GROUPS = {True: "linked to other users", False: "linked to no other user"}
 
 
 class Flag(NamedTuple):
@@ -152,6 +161,10 @@ def money_caught_in_time(cash_outs: Iterable[CashOut], flags: Iterable[Flag]) ->
     (2, 1)
     >>> r["by_pattern"]["device_farm"]["share"]
     0.0
+    >>> lone = CashOut("u4", (100, 7), 200.0, "device_farm", linked=False)
+    >>> r = money_caught_in_time([*outs, lone], [*flags, Flag("u4", (50, 2))])
+    >>> {k: b["caught"] for k, b in r["by_link"]["device_farm"].items()}
+    {'linked to other users': 0.0, 'linked to no other user': 200.0}
     """
     first_flag: dict[str, Position] = {}
     for flag in flags:
@@ -164,7 +177,7 @@ def money_caught_in_time(cash_outs: Iterable[CashOut], flags: Iterable[Flag]) ->
             continue
         flagged_at = first_flag.get(out.user_id)
         caught = flagged_at is not None and flagged_at < out.at
-        for name in ("", out.pattern):
+        for name in ("", out.pattern, f"{out.pattern}\x00{out.linked}"):
             acc = totals.setdefault(name, [0.0, 0.0, 0, 0])
             acc[0] += out.amount
             acc[2] += 1
@@ -182,8 +195,15 @@ def money_caught_in_time(cash_outs: Iterable[CashOut], flags: Iterable[Flag]) ->
             "cash_outs_caught": int(n_caught),
         }
 
-    patterns = sorted(name for name in totals if name)
-    return {"overall": bucket(""), "by_pattern": {name: bucket(name) for name in patterns}}
+    patterns = sorted(name for name in totals if name and "\x00" not in name)
+    return {
+        "overall": bucket(""),
+        "by_pattern": {name: bucket(name) for name in patterns},
+        "by_link": {
+            name: {group: bucket(f"{name}\x00{key}") for key, group in LINK_GROUPS.items()}
+            for name in patterns
+        },
+    }
 
 
 def honest_flag_rate(
@@ -272,13 +292,19 @@ def evaluate(
     where: dict[str, tuple[str, Position]] = {}
     counts_by_type: dict[str, int] = {}
     labels = 0
+    users_on: dict[str, set[str]] = {}  # identifier key -> users seen with it
     for index, ev in enumerate(iter_jsonl(events_path)):
         etype = ev.get("event_type", "?")
         counts_by_type[etype] = counts_by_type.get(etype, 0) + 1
         if etype == "label":
             labels += 1
             continue
-        where[ev["event_id"]] = (ev.get("user_id", ""), (_ts_ms(ev["ts"]), index))
+        user = ev.get("user_id") or ""
+        where[ev["event_id"]] = (user, (_ts_ms(ev["ts"]), index))
+        if user and etype in SCORED_TYPES:
+            for key in ident_keys(ev):
+                users_on.setdefault(key, set()).add(user)
+    linked = {u for users in users_on.values() if len(users) > 1 for u in users}
 
     decisions: dict[str, dict[str, Any]] = {}
     per_decision: dict[str, int] = {}
@@ -325,7 +351,8 @@ def evaluate(
         scores.append(float(decision["score"]) if decision is not None else 0.0)
         patterns.append(row["pattern"])
         if row["is_fraud"] and row.get("money_out", 0) > 0:
-            cash_outs.append(CashOut(user_id, at, float(row["money_out"]), row["pattern"]))
+            amount = float(row["money_out"])
+            cash_outs.append(CashOut(user_id, at, amount, row["pattern"], user_id in linked))
 
     y = np.asarray(ys, dtype=np.int64)
     score = np.asarray(scores, dtype=np.float64)
@@ -414,6 +441,13 @@ def format_report(report: Mapping[str, Any]) -> str:
             f"  {name:<26}{b['caught']:>14,.0f}{b['fraud_money_out']:>16,.0f}"
             f"{_fmt(b['share'], True):>9}"
         )
+        split = money.get("by_link", {}).get(name, {})
+        if split and all(g["fraud_money_out"] for g in split.values()):
+            for group, g in split.items():
+                lines.append(
+                    f"    {group:<24}{g['caught']:>14,.0f}{g['fraud_money_out']:>16,.0f}"
+                    f"{_fmt(g['share'], True):>9}"
+                )
     honest = report["honest_flag_rate"]
     lines += ["", f"{'honest users flagged':<28}{'flagged':>14}{'users':>16}{'rate':>9}"]
     for name, b in [("overall", honest["overall"]), *honest["by_pattern"].items()]:

@@ -159,3 +159,35 @@ def test_an_oracle_on_a_simulation_scores_perfectly(tmp_path: Path) -> None:
     assert report["average_precision"]["overall"] == 1.0
     assert report["honest_flag_rate"]["overall"]["flagged"] == 0
     assert report["money_caught_in_time"]["overall"]["share"] > 0.9
+
+
+def test_money_caught_is_split_by_whether_the_user_shares_an_identifier(tmp_path: Path) -> None:
+    """Two farm users cash out after a flag, one sharing a device with another user and
+    one sharing nothing; a third farm user, on the shared device, is missed. The split
+    puts the missed money with the linked users and the caught lone user apart."""
+    t = "2026-11-02T10:00:0{}.000Z"
+    evs = [
+        _event(1, "device", "f1", t.format(0), kind="login", device_id="d-shared"),
+        _event(2, "device", "f2", t.format(1), kind="login", device_id="d-shared"),
+        _event(3, "device", "f3", t.format(2), kind="login", device_id="d-own"),
+        _event(4, "transaction", "f1", t.format(3), kind="withdrawal", amount=100.0),
+        _event(5, "transaction", "f2", t.format(4), kind="withdrawal", amount=200.0),
+        _event(6, "transaction", "f3", t.format(5), kind="withdrawal", amount=400.0),
+    ]
+    truth = [_truth(e, True, "device_farm", e.get("amount", 0.0)) for e in evs]
+    decisions = [
+        _decision(evs[0], 0.9, "review"),
+        _decision(evs[1], 0.1, "pass"),
+        _decision(evs[2], 0.9, "review"),
+        *(_decision(e, 0.1, "pass") for e in evs[3:]),
+    ]
+    out_json = tmp_path / "r.json"
+    files = [
+        _write(tmp_path / f"{n}.jsonl", rows)
+        for n, rows in (("ev", evs), ("truth", truth), ("dec", decisions))
+    ]
+    assert main(["evaluate", *map(str, files), "--json", str(out_json)]) == 0
+    split = json.loads(out_json.read_text())["money_caught_in_time"]["by_link"]["device_farm"]
+    linked, lone = split["linked to other users"], split["linked to no other user"]
+    assert (linked["caught"], linked["fraud_money_out"]) == (100.0, 300.0)
+    assert (lone["caught"], lone["fraud_money_out"]) == (400.0, 400.0)

@@ -136,6 +136,7 @@ def test_money_caught_in_time_without_fraud_money_is_undefined() -> None:
             "cash_outs_caught": 0,
         },
         "by_pattern": {},
+        "by_link": {},
     }
 
 
