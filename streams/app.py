@@ -103,6 +103,8 @@ def create_app(settings: Settings, shell: Shell | None = None) -> faust.App:
     streams_seen: list[faust.StreamT[Any]] = []
 
     inputs = set(topics.inputs)
+    known_assignment: set[Any] = set()
+    positions: dict[Any, int | None] = {}  # of assigned input partitions not read yet
 
     async def behind() -> list[Any]:
         """Input partitions with records the worker has not read yet (see
@@ -112,9 +114,16 @@ def create_app(settings: Settings, shell: Shell | None = None) -> faust.App:
             assigned = [tp for tp in consumer.assignment() if tp.topic in inputs]
         except Exception:  # not started or rebalancing: hold nothing back on its account
             return []
-        positions: dict[Any, int | None] = {}
+        if set(assigned) != known_assignment:  # a rebalance: positions may have moved
+            known_assignment.clear()
+            known_assignment.update(assigned)
+            positions.clear()
         for tp in assigned:
-            if tp not in last_offset and consumer.highwater(tp) is not None:
+            # Ask once for a partition not read yet, and keep the answer: the consumer's
+            # position moves when it fetches records into its buffer, before they reach
+            # the agent, so a later answer could call a backlog read when it is not.
+            unread = tp not in last_offset and positions.get(tp) is None
+            if unread and consumer.highwater(tp) is not None:
                 try:
                     positions[tp] = await consumer.position(tp)
                 except Exception:
