@@ -73,6 +73,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+from hiredis import pack_command
 
 from riskmon.state import (
     MAX_IDENT_APPS,
@@ -291,6 +292,42 @@ def _command(name: str, key: str, *args: Any) -> Command:
     return key, (name, key, *args)
 
 
+def _pipelined(client: Any, commands: list[tuple[Any, ...]], transaction: bool) -> list[Any]:
+    """Send ``commands`` on one connection of ``client`` (a ``redis.Redis``) and read
+    their replies: raw, with an error as its exception in its place, as a redis-py
+    pipeline with ``raise_on_error=False`` gives them, inside MULTI/EXEC when
+    ``transaction``. Commands are packed by hiredis in C: a redis-py pipeline packs and
+    wraps each in Python, about twice the client's time per command."""
+    from redis.exceptions import ExecAbortError, ResponseError
+
+    packed = [pack_command(words) for words in commands]
+    if transaction:
+        packed = [pack_command(("MULTI",)), *packed, pack_command(("EXEC",))]
+    pool = client.connection_pool
+    conn = pool.get_connection()
+    try:
+        conn.send_packed_command(packed)
+        replies: list[Any] = []
+        for _ in packed:
+            try:
+                replies.append(conn.read_response())
+            except ResponseError as exc:
+                replies.append(exc)
+    except BaseException:
+        conn.disconnect()  # replies may be left unread: the connection is unusable
+        raise
+    finally:
+        pool.release(conn)
+    if not transaction:
+        return replies
+    queued, done = replies[1:-1], replies[-1]
+    if isinstance(done, ExecAbortError):  # a command was refused when queued
+        raise next((x for x in queued if isinstance(x, Exception)), done)
+    if isinstance(done, Exception):
+        raise done
+    return list(done)
+
+
 def user_keys(prefix: str, user_id: str) -> list[str]:
     """The two Redis keys of a user (document, seen marks), in script order.
 
@@ -416,15 +453,12 @@ class RedisStore:
 
     def _round_trip(self, cmds: list[Command], transaction: bool) -> list[Any]:
         if not self.cluster:
-            pipe = self.r.pipeline(transaction=transaction)
-            for _, words in cmds:
-                pipe.execute_command(*words)
-            return list(pipe.execute(raise_on_error=False))
+            return _pipelined(self.r, [words for _, words in cmds], transaction)
         # A cluster: each command goes to the primary serving its key's slot, in one
         # plain pipeline per node. (redis-py's cluster pipeline routes and wraps every
-        # command in Python, about 8 times the cost per command measured here.) A node
-        # that answers MOVED or ASK, or fails, makes the client read the slot map again
-        # and the round trip fail; the worker retries the batch, which is safe.
+        # command in Python: about 2.5 times the client's time, bench/bench_store.py.) A
+        # node that answers MOVED or ASK, or fails, makes the client read the slot map
+        # again and the round trip fail; the worker retries the batch, which is safe.
         from redis.exceptions import AskError, ConnectionError, MovedError, TimeoutError
 
         r = self.r
@@ -435,10 +469,9 @@ class RedisStore:
         out: list[Any] = [None] * len(cmds)
         try:
             for node, rows in nodes.values():
-                pipe = r.get_redis_connection(node).pipeline(transaction=False)
-                for i in rows:
-                    pipe.execute_command(*cmds[i][1])
-                for i, x in zip(rows, pipe.execute(raise_on_error=False), strict=True):
+                words = [cmds[i][1] for i in rows]
+                replies = _pipelined(r.get_redis_connection(node), words, False)
+                for i, x in zip(rows, replies, strict=True):
                     if isinstance(x, MovedError | AskError):
                         raise x
                     out[i] = x
