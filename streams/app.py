@@ -96,6 +96,7 @@ def create_app(settings: Settings, shell: Shell | None = None) -> faust.App:
         return await app.producer.send(topic, key, value, None, None, None)
 
     the_shell.sender = send
+    the_shell.generation = lambda: int(app.rebalancing_count)
 
     w = settings.worker
     gate: EventTimeGate[Any] = EventTimeGate(w.hold_max_events, w.hold_max_s)
@@ -103,46 +104,70 @@ def create_app(settings: Settings, shell: Shell | None = None) -> faust.App:
     streams_seen: list[faust.StreamT[Any]] = []
 
     inputs = set(topics.inputs)
+    deciding = asyncio.Lock()
     known_assignment: set[Any] = set()
     positions: dict[Any, int | None] = {}  # of assigned input partitions not read yet
 
+    def highwater(tp: Any) -> int | None:
+        try:
+            return app.consumer.highwater(tp)  # type: ignore[no-any-return]
+        except Exception:  # revoked meanwhile: unknown
+            return None
+
     async def behind() -> list[Any]:
         """Input partitions with records the worker has not read yet (see
-        :func:`streams.order.backlogged`)."""
+        :func:`streams.order.backlogged`). Never raises: on any doubt about the
+        assignment, nothing is held back on its account."""
         consumer = app.consumer
         try:
             assigned = [tp for tp in consumer.assignment() if tp.topic in inputs]
         except Exception:  # not started or rebalancing: hold nothing back on its account
             return []
-        if set(assigned) != known_assignment:  # a rebalance: positions may have moved
+        if set(assigned) != known_assignment:  # a rebalance
+            for tp in set(assigned) - known_assignment:
+                # newly ours: what this worker read of it before (if it ever owned it) is
+                # stale, and another worker may have moved it on since
+                last_offset.pop(tp, None)
+                gate.frontier.pop(tp, None)
             known_assignment.clear()
             known_assignment.update(assigned)
             positions.clear()
         for tp in assigned:
-            # Ask once for a partition not read yet, and keep the answer: the consumer's
-            # position moves when it fetches records into its buffer, before they reach
-            # the agent, so a later answer could call a backlog read when it is not.
+            # Ask once for a partition not read yet, when its highwater is first known,
+            # and keep the answer: the consumer's position moves as it buffers records,
+            # before they reach the agent. (Records buffered before that first answer
+            # count as read: a partition can still run ahead then, for one batch.)
             unread = tp not in last_offset and positions.get(tp) is None
-            if unread and consumer.highwater(tp) is not None:
+            if unread and highwater(tp) is not None:
                 try:
-                    positions[tp] = await consumer.position(tp)
+                    positions[tp] = await asyncio.wait_for(consumer.position(tp), 1.0)
                 except Exception:
                     positions[tp] = None
-        return backlogged(assigned, last_offset, consumer.highwater, positions)
+        try:
+            current = consumer.assignment()
+        except Exception:
+            return []
+        assigned = [tp for tp in assigned if tp in current]  # revoked during the awaits
+        return backlogged(assigned, last_offset, highwater, positions)
 
     async def decide(events: list[Any], ack: bool) -> None:
-        """Hand events to the shell in batches; with ``ack``, ack each once decided."""
-        for start in range(0, len(events), w.batch_size):
-            chunk = events[start : start + w.batch_size]
-            messages = [
-                (e.message.topic, e.message.partition, e.message.offset, e.key, e.value)
-                for e in chunk
-            ]
-            await _handle_until_done(the_shell, messages)
-        if ack:
-            for e in events:
-                await streams_seen[0].ack(e)
-        metrics.HELD_EVENTS.set(len(gate))
+        """Hand events to the shell in batches; with ``ack``, ack each once decided.
+
+        The agent and the release timer both decide; one at a time, each batch to its
+        end (retries included), so batches are decided in the order they were released
+        and a batch being retried is never set aside for another."""
+        async with deciding:
+            for start in range(0, len(events), w.batch_size):
+                chunk = events[start : start + w.batch_size]
+                messages = [
+                    (e.message.topic, e.message.partition, e.message.offset, e.key, e.value)
+                    for e in chunk
+                ]
+                await _handle_until_done(the_shell, messages)
+            if ack:
+                for e in events:
+                    await streams_seen[0].ack(e)
+            metrics.HELD_EVENTS.set(len(gate))
 
     async def through_gate(batch: list[Any]) -> None:
         if w.hold_max_events == 0:

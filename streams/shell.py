@@ -47,6 +47,7 @@ class _Unfinished(NamedTuple):
     """A batch decided whose outputs or state are not yet out: kept for its retry."""
 
     offsets: tuple[tuple[str, int | None, int | None], ...]  # (topic, partition, offset)
+    generation: int  # of the consumer group when the batch was decided
     valid: list[dict[str, Any]]
     state: BatchState
     out: Outputs
@@ -89,6 +90,10 @@ class Shell:
         self._lock = asyncio.Lock()
         # a batch decided but not yet published and saved
         self._unfinished: _Unfinished | None = None
+        #: Counts the consumer group's rebalances (the app sets it). A batch decided
+        #: before a rebalance is decided again rather than resumed: its partitions may
+        #: have moved, and another worker may have saved newer state for its users.
+        self.generation: Callable[[], int] = lambda: 0
         self._rules_caught_up = asyncio.Event()
 
     @classmethod
@@ -289,17 +294,23 @@ class Shell:
         When publishing or saving fails, the batch's decisions are kept: the retry of the
         same batch (``streams.app`` retries until it succeeds) publishes and saves them
         again rather than deciding the batch a second time, so the models learn each
-        event once and every output keeps its id.
+        event once and every output keeps its id. Not across a rebalance (see
+        :attr:`generation`): then the retry loads the state afresh and decides again.
         """
         if self._tasks and not self.stats.ready:
             await self._rules_caught_up.wait()
         started = time.perf_counter()
         stage = metrics.STAGE_SECONDS
         offsets = tuple((m[0], m[1], m[2]) for m in messages)
+        generation = self.generation()
         async with self._lock:
             unfinished, self._unfinished = self._unfinished, None
-            if unfinished is not None and unfinished.offsets == offsets:
-                _, valid, state, out = unfinished
+            if (
+                unfinished is not None
+                and unfinished.offsets == offsets
+                and unfinished.generation == generation
+            ):
+                _, _, valid, state, out = unfinished
                 log.info("batch_resumed", messages=len(messages), decisions=len(out.decisions))
             else:
                 if unfinished is not None:  # another batch came instead (a rebalance)
@@ -313,7 +324,7 @@ class Shell:
             # Outputs first, state second: the saved state marks the batch's events seen,
             # so a retry after a failed publish would skip them as duplicates and their
             # decisions would be lost. At worst an output is produced twice, with its id.
-            self._unfinished = _Unfinished(offsets, valid, state, out)
+            self._unfinished = _Unfinished(offsets, generation, valid, state, out)
             with stage.labels(stage="publish").time():
                 await self.publish(out)
             with stage.labels(stage="save").time():
@@ -339,6 +350,16 @@ class Shell:
             metrics.DUPLICATES.inc(out.duplicates)
         for event in valid:
             metrics.EVENTS.labels(event_type=event["event_type"]).inc()
+        # counted once the batch is done, so a batch published twice counts once
+        for adj in out.adjustments:
+            metrics.ADJUSTMENTS.labels(action=adj["action"]).inc()
+        for alert in out.alerts:
+            metrics.ALERTS.labels(severity=alert["severity"]).inc()
+        counted: Counter[tuple[str, str]] = Counter(
+            (dec["event_type"], dec["decision"]) for dec in out.decisions
+        )
+        for (event_type, decision), n in counted.items():
+            metrics.DECISIONS.labels(event_type=event_type, decision=decision).inc(n)
         for rule_id, _version, mode in out.rule_hits:
             metrics.RULE_HITS.labels(rule_id=rule_id, mode=mode).inc()
         for op in out.ops:
@@ -374,7 +395,6 @@ class Shell:
             await send(topics.deadletter, key.encode() if key else None, orjson.dumps(rec))
         for adj in out.adjustments:
             await send(topics.adjustments, adj["user_id"].encode(), orjson.dumps(adj))
-            metrics.ADJUSTMENTS.labels(action=adj["action"]).inc()
             log.info(
                 "adjustment",
                 event_id=adj["source_event_id"],
@@ -384,7 +404,6 @@ class Shell:
             )
         for alert in out.alerts:
             await send(topics.alerts, alert["user_id"].encode(), orjson.dumps(alert))
-            metrics.ALERTS.labels(severity=alert["severity"]).inc()
             log.info(
                 "alert",
                 event_id=alert["source_event_id"],
@@ -396,12 +415,8 @@ class Shell:
         for op in out.ops:
             await send(topics.ops, None, orjson.dumps(op))
             log.warning("ops_event", **{k: v for k, v in op.items() if k != "ts"})
-        counted: Counter[tuple[str, str]] = Counter()
         for dec in out.decisions:
             await send(topics.decisions, dec["user_id"].encode(), orjson.dumps(dec))
-            counted[dec["event_type"], dec["decision"]] += 1
-        for (event_type, decision), n in counted.items():
-            metrics.DECISIONS.labels(event_type=event_type, decision=decision).inc(n)
         if deliveries:
             await asyncio.gather(*deliveries)
 

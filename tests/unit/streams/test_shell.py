@@ -146,11 +146,18 @@ async def test_a_retried_batch_is_decided_once_and_its_outputs_keep_their_ids() 
         return real_process(*args, **kwargs)
 
     shell.core.process = counted  # type: ignore[method-assign]
+
+    def decisions_counted() -> float:
+        labels = {"event_type": "device", "decision": "pass"}
+        return REGISTRY.get_sample_value("riskmon_decisions_total", labels) or 0.0
+
+    before = decisions_counted()
     batch = [("device.events", 0, i, f"u{i}".encode(), _device(i)) for i in range(5)]
     with pytest.raises(ConnectionError):
         await shell.handle(batch)
     await shell.handle(batch)  # the retry
     assert runs[0] == 1 and saves[0] == 2
+    assert decisions_counted() - before == 5  # published twice, counted once
     decisions = [v for t, _, v in sent if t == "risk.decisions"]
     assert len(decisions) == 10 and set(decisions[:5]) == set(decisions[5:])
     assert shell.stats.events == 5 and shell.stats.batches == 1
@@ -182,3 +189,43 @@ async def test_each_stage_of_a_batch_is_timed_for_the_metrics(
     await shell.handle([("device.events", 0, 2, b"u2", _device(2))])
     after = counts()
     assert {stage: after[stage] - before[stage] for stage in after} == dict.fromkeys(after, 2.0)
+
+
+async def test_a_batch_failed_before_a_rebalance_is_decided_again_not_resumed() -> None:
+    """Saving fails, then the consumer group rebalances before the retry: the batch's
+    partitions may have moved and newer state may have been saved, so the retry loads
+    the state afresh and decides again instead of writing the first attempt's state."""
+    settings = Settings.load(env={}, config_file=None)
+    store = AsyncMemoryStore()
+    shell = Shell.create(settings, store=store)
+
+    async def sender(topic: str, key: bytes | None, value: bytes) -> None:
+        return None
+
+    shell.sender = sender
+    generation = [0]
+    shell.generation = lambda: generation[0]
+    saves = [0]
+    real_save = store.save
+
+    async def failing_once(state: Any) -> None:
+        saves[0] += 1
+        if saves[0] == 1:
+            raise ConnectionError("redis went away")
+        await real_save(state)
+
+    store.save = failing_once  # type: ignore[method-assign]
+    runs = [0]
+    real_process = shell.core.process
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        runs[0] += 1
+        return real_process(*args, **kwargs)
+
+    shell.core.process = counted  # type: ignore[method-assign]
+    batch = [("device.events", 0, i, f"u{i}".encode(), _device(i)) for i in range(3)]
+    with pytest.raises(ConnectionError):
+        await shell.handle(batch)
+    generation[0] += 1  # a rebalance
+    out = await shell.handle(batch)
+    assert runs[0] == 2 and len(out.decisions) == 3
