@@ -10,8 +10,10 @@ per input event, see ``decision.schema.json``). Reported:
   of fraud events) that was preceded, in event time, by a flag (a ``review``,
   ``decline`` or ``alert`` decision) on the same user; overall and per pattern, and
   per pattern split by whether the user shares an identifier (device, IP, wifi, SIM,
-  payout account or card, phone, id number) with another user anywhere in the events:
-  the links the features see;
+  payout account or card, phone, id number) with another user anywhere in the events
+  file. That is over all time, so it includes links made after a cash-out and chance
+  reuse of an IP: an upper bound on what the features, which see 7 days of the past,
+  can link;
 * honest users flagged: users whose every truth row is honest (look-alikes
   included), and how many of them were ever flagged; overall and per pattern;
 * counts.
@@ -51,7 +53,7 @@ class CashOut(NamedTuple):
     at: Position
     amount: float
     pattern: str
-    linked: bool = True  # the user shares an identifier with another user
+    linked: bool = True  # the user shares an identifier with another user (see evaluate)
 
 
 #: The two groups of :func:`money_caught_in_time`'s ``by_link``.

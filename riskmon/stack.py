@@ -728,7 +728,8 @@ class LocalRedisCluster:
         try:
             for port in ports:
                 d = directory / f"node-{port}"
-                d.mkdir(parents=True, exist_ok=True)
+                shutil.rmtree(d, ignore_errors=True)  # a node keeps its cluster in nodes.conf
+                d.mkdir(parents=True)
                 args = [server, "--bind", host, "--port", str(port), "--cluster-enabled", "yes"]
                 args += ["--cluster-config-file", str(d / "nodes.conf"), "--dir", str(d)]
                 args += ["--save", "", "--appendonly", "no", "--logfile", str(d / "redis.log")]

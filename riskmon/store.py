@@ -14,8 +14,8 @@ Redis key layout (``P`` is ``settings.redis.key_prefix``, ``rm:`` by default):
 ==================================  ======  ==============================================
 key                                 type    what
 ==================================  ======  ==============================================
-``P u:{<user_id>}``                 string  the user's state document (JSON)
-``P u:{<user_id>}:seen``            zset    the user's processed events (idempotency),
+``P u:{u:<user_id>}``               string  the user's state document (JSON)
+``P u:{u:<user_id>}:seen``          zset    the user's processed events (idempotency),
                                             member event id, score = event ts
 ``P i:{<kind>:<value>}:u``          zset    users seen on an identifier, score = last ts
 ``P i:{<kind>:<value>}:e``          zset    events on an identifier, score = event ts
@@ -33,7 +33,7 @@ key                                 type    what
 ==================================  ======  ==============================================
 
 ``kind`` is one of device, ip, wifi, sim, account, phone, idnum. The braces around
-``<kind>:<value>`` and ``<user_id>`` are literal: Redis Cluster hash tags, so the keys of
+``<kind>:<value>`` and ``u:<user_id>`` are literal: Redis Cluster hash tags, so the keys of
 one identifier, and the two keys of one user, share a slot, and one server-side script
 reads them, or writes them, in one command. Profiles are what the approval service reads
 (see :func:`profile_key`).
@@ -68,6 +68,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -215,7 +216,8 @@ return {
 """
 
 #: Writes what a batch changed on one identifier (KEYS: u, e, f, a, app) by commutative
-#: steps, trims as :meth:`riskmon.state.IdentState.trim` does, and renews every TTL.
+#: steps, trims as :meth:`riskmon.state.IdentState.trim` does, and renews the TTL of
+#: each key it writes or trims.
 #: ARGV: ttl, lowest score kept, a JSON object ``{"u": [score, member, ...], "e": [...],
 #: "app": [...], "f": [member, ...], "a": [field, value, ...]}`` (scores as decimal
 #: strings, so they arrive exactly), the caps of ``u``, ``e`` and ``app``, then which of
@@ -329,12 +331,14 @@ def _pipelined(client: Any, commands: list[tuple[Any, ...]], transaction: bool) 
 
 
 def user_keys(prefix: str, user_id: str) -> list[str]:
-    """The two Redis keys of a user (document, seen marks), in script order.
+    """The two Redis keys of a user (document, seen marks), in script order. The hash
+    tag starts with ``u:`` so that it is never empty, whatever the id holds (an id
+    starting with ``}`` would otherwise put the two keys in different slots).
 
     >>> user_keys("rm:", "u1")
-    ['rm:u:{u1}', 'rm:u:{u1}:seen']
+    ['rm:u:{u:u1}', 'rm:u:{u:u1}:seen']
     """
-    return [f"{prefix}u:{{{user_id}}}", f"{prefix}u:{{{user_id}}}:seen"]
+    return [f"{prefix}u:{{u:{user_id}}}", f"{prefix}u:{{u:{user_id}}}:seen"]
 
 
 def ident_keys_of(prefix: str, key: str) -> list[str]:
@@ -453,7 +457,15 @@ class RedisStore:
 
     def _round_trip(self, cmds: list[Command], transaction: bool) -> list[Any]:
         if not self.cluster:
-            return _pipelined(self.r, [words for _, words in cmds], transaction)
+            words = [w for _, w in cmds]
+            if not transaction:
+                return _pipelined(self.r, words, False)
+            # Inside MULTI/EXEC a missing script fails only its own command at EXEC, and
+            # the others apply. Loading the scripts it calls first, in the same
+            # transaction, keeps the save all or nothing.
+            shas = {w[1] for w in words if w[0] == "EVALSHA"}
+            loads = [("SCRIPT", "LOAD", text) for text, sha in SCRIPT_SHAS.items() if sha in shas]
+            return _pipelined(self.r, loads + words, True)[len(loads) :]
         # A cluster: each command goes to the primary serving its key's slot, in one
         # plain pipeline per node. (redis-py's cluster pipeline routes and wraps every
         # command in Python: about 2.5 times the client's time, bench/bench_store.py.) A
@@ -567,13 +579,15 @@ class RedisStore:
         for key, uids in marks.items():  # identifiers this batch did not load
             idents.append((key, {"f": sorted(set(uids))}, "000"))
         seen_by: dict[str, list[Any]] = {uid: [] for uid in state.dirty_users}
+        newest: dict[str, float] = {}  # per user: the newest event time of the batch
         loose: list[str] = []
         for eid, (uid, ts) in state.new_seen.items():
             if uid:
                 seen_by.setdefault(uid, []).extend((repr(ts), eid))
+                if ts > newest.get(uid, -math.inf):
+                    newest[uid] = ts
             else:
                 loose.append(eid)
-        seen_lowest = repr(state.now - self.seen_ttl)
 
         shared: list[Command] = []  # step 1: commutative, idempotent
         for key, change, trim in idents:
@@ -586,7 +600,10 @@ class RedisStore:
         users: list[Command] = []  # step 2: each user's document with its seen marks
         for uid, seen in seen_by.items():
             document = orjson.dumps(state.users[uid])
-            args = (ttl, document, self.seen_ttl, seen_lowest, MAX_USER_SEEN, *seen)
+            # each user's marks are trimmed by that user's own newest event: one event
+            # far ahead in time trims its own user's marks, nobody else's
+            lowest_seen = repr(newest.get(uid, state.now) - self.seen_ttl)
+            args = (ttl, document, self.seen_ttl, lowest_seen, MAX_USER_SEEN, *seen)
             users.append(_script(SAVE_USER, user_keys(p, uid), args))
         for eid in loose:
             users.append(_command("SET", f"{p}seen:{eid}", b"1", "EX", self.seen_ttl))
