@@ -40,6 +40,29 @@ def _device(i: int) -> bytes:
     )
 
 
+def failing_save_counted_core(shell: Shell, store: AsyncMemoryStore) -> tuple[list[int], list[int]]:
+    """Make the store's next save fail once and count the core's runs: returns the save
+    count and the run count, each a one-item list that the calls update."""
+    saves = [0]
+    runs = [0]
+    real_save = store.save
+    real_process = shell.core.process
+
+    async def failing_once(state: Any) -> None:
+        saves[0] += 1
+        if saves[0] == 1:
+            raise ConnectionError("redis went away")
+        await real_save(state)
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        runs[0] += 1
+        return real_process(*args, **kwargs)
+
+    store.save = failing_once  # type: ignore[method-assign]
+    shell.core.process = counted  # type: ignore[method-assign]
+    return saves, runs
+
+
 async def test_valid_events_get_one_decision_each_and_bad_ones_a_dead_letter(
     shell_and_sent: tuple[Shell, list[tuple[str, bytes | None, bytes]]],
 ) -> None:
@@ -128,24 +151,7 @@ async def test_a_retried_batch_is_decided_once_and_its_outputs_keep_their_ids() 
         sent.append((topic, key, value))
 
     shell.sender = sender
-    saves = [0]
-    real_save = store.save
-
-    async def failing_once(state: Any) -> None:
-        saves[0] += 1
-        if saves[0] == 1:
-            raise ConnectionError("redis went away")
-        await real_save(state)
-
-    store.save = failing_once  # type: ignore[method-assign]
-    runs = [0]
-    real_process = shell.core.process
-
-    def counted(*args: Any, **kwargs: Any) -> Any:
-        runs[0] += 1
-        return real_process(*args, **kwargs)
-
-    shell.core.process = counted  # type: ignore[method-assign]
+    saves, runs = failing_save_counted_core(shell, store)
 
     def decisions_counted() -> float:
         labels = {"event_type": "device", "decision": "pass"}
@@ -205,27 +211,10 @@ async def test_a_batch_failed_before_a_rebalance_is_decided_again_not_resumed() 
     shell.sender = sender
     generation = [0]
     shell.generation = lambda: generation[0]
-    saves = [0]
-    real_save = store.save
-
-    async def failing_once(state: Any) -> None:
-        saves[0] += 1
-        if saves[0] == 1:
-            raise ConnectionError("redis went away")
-        await real_save(state)
-
-    store.save = failing_once  # type: ignore[method-assign]
-    runs = [0]
-    real_process = shell.core.process
-
-    def counted(*args: Any, **kwargs: Any) -> Any:
-        runs[0] += 1
-        return real_process(*args, **kwargs)
-
-    shell.core.process = counted  # type: ignore[method-assign]
+    saves, runs = failing_save_counted_core(shell, store)
     batch = [("device.events", 0, i, f"u{i}".encode(), _device(i)) for i in range(3)]
     with pytest.raises(ConnectionError):
         await shell.handle(batch)
     generation[0] += 1  # a rebalance
     out = await shell.handle(batch)
-    assert runs[0] == 2 and len(out.decisions) == 3
+    assert runs[0] == 2 and saves[0] == 2 and len(out.decisions) == 3
