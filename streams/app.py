@@ -9,6 +9,8 @@ produces the results.
 from __future__ import annotations
 
 import asyncio
+import math
+import time
 from collections.abc import Awaitable
 from typing import Any
 
@@ -107,6 +109,11 @@ def create_app(settings: Settings, shell: Shell | None = None) -> faust.App:
     deciding = asyncio.Lock()
     known_assignment: set[Any] = set()
     positions: dict[Any, int | None] = {}  # of assigned input partitions not read yet
+    assigned_at: dict[Any, float] = {}  # when each input partition became ours
+    unknown_grace_s = 2 * w.hold_max_s  # how long an unanswered partition holds others
+
+    def waiting(tp: Any) -> bool:
+        return time.monotonic() - assigned_at.get(tp, -math.inf) < unknown_grace_s
 
     def highwater(tp: Any) -> int | None:
         try:
@@ -129,6 +136,7 @@ def create_app(settings: Settings, shell: Shell | None = None) -> faust.App:
                 # stale, and another worker may have moved it on since
                 last_offset.pop(tp, None)
                 gate.frontier.pop(tp, None)
+                assigned_at[tp] = time.monotonic()
             known_assignment.clear()
             known_assignment.update(assigned)
             positions.clear()
@@ -148,7 +156,7 @@ def create_app(settings: Settings, shell: Shell | None = None) -> faust.App:
         except Exception:
             return []
         assigned = [tp for tp in assigned if tp in current]  # revoked during the awaits
-        return backlogged(assigned, last_offset, highwater, positions)
+        return backlogged(assigned, last_offset, highwater, positions, waiting)
 
     async def decide(events: list[Any], ack: bool) -> None:
         """Hand events to the shell in batches; with ``ack``, ack each once decided.

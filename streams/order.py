@@ -45,13 +45,15 @@ def backlogged(
     last_read: Mapping[P, int],
     highwater: Callable[[P], int | None],
     position: Mapping[P, int | None],
+    waiting: Callable[[P], bool] = lambda tp: True,
 ) -> list[P]:
     """The assigned partitions that still have records this worker has not read.
 
-    * no fetch has answered for it yet (highwater unknown): counted as behind, since
-      nothing is known of its event times. At start-up, or after a rebalance, the first
-      fetch of one partition can come back before another's (brokers answer
-      separately); this keeps the partition that answered from running ahead;
+    * no fetch has answered for it yet (highwater unknown): counted as behind while
+      ``waiting(tp)``, since nothing is known of its event times. At start-up, or after
+      a rebalance, the first fetch of one partition can come back before another's
+      (brokers answer separately); this keeps the partition that answered from running
+      ahead. Past that grace (say, its leader is down), it holds nothing back;
     * read before: behind while the offset last read is below the highwater mark;
     * not read yet: behind while its ``position`` (next offset to read) is below the
       highwater mark; an unknown position counts as not behind.
@@ -61,12 +63,15 @@ def backlogged(
     ['dev', 'new']
     >>> backlogged(["dev"], {}, hw, {"dev": 60})  # restarted at offset 60 of 100
     ['dev']
+    >>> backlogged(["new"], {}, hw, {}, waiting=lambda tp: False)  # unknown for too long
+    []
     """
     out = []
     for tp in assigned:
         end = highwater(tp)
         if end is None:
-            out.append(tp)
+            if waiting(tp):
+                out.append(tp)
             continue
         last = last_read.get(tp)
         if last is not None:

@@ -95,3 +95,13 @@ def test_a_partition_not_read_yet_is_behind_only_while_records_wait_in_it() -> N
     assert backlogged(["dev"], {}, hw, {"dev": None}) == []
     assert backlogged(["dev"], {"dev": 9}, hw, {}) == []
     assert backlogged(["dev"], {"dev": 8}, hw, {}) == ["dev"]
+
+
+def test_a_partition_unanswered_past_its_grace_holds_nothing_back() -> None:
+    """A partition no fetch has answered for holds the others back only while
+    ``waiting`` says so: a partition whose leader is down does not delay every decision
+    for as long as it is down."""
+    hw: dict[str, int | None] = {"txn": 5, "dev": None}
+    still = backlogged(["txn", "dev"], {"txn": 4}, hw.get, {}, waiting=lambda tp: True)
+    past = backlogged(["txn", "dev"], {"txn": 4}, hw.get, {}, waiting=lambda tp: False)
+    assert still == ["dev"] and past == []
