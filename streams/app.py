@@ -109,6 +109,7 @@ def create_app(settings: Settings, shell: Shell | None = None) -> faust.App:
     deciding = asyncio.Lock()
     known_assignment: set[Any] = set()
     positions: dict[Any, int | None] = {}  # of assigned input partitions not read yet
+    start_positions: dict[Any, int] = {}  # input partition -> position when assigned
     assigned_at: dict[Any, float] = {}  # when each input partition became ours
     unknown_grace_s = 2 * w.hold_max_s  # how long an unanswered partition holds others
 
@@ -140,11 +141,12 @@ def create_app(settings: Settings, shell: Shell | None = None) -> faust.App:
             known_assignment.clear()
             known_assignment.update(assigned)
             positions.clear()
+            positions.update(start_positions)
         for tp in assigned:
-            # Ask once for a partition not read yet, when its highwater is first known,
-            # and keep the answer: the consumer's position moves as it buffers records,
-            # before they reach the agent. (Records buffered before that first answer
-            # count as read: a partition can still run ahead then, for one batch.)
+            # A partition not read yet: its position as the assignment began (recorded
+            # while Faust still held it paused), else asked once, when its highwater is
+            # first known, and kept: the consumer's position moves as it buffers
+            # records, before they reach the agent.
             unread = tp not in last_offset and positions.get(tp) is None
             if unread and highwater(tp) is not None:
                 try:
@@ -157,6 +159,22 @@ def create_app(settings: Settings, shell: Shell | None = None) -> faust.App:
             return []
         assigned = [tp for tp in assigned if tp in current]  # revoked during the awaits
         return backlogged(assigned, last_offset, highwater, positions, waiting)
+
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]
+    async def remember_positions(sender: Any, assigned: set[Any], **kwargs: Any) -> None:
+        """Record where each input partition starts, before anything is fetched from it
+        (Faust keeps newly assigned partitions paused while it sends this signal)."""
+
+        async def one(tp: Any) -> tuple[Any, int | None]:
+            try:
+                return tp, await asyncio.wait_for(app.consumer.position(tp), 1.0)
+            except Exception:
+                return tp, None
+
+        got = await asyncio.gather(*(one(tp) for tp in assigned if tp.topic in inputs))
+        start_positions.clear()
+        start_positions.update({tp: pos for tp, pos in got if pos is not None})
+        log.info("inputs_assigned", partitions=len(got), positions=len(start_positions))
 
     async def decide(events: list[Any], ack: bool) -> None:
         """Hand events to the shell in batches; with ``ack``, ack each once decided.
