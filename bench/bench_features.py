@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from simulated import simulate
+from simulated import add_events_options, events_of
 
 from riskmon.contract import parse_ts
 from riskmon.features import ident_keys, observe
@@ -61,14 +61,10 @@ def one_pass(batches: list[list[dict[str, Any]]]) -> tuple[dict[str, float], Cou
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--users", type=int, default=3000)
-    ap.add_argument("--days", type=int, default=14)
-    ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--events", type=Path, help="events to use instead of simulating")
+    add_events_options(ap)
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--work", type=Path, default=ROOT / "out" / "bench")
     args = ap.parse_args()
-    path = args.events or simulate(args.users, args.days, args.seed, args.work)[0]
+    path = events_of(args)
     with path.open("rb") as fh:
         events = [orjson.loads(line) for line in fh if line.strip()]
     size = Settings.load(config_file=None).worker.batch_size

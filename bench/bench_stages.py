@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from simulated import simulate
+from simulated import add_events_options, events_of
 
 import detectors.bank as bank_mod
 import riskmon.contract as contract_mod
@@ -86,13 +86,9 @@ def replay(settings: Settings, events: Path) -> tuple[int, float]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--users", type=int, default=3000)
-    ap.add_argument("--days", type=int, default=14)
-    ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--events", type=Path, help="events to use instead of simulating")
-    ap.add_argument("--work", type=Path, default=ROOT / "out" / "bench")
+    add_events_options(ap)
     args = ap.parse_args()
-    path = args.events or simulate(args.users, args.days, args.seed, args.work)[0]
+    path = events_of(args)
     settings = Settings.load(config_file=None)
 
     lines, seconds = replay(settings, path)

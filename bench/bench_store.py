@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         for name, client, kind, is_cluster in targets:
             prefix = f"bs{uuid.uuid4().hex[:10]}:"
-            store = kind(client, prefix, ttl, cluster=is_cluster)
+            store = kind(client, prefix, ttl)
             try:
                 cpu_before = redis_cpu_s(client, is_cluster)
                 load_s, save_s, decided = run(settings, store, batches)

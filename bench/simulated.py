@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 import sys
@@ -24,3 +25,19 @@ def simulate(
     env = {k: v for k, v in os.environ.items() if not k.startswith("RISKMON_")}
     subprocess.run(cmd, check=True, capture_output=True, env=env, cwd=ROOT)
     return events, truth
+
+
+def add_events_options(ap: argparse.ArgumentParser) -> None:
+    """``--users --days --seed --work`` for simulated traffic, or ``--events`` to use a
+    file instead (see :func:`events_of`)."""
+    ap.add_argument("--users", type=int, default=3000)
+    ap.add_argument("--days", type=int, default=14)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--events", type=Path, help="events to use instead of simulating")
+    ap.add_argument("--work", type=Path, default=ROOT / "out" / "bench")
+
+
+def events_of(args: argparse.Namespace) -> Path:
+    """The ``--events`` file, else the simulator's traffic for the options."""
+    path: Path = args.events or simulate(args.users, args.days, args.seed, args.work)[0]
+    return path

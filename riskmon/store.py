@@ -74,7 +74,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+import redis
 from hiredis import pack_command
+from redis.cluster import RedisCluster
 
 from riskmon.state import (
     MAX_IDENT_APPS,
@@ -383,32 +385,23 @@ class RedisStore:
     """The shared store on Redis, with an asynchronous interface for the worker.
 
     ``client`` is a synchronous ``redis.Redis`` for one server, or a
-    ``redis.cluster.RedisCluster`` (``cluster=True``), both with hiredis: each
+    ``redis.cluster.RedisCluster``, both with hiredis: each
     micro-batch's round trip runs in a thread beside the event loop. Their commands are
     packed and parsed in C, about half the cost per command of ``redis.asyncio``, which
     packs in Python and times every reply. A stuck connection fails the batch after the
     client's socket timeout, and the worker retries it.
 
     The scripts are loaded on the first round trip (on every primary of a cluster) and
-    called by hash;
-    a server that lost them (a restart, a failover) gets them again and the round trip is
-    repeated once, which is safe: see the module's note on retries.
+    called by hash; a server that lost them (a restart, a failover) gets them again and
+    the round trip is repeated once, which is safe: see the module's note on retries.
     """
 
-    def __init__(
-        self,
-        client: Any,
-        prefix: str,
-        ttl_s: int,
-        seen_ttl_s: int | None = None,
-        *,
-        cluster: bool = False,
-    ):
+    def __init__(self, client: Any, prefix: str, ttl_s: int, seen_ttl_s: int | None = None):
         self.r = client
         self.p = prefix
         self.ttl = int(ttl_s)
         self.seen_ttl = int(seen_ttl_s or ttl_s)
-        self.cluster = cluster
+        self.cluster = isinstance(client, RedisCluster)
         self._scripts_loaded = False  # loaded on the first round trip
 
     @classmethod
@@ -421,14 +414,10 @@ class RedisStore:
         }
         client: Any
         if r.cluster:
-            from redis.cluster import RedisCluster
-
             client = RedisCluster(host=r.host, port=r.port, **options)
         else:
-            import redis
-
             client = redis.Redis(host=r.host, port=r.port, db=r.db, **options)
-        return cls(client, r.key_prefix, settings.detection.feature_ttl_s, cluster=r.cluster)
+        return cls(client, r.key_prefix, settings.detection.feature_ttl_s)
 
     def _load_scripts(self) -> None:
         for script, sha in SCRIPT_SHAS.items():  # on a cluster: on every primary
@@ -443,17 +432,14 @@ class RedisStore:
 
         if not self._scripts_loaded:
             self._load_scripts()
-        for attempt in (1, 2):
+        res = self._round_trip(cmds, transaction)
+        if any(isinstance(x, NoScriptError) for x in res):
+            self._load_scripts()
             res = self._round_trip(cmds, transaction)
-            lost = any(isinstance(x, NoScriptError) for x in res)
-            if lost and attempt == 1:
-                self._load_scripts()
-                continue
-            for x in res:
-                if isinstance(x, Exception):
-                    raise x
-            return res
-        raise AssertionError("unreachable")
+        for x in res:
+            if isinstance(x, Exception):
+                raise x
+        return res
 
     def _round_trip(self, cmds: list[Command], transaction: bool) -> list[Any]:
         if not self.cluster:

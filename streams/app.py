@@ -107,9 +107,8 @@ def create_app(settings: Settings, shell: Shell | None = None) -> faust.App:
 
     inputs = set(topics.inputs)
     deciding = asyncio.Lock()
-    known_assignment: set[Any] = set()
+    ours: set[Any] = set()  # the input partitions assigned to this worker
     positions: dict[Any, int | None] = {}  # of assigned input partitions not read yet
-    start_positions: dict[Any, int] = {}  # input partition -> position when assigned
     assigned_at: dict[Any, float] = {}  # when each input partition became ours
     unknown_grace_s = 2 * w.hold_max_s  # how long an unanswered partition holds others
 
@@ -122,6 +121,32 @@ def create_app(settings: Settings, shell: Shell | None = None) -> faust.App:
         except Exception:  # revoked meanwhile: unknown
             return None
 
+    async def position(tp: Any) -> int | None:
+        try:
+            return await asyncio.wait_for(app.consumer.position(tp), 1.0)
+        except Exception:
+            return None
+
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]
+    async def on_assigned(sender: Any, assigned: set[Any], **kwargs: Any) -> None:
+        """Start each newly assigned input partition afresh, and record where every input
+        partition starts, before anything is fetched from it (Faust keeps newly assigned
+        partitions paused while it sends this signal)."""
+        mine = [tp for tp in assigned if tp.topic in inputs]
+        for tp in set(mine) - ours:
+            # what this worker read of it before (if it ever owned it) is stale, and
+            # another worker may have moved it on since
+            last_offset.pop(tp, None)
+            gate.frontier.pop(tp, None)
+            assigned_at[tp] = time.monotonic()
+        ours.clear()
+        ours.update(mine)
+        got = await asyncio.gather(*(position(tp) for tp in mine))
+        positions.clear()
+        positions.update(zip(mine, got, strict=True))
+        known = sum(p is not None for p in got)
+        log.info("inputs_assigned", partitions=len(mine), positions=known)
+
     async def behind() -> list[Any]:
         """Input partitions with records the worker has not read yet (see
         :func:`streams.order.backlogged`). Never raises: on any doubt about the
@@ -131,50 +156,18 @@ def create_app(settings: Settings, shell: Shell | None = None) -> faust.App:
             assigned = [tp for tp in consumer.assignment() if tp.topic in inputs]
         except Exception:  # not started or rebalancing: hold nothing back on its account
             return []
-        if set(assigned) != known_assignment:  # a rebalance
-            for tp in set(assigned) - known_assignment:
-                # newly ours: what this worker read of it before (if it ever owned it) is
-                # stale, and another worker may have moved it on since
-                last_offset.pop(tp, None)
-                gate.frontier.pop(tp, None)
-                assigned_at[tp] = time.monotonic()
-            known_assignment.clear()
-            known_assignment.update(assigned)
-            positions.clear()
-            positions.update(start_positions)
         for tp in assigned:
-            # A partition not read yet: its position as the assignment began (recorded
-            # while Faust still held it paused), else asked once, when its highwater is
-            # first known, and kept: the consumer's position moves as it buffers
-            # records, before they reach the agent.
-            unread = tp not in last_offset and positions.get(tp) is None
-            if unread and highwater(tp) is not None:
-                try:
-                    positions[tp] = await asyncio.wait_for(consumer.position(tp), 1.0)
-                except Exception:
-                    positions[tp] = None
+            # A partition not read yet whose start position the assignment could not
+            # record: asked once, when its highwater is first known, and kept, since the
+            # consumer's position moves as it buffers records, before they reach us.
+            if tp not in last_offset and positions.get(tp) is None and highwater(tp) is not None:
+                positions[tp] = await position(tp)
         try:
             current = consumer.assignment()
         except Exception:
             return []
         assigned = [tp for tp in assigned if tp in current]  # revoked during the awaits
         return backlogged(assigned, last_offset, highwater, positions, waiting)
-
-    @app.on_partitions_assigned.connect  # type: ignore[arg-type]
-    async def remember_positions(sender: Any, assigned: set[Any], **kwargs: Any) -> None:
-        """Record where each input partition starts, before anything is fetched from it
-        (Faust keeps newly assigned partitions paused while it sends this signal)."""
-
-        async def one(tp: Any) -> tuple[Any, int | None]:
-            try:
-                return tp, await asyncio.wait_for(app.consumer.position(tp), 1.0)
-            except Exception:
-                return tp, None
-
-        got = await asyncio.gather(*(one(tp) for tp in assigned if tp.topic in inputs))
-        start_positions.clear()
-        start_positions.update({tp: pos for tp, pos in got if pos is not None})
-        log.info("inputs_assigned", partitions=len(got), positions=len(start_positions))
 
     async def decide(events: list[Any], ack: bool) -> None:
         """Hand events to the shell in batches; with ``ack``, ack each once decided.

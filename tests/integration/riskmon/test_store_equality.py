@@ -124,35 +124,33 @@ def decide_batch(state: BatchState, batch: list[dict[str, Any]]) -> dict[str, di
 
 
 @pytest.fixture(params=["server", "cluster"])
-def target(request: pytest.FixtureRequest, stack: Settings) -> Iterator[tuple[Any, bool]]:
-    """A Redis client and whether it speaks to a cluster: the stack's server, or the
-    tests' three-node cluster. Keys written under the test's prefix are removed after."""
+def target(request: pytest.FixtureRequest, stack: Settings) -> Iterator[Any]:
+    """A Redis client of the stack's server, or of the tests' three-node cluster."""
     client: Any
     if request.param == "server":
         client = redis.Redis(host=stack.redis.host, port=stack.redis.port, db=stack.redis.db)
     else:
         cluster: LocalRedisCluster = request.getfixturevalue("redis_cluster")
         client = RedisCluster(host=cluster.host, port=cluster.ports[0])
-    yield client, request.param == "cluster"
+    yield client
     client.close()
 
 
 @pytest.fixture
-def prefix(target: tuple[Any, bool]) -> Iterator[str]:
-    client = target[0]
+def prefix(target: Any) -> Iterator[str]:
+    """A key prefix of the test's own; its keys are removed after."""
+    client = target
     name = f"eq{random.randrange(10**9)}:"
     yield name
     for key in list(client.scan_iter(match=f"{name}*", count=1000)):
         client.delete(key)
 
 
-async def test_same_events_same_features_on_redis_and_memory(
-    target: tuple[Any, bool], prefix: str
-) -> None:
+async def test_same_events_same_features_on_redis_and_memory(target: Any, prefix: str) -> None:
     """1,500 events in batches of 100 through both stores: every feature is equal, on one
     server and on a cluster (whose save takes two steps)."""
-    client, cluster = target
-    redis_store = RedisStore(client, prefix, ttl_s=3600, cluster=cluster)
+    client = target
+    redis_store = RedisStore(client, prefix, ttl_s=3600)
     memory = MemoryStore()
     events = traffic(1500)
     got_redis: dict[str, dict[str, float]] = {}
@@ -181,13 +179,11 @@ async def test_same_events_same_features_on_redis_and_memory(
     assert max(f["ip_fraud_share"] for f in got_memory.values()) > 0
 
 
-async def test_events_saved_once_are_seen_on_the_next_load(
-    target: tuple[Any, bool], prefix: str
-) -> None:
+async def test_events_saved_once_are_seen_on_the_next_load(target: Any, prefix: str) -> None:
     """After a save, loading the same batch marks every event seen, with or without a
     user; events of another batch are not."""
-    client, cluster = target
-    store = RedisStore(client, prefix, ttl_s=3600, seen_ttl_s=86400, cluster=cluster)
+    client = target
+    store = RedisStore(client, prefix, ttl_s=3600, seen_ttl_s=86400)
     events = traffic(300)
     first, second = events[:150], events[150:]
     assert any(not ev["user_id"] for ev in first)
@@ -200,7 +196,7 @@ async def test_events_saved_once_are_seen_on_the_next_load(
     assert decide_batch(again, first) == {}
     # a user's marks are kept for the seen TTL in event time: a store keeping them for
     # an hour has dropped those more than an hour older than that user's newest event
-    short = RedisStore(client, prefix + "short:", ttl_s=3600, cluster=cluster)
+    short = RedisStore(client, prefix + "short:", ttl_s=3600)
     state = await short.load(needs_for(first, ident_keys))
     decide_batch(state, first)
     await short.save(state)
@@ -218,15 +214,13 @@ async def test_events_saved_once_are_seen_on_the_next_load(
     assert len(kept) < len(first)  # some were dropped
 
 
-async def test_scripts_a_server_lost_are_loaded_again(
-    target: tuple[Any, bool], prefix: str
-) -> None:
+async def test_scripts_a_server_lost_are_loaded_again(target: Any, prefix: str) -> None:
     """After every server forgot the scripts (a restart, a failover), the next load and
     save load them again and go through."""
-    client, cluster = target
-    store = RedisStore(client, prefix, ttl_s=3600, seen_ttl_s=86400, cluster=cluster)
+    client = target
+    store = RedisStore(client, prefix, ttl_s=3600, seen_ttl_s=86400)
     events = traffic(200)
-    nodes = client.get_primaries() if cluster else [None]
+    nodes = client.get_primaries() if isinstance(client, RedisCluster) else [None]
 
     def flush() -> None:
         for node in nodes:
@@ -242,13 +236,11 @@ async def test_scripts_a_server_lost_are_loaded_again(
     assert again.seen == {ev["event_id"] for ev in events}
 
 
-async def test_user_ids_with_braces_keep_their_keys_together(
-    target: tuple[Any, bool], prefix: str
-) -> None:
+async def test_user_ids_with_braces_keep_their_keys_together(target: Any, prefix: str) -> None:
     """A user id with braces (``}`` first) still puts the user's document and seen marks
     in one slot: the save and the next load work, on a server and on a cluster."""
-    client, cluster = target
-    store = RedisStore(client, prefix, ttl_s=3600, cluster=cluster)
+    client = target
+    store = RedisStore(client, prefix, ttl_s=3600)
     odd = "}odd{id"
     batch = [{**ev, "user_id": odd} if ev["user_id"] else ev for ev in traffic(20) if ev["user_id"]]
     state = await store.load(needs_for(batch, ident_keys))
@@ -283,7 +275,7 @@ async def test_a_cluster_save_cut_short_is_safe_to_retry(
     batches after it get the same features as the in-memory store."""
     client = RedisCluster(host=redis_cluster.host, port=redis_cluster.ports[0])
     prefix = f"cut{random.randrange(10**9)}:"
-    store = CutStore(client, prefix, ttl_s=3600, seen_ttl_s=86400, cluster=True)
+    store = CutStore(client, prefix, ttl_s=3600, seen_ttl_s=86400)
     memory = MemoryStore()
     events = traffic(800)
     try:
