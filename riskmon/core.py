@@ -472,9 +472,12 @@ class Core:
             latest["device:" + device] = entry
 
 
-def _profile_doc(event: dict[str, Any], dec: Decision) -> dict[str, Any]:
+def _profile_doc(event: dict[str, Any], dec: Decision, ts: float) -> dict[str, Any]:
     rule_ids = dec.get("rule_ids")
     return {
+        # first, so that a store can read it cheaply: of two writes of one profile, the
+        # document of the newer event wins (riskmon.store), whichever worker writes last
+        "event_time": ts,
         "score": dec["score"],
         "decision": dec["decision"],
         "reasons": dec["reasons"][:5],
@@ -495,7 +498,7 @@ def _write_profiles(
     user's last decision would.
     """
     for key, (event, dec, user, ts) in latest.items():
-        doc = _profile_doc(event, dec)
+        doc = _profile_doc(event, dec, ts)
         if user is not None and key.startswith("user:"):
             actions = user["actions"]
             doc["peak_score_24h"] = user["peak"][0]

@@ -36,13 +36,15 @@ key                                 type    what
 ``<kind>:<value>`` and ``u:<user_id>`` are literal: Redis Cluster hash tags, so the keys of
 one identifier, and the two keys of one user, share a slot, and one server-side script
 reads them, or writes them, in one command. Profiles are what the approval service reads
-(see :func:`profile_key`).
+(see :func:`profile_key`): each holds the decision on the newest event of its user,
+application or device, in event time, and begins with that event's ``event_time`` (epoch
+seconds).
 
 Commands per micro-batch: one per user to read its document and which of the batch's
 events it has seen, and one to write both (:data:`LOAD_USER`, :data:`SAVE_USER`); one
 per identifier to read its five keys and one per changed identifier to write them
 (:data:`LOAD_IDENT`, :data:`SAVE_IDENT`); one per event without a user (seen, mark); one
-per profile. One pipelined round trip loads.
+per profile (:data:`SAVE_PROFILE`). One pipelined round trip loads.
 
 Saving is safe to retry after a failure at any point. On one server the save is one
 MULTI/EXEC: all of a batch's writes or none, so the retried batch meets the state from
@@ -50,8 +52,9 @@ before it. A Redis Cluster cannot run one transaction across slots, so there the
 takes two ordered round trips:
 
 1. identifiers, fraud marks and profiles. These writes are commutative and idempotent
-   (event ids are members, user scores only rise, sets only grow), so writing them twice
-   is writing them once;
+   (event ids are members, user scores only rise, sets only grow, a profile keeps the
+   document of its newest event: :data:`SAVE_PROFILE`), so writing them twice is writing
+   them once, and two workers' writes give the same result in either order;
 2. then each user's document together with the seen marks of that user's events, in one
    script (atomic), and the seen marks of events without a user.
 
@@ -173,7 +176,11 @@ class MemoryStore:
                 target = idents[key] = IdentState()
             target.fraud.add(uid)
         self.seen.update(state.new_seen)
-        self.profiles.update(state.profiles)
+        profiles = self.profiles
+        for key, doc in state.profiles.items():
+            old = profiles.get(key)
+            if old is None or old["event_time"] <= doc["event_time"]:
+                profiles[key] = doc
 
     def get_profile(self, entity: str, entity_id: str) -> dict[str, Any] | None:
         return self.profiles.get(f"{entity}:{entity_id}")
@@ -274,6 +281,20 @@ end
 return 1
 """
 _CAPS = (MAX_IDENT_USERS, MAX_IDENT_EVENTS, MAX_IDENT_APPS)
+
+#: Writes a risk profile unless the one stored is of a newer event: several workers write
+#: the profile of one device or application (its users' events go to different workers),
+#: in any order. The document starts with its ``event_time`` (riskmon.core), read here
+#: without decoding the JSON. KEYS: the profile. ARGV: document, TTL, its event time.
+SAVE_PROFILE = """
+local old = redis.call('GET', KEYS[1])
+if old then
+  local t = tonumber(string.match(old, '^{"event_time":([^,}]+)'))
+  if t and t > tonumber(ARGV[3]) then return 0 end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+return 1
+"""
 #: Most seen marks kept per user (the newest): a duplicate of an older event is decided
 #: again, with the same output ids.
 MAX_USER_SEEN = 50_000
@@ -284,7 +305,7 @@ Command = tuple[str, tuple[Any, ...]]
 #: The scripts by their SHA-1, which is how Redis calls them (EVALSHA).
 SCRIPT_SHAS = {
     script: hashlib.sha1(script.encode()).hexdigest()
-    for script in (LOAD_USER, SAVE_USER, LOAD_IDENT, SAVE_IDENT)
+    for script in (LOAD_USER, SAVE_USER, LOAD_IDENT, SAVE_IDENT, SAVE_PROFILE)
 }
 
 
@@ -582,7 +603,8 @@ class RedisStore:
         for name, doc in state.profiles.items():
             entity, _, entity_id = name.partition(":")
             key = profile_key(p, entity, entity_id)
-            shared.append(_command("SET", key, orjson.dumps(doc), "EX", ttl))
+            newest_first = (orjson.dumps(doc), ttl, repr(doc["event_time"]))
+            shared.append(_script(SAVE_PROFILE, [key], newest_first))
         users: list[Command] = []  # step 2: each user's document with its seen marks
         for uid, seen in seen_by.items():
             document = orjson.dumps(state.users[uid])

@@ -328,3 +328,22 @@ def diff(got: dict[str, dict[str, float]], want: dict[str, dict[str, float]]) ->
         for eid, f in want.items()
         if got.get(eid) != f
     }
+
+
+async def test_a_profile_keeps_the_decision_on_its_newest_event(target: Any, prefix: str) -> None:
+    """Two workers write one device's profile in either order: the document of the newer
+    event stays, in Redis as in memory; a newer one still replaces it."""
+
+    def doc(ts: float, score: float) -> dict[str, Any]:
+        return {"event_time": ts, "score": score, "decision": "pass", "event_id": f"e{ts:g}"}
+
+    redis_store = RedisStore(target, prefix, ttl_s=3600)
+    memory = MemoryStore()
+    for ts, score in ((200.0, 0.9), (100.0, 0.1), (200.5, 0.4)):
+        state = BatchState(profiles={"device:d1": doc(ts, score)})
+        await redis_store.save(state)
+        memory.save(state)
+        stored = await redis_store.get_profile("device", "d1")
+        assert stored == memory.get_profile("device", "d1")
+        assert stored is not None
+        assert stored["score"] == (0.9 if ts <= 200.0 else 0.4)
