@@ -72,6 +72,7 @@ import asyncio
 import contextlib
 import hashlib
 import math
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -300,6 +301,11 @@ return 1
 MAX_USER_SEEN = 50_000
 
 
+#: Rounds of a cluster round trip that send again what a node redirected (MOVED, ASK,
+#: TRYAGAIN) while slots move, before the batch fails; the pauses of TRYAGAIN add up to
+#: about 3 s at most.
+REDIRECT_ROUNDS = 10
+
 #: A command for a round trip: (the key that routes it on a cluster, its words).
 Command = tuple[str, tuple[Any, ...]]
 #: The scripts by their SHA-1, which is how Redis calls them (EVALSHA).
@@ -473,32 +479,88 @@ class RedisStore:
             shas = {w[1] for w in words if w[0] == "EVALSHA"}
             loads = [("SCRIPT", "LOAD", text) for text, sha in SCRIPT_SHAS.items() if sha in shas]
             return _pipelined(self.r, loads + words, True)[len(loads) :]
-        # A cluster: each command goes to the primary serving its key's slot, in one
-        # plain pipeline per node. (redis-py's cluster pipeline routes and wraps every
-        # command in Python: about 2.5 times the client's time, bench/bench_store.py.) A
-        # node that answers MOVED or ASK, or fails, makes the client read the slot map
-        # again and the round trip fail; the worker retries the batch, which is safe.
-        from redis.exceptions import AskError, ConnectionError, MovedError, TimeoutError
+        return self._cluster_round_trip(cmds)
+
+    def _cluster_round_trip(self, cmds: list[Command]) -> list[Any]:
+        """``cmds`` on a cluster: each command goes to the primary serving its key's slot,
+        in one plain pipeline per node. (redis-py's cluster pipeline routes and wraps every
+        command in Python: about 2.5 times the client's time, bench/bench_store.py.)
+
+        While slots move (a reshard), the commands a node redirects are sent again, and
+        only those: a command answered MOVED or ASK did not run, so sending it to the
+        right node runs it once. MOVED: the slot map is read again. ASK: the command goes
+        to the importing node, after ``ASKING``. TRYAGAIN (a script's keys are split
+        between the two nodes for a moment): sent again after a short pause. After
+        :data:`REDIRECT_ROUNDS` rounds, or when a node fails, the slot map is read again
+        and the round trip fails; the worker retries the batch, which is safe.
+        """
+        from redis.exceptions import (
+            AskError,
+            ConnectionError,
+            MovedError,
+            TimeoutError,
+            TryAgainError,
+        )
 
         r = self.r
-        nodes: dict[str, tuple[Any, list[int]]] = {}
-        for i, (key, _) in enumerate(cmds):
-            node = r.nodes_manager.get_node_from_slot(r.keyslot(key))
-            nodes.setdefault(node.name, (node, []))[1].append(i)
         out: list[Any] = [None] * len(cmds)
+        todo = list(range(len(cmds)))
+        asked: dict[int, Any] = {}  # command -> the importing node an ASK named
+        last: Exception | None = None
         try:
-            for node, rows in nodes.values():
-                words = [cmds[i][1] for i in rows]
-                replies = _pipelined(r.get_redis_connection(node), words, False)
-                for i, x in zip(rows, replies, strict=True):
-                    if isinstance(x, MovedError | AskError):
-                        raise x
-                    out[i] = x
-        except (MovedError, AskError, ConnectionError, TimeoutError):
+            for round_ in range(REDIRECT_ROUNDS):
+                nodes: dict[str, tuple[Any, list[int]]] = {}
+                owner = r.nodes_manager.get_node_from_slot
+                for i in todo:
+                    node = asked.get(i) or owner(r.keyslot(cmds[i][0]))
+                    nodes.setdefault(node.name, (node, []))[1].append(i)
+                again: list[int] = []
+                moved = wait = False
+                for node, rows in nodes.values():
+                    words: list[tuple[Any, ...]] = []
+                    for i in rows:
+                        if i in asked:
+                            words.append(("ASKING",))
+                        words.append(cmds[i][1])
+                    replies = iter(_pipelined(r.get_redis_connection(node), words, False))
+                    for i in rows:
+                        if i in asked:
+                            next(replies)  # ASKING's OK
+                        x = next(replies)
+                        if isinstance(x, MovedError | AskError | TryAgainError):
+                            last = x
+                            again.append(i)
+                            asked.pop(i, None)
+                            if isinstance(x, AskError):
+                                asked[i] = self._node_at(*x.node_addr)
+                            moved |= isinstance(x, MovedError)
+                            wait |= isinstance(x, TryAgainError)
+                        else:
+                            out[i] = x
+                if not again:
+                    return out
+                if moved:
+                    r.nodes_manager.initialize()
+                if wait:
+                    time.sleep(min(0.05 * 2**round_, 0.5))
+                todo = sorted(again)  # in their first order: a user's commands keep theirs
+            assert last is not None
+            raise last
+        except (MovedError, AskError, TryAgainError, ConnectionError, TimeoutError):
             with contextlib.suppress(Exception):
                 r.nodes_manager.initialize()
             raise
-        return out
+
+    def _node_at(self, host: str, port: int) -> Any:
+        """The cluster node at ``host:port`` (reading the slot map again if unknown)."""
+        r = self.r
+        node = r.get_node(host=host, port=port)
+        if node is None:
+            r.nodes_manager.initialize()
+            node = r.get_node(host=host, port=port)
+        if node is None:
+            raise redis.exceptions.ConnectionError(f"ASK names an unknown node {host}:{port}")
+        return node
 
     async def close(self) -> None:
         await asyncio.to_thread(self.r.close)

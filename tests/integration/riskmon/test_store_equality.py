@@ -4,6 +4,7 @@ in-memory one gives; its saves are safe to retry."""
 from __future__ import annotations
 
 import random
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -347,3 +348,76 @@ async def test_a_profile_keeps_the_decision_on_its_newest_event(target: Any, pre
         assert stored == memory.get_profile("device", "d1")
         assert stored is not None
         assert stored["score"] == (0.9 if ts <= 200.0 else 0.4)
+
+
+async def test_a_reshard_in_progress_is_followed(
+    redis_cluster: LocalRedisCluster, stack: Settings
+) -> None:
+    """While a user's slot moves to another node, loads and saves follow the cluster's
+    redirections rather than fail: TRYAGAIN while the user's two keys sit on different
+    nodes, ASK once they have moved but the slot has not, MOVED after. The user's state
+    read and written meanwhile equals the in-memory store's."""
+    client = RedisCluster(host=redis_cluster.host, port=redis_cluster.ports[0])
+    prefix = f"rs{random.randrange(10**9)}:"
+    store = RedisStore(client, prefix, ttl_s=3600, seen_ttl_s=86400)
+    memory = MemoryStore()
+    events = traffic(300)
+    first, second = events[:150], events[150:]
+    uid = next(
+        ev["user_id"]
+        for ev in second
+        if ev["event_type"] != "label" and any(e["user_id"] == ev["user_id"] for e in first)
+    )
+    doc_key, seen_key = user_keys(prefix, uid)
+    slot = client.keyslot(doc_key)
+    src = client.nodes_manager.get_node_from_slot(slot)
+    dst = next(n for n in client.get_primaries() if n.name != src.name)
+    src_c, dst_c = client.get_redis_connection(src), client.get_redis_connection(dst)
+    src_id, dst_id = (c.execute_command("CLUSTER", "MYID").decode() for c in (src_c, dst_c))
+
+    def move_all() -> None:
+        """MIGRATE every key left in the slot, as a reshard does."""
+        while keys := src_c.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 100):
+            src_c.execute_command("MIGRATE", dst.host, dst.port, "", 0, 5000, "KEYS", *keys)
+
+    moved = threading.Timer(0.5, move_all)
+    try:
+        state = await store.load(needs_for(first, ident_keys))
+        decide_batch(state, first)
+        await store.save(state)
+        reference = memory.load(needs_for(first, ident_keys))
+        decide_batch(reference, first)
+        memory.save(reference)
+
+        dst_c.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", src_id)
+        src_c.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", dst_id)
+        src_c.execute_command("MIGRATE", dst.host, dst.port, "", 0, 5000, "KEYS", doc_key)
+        moved.start()  # the user's seen marks follow half a second later
+        state = await store.load(needs_for(second, ident_keys))
+        assert not moved.is_alive()  # the load waited out the split (TRYAGAIN)
+        assert state.users[uid] == memory.users[uid]
+        decide_batch(state, second)
+        await store.save(state)  # the slot is still migrating: ASK
+        assert src_c.execute_command("CLUSTER", "COUNTKEYSINSLOT", slot) == 0
+        reference = memory.load(needs_for(second, ident_keys))
+        decide_batch(reference, second)
+        memory.save(reference)
+
+        for c in (dst_c, src_c):
+            c.execute_command("CLUSTER", "SETSLOT", slot, "NODE", dst_id)
+        again = await store.load(needs_for(second, ident_keys))  # a stale map: MOVED
+        assert client.nodes_manager.get_node_from_slot(slot).name == dst.name
+        assert again.users[uid] == memory.users[uid]
+        assert again.seen == {ev["event_id"] for ev in second}
+        assert orjson.loads(dst_c.get(doc_key)) == memory.users[uid]
+        assert dst_c.zcard(seen_key) > 0
+    finally:
+        moved.cancel()
+        moved.join()
+        if client.nodes_manager.get_node_from_slot(slot).name != dst.name:
+            move_all()
+            for c in (dst_c, src_c):
+                c.execute_command("CLUSTER", "SETSLOT", slot, "NODE", dst_id)
+        for key in list(client.scan_iter(match=f"{prefix}*", count=1000)):
+            client.delete(key)
+        client.close()
