@@ -16,7 +16,9 @@ keys, in one run:
 
 Every target must decide the same events with the same decisions; the bench stops
 otherwise. Besides the client's time it reports the Redis server's CPU per event, which
-bounds what one server (or node) can serve for all workers together.
+bounds what one server (or node) can serve for all workers together. Last, the Redis CPU
+of one profile write, as a plain ``SET`` and through the script that keeps the newest
+event's document (``SAVE_PROFILE``), on the run's own profile documents.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import orjson
 import redis
 from redis.cluster import RedisCluster
 from simulated import simulate
@@ -37,7 +40,15 @@ from riskmon.core import Core
 from riskmon.replay import read_lines
 from riskmon.settings import Settings
 from riskmon.stack import LocalRedisCluster, redis_answers
-from riskmon.store import Command, RedisStore
+from riskmon.store import (
+    SAVE_PROFILE,
+    SCRIPT_SHAS,
+    BatchState,
+    Command,
+    RedisStore,
+    _pipelined,
+    profile_key,
+)
 from riskmon.testing import cluster_ports, stack_settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,6 +59,11 @@ class CountingStore(RedisStore):
 
     commands = 0
     round_trips = 0
+    profiles: list[tuple[str, dict[str, Any]]]
+
+    def save_now(self, state: BatchState) -> None:
+        self.profiles = [*getattr(self, "profiles", []), *state.profiles.items()]
+        super().save_now(state)
 
     def _round_trip(self, cmds: list[Command], transaction: bool) -> list[Any]:
         self.commands += len(cmds)
@@ -98,6 +114,34 @@ def redis_cpu_s(client: Any, cluster: bool) -> float:
     return sum(float(i["used_cpu_user"]) + float(i["used_cpu_sys"]) for i in infos)
 
 
+def profile_writes(
+    client: Any, profiles: list[tuple[str, dict[str, Any]]], ttl: int, rounds: int = 3
+) -> list[tuple[str, float]]:
+    """Redis CPU per profile write, µs: the batches' profile documents written as a plain
+    SET (last writer wins) and through :data:`SAVE_PROFILE` (newest event wins), in
+    alternating rounds on fresh keys, in pipelines of 500."""
+    client.script_load(SAVE_PROFILE)
+    out = []
+    for r in range(rounds):
+        for how in ("SET", "SAVE_PROFILE"):
+            prefix = f"bp{uuid.uuid4().hex[:10]}:"
+            cmds = []
+            for name, doc in profiles:
+                entity, _, entity_id = name.partition(":")
+                key, value = profile_key(prefix, entity, entity_id), orjson.dumps(doc)
+                if how == "SET":
+                    cmds.append(("SET", key, value, "EX", ttl))
+                else:
+                    at = repr(doc["event_time"])
+                    cmds.append(("EVALSHA", SCRIPT_SHAS[SAVE_PROFILE], 1, key, value, ttl, at))
+            before = redis_cpu_s(client, False)
+            for i in range(0, len(cmds), 500):
+                _pipelined(client, cmds[i : i + 500], False)
+            out.append((f"{how}, round {r + 1}", redis_cpu_s(client, False) - before))
+            clean(client, prefix)
+    return [(label, cpu_s / len(profiles) * 1e6) for label, cpu_s in out]
+
+
 def clean(client: Any, prefix: str) -> None:
     for key in list(client.scan_iter(match=f"{prefix}*", count=1000)):
         client.delete(key)
@@ -127,6 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.server_only:
         cluster = LocalRedisCluster.start(args.work / "redis-cluster", cluster_ports(args.nodes))
     rows = []
+    writes: list[tuple[str, float]] = []
+    n_profiles = 0
     reference: list[tuple[str, str]] | None = None
     try:
         server = redis.Redis(host=settings.redis.host, port=settings.redis.port)
@@ -146,6 +192,9 @@ def main(argv: list[str] | None = None) -> int:
                 cpu_before = redis_cpu_s(client, is_cluster)
                 load_s, save_s, decided = run(settings, store, batches)
                 cpu_s = redis_cpu_s(client, is_cluster) - cpu_before
+                if name == "server":
+                    n_profiles = len(store.profiles)
+                    writes = profile_writes(client, store.profiles, ttl)
             finally:
                 clean(client, prefix)
                 client.close()
@@ -174,6 +223,10 @@ def main(argv: list[str] | None = None) -> int:
         "\nload and save: wall time of the client's calls (the client waits for Redis). "
         "Redis CPU: the server's (all nodes') user and system CPU over the run, INFO cpu."
     )
+    print(f"\nProfile writes on the server ({n_profiles:,} documents of the run):\n")
+    print("| write, round | Redis CPU, us/write |\n|---|---|")
+    for label, us in writes:
+        print(f"| {label} | {us:.2f} |")
     return 0
 
 
