@@ -244,6 +244,24 @@ _KIND_CODES = {
 }
 
 
+#: what a violation of each kind means, for reasons that may not quote the value
+_KIND_TEXTS = {
+    "Type": "wrong type",
+    "MinLength": "too short",
+    "MaxLength": "too long",
+    "Pattern": "not in the expected form",
+    "Format": "not in the expected format",
+    "Enum": "not one of the allowed values",
+    "Constant": "not the allowed value",
+    "Minimum": "out of range",
+    "Maximum": "out of range",
+    "ExclusiveMinimum": "out of range",
+    "ExclusiveMaximum": "out of range",
+}
+#: kinds whose message about the whole event names its keys, never their values
+_NAMES_KEYS_ONLY = frozenset({"Required", "AdditionalProperties"})
+
+
 class InvalidMessage(ValueError):
     """A message that breaks the contract: ``code`` is stable, ``reason`` readable."""
 
@@ -274,13 +292,30 @@ class Contract:
         return cls(schemas)
 
     def errors(self, schema: str, obj: Any) -> list[tuple[str, str]]:
-        """All contract violations of ``obj`` as ``(code, readable reason)`` pairs."""
+        """All contract violations of ``obj`` as ``(code, readable reason)`` pairs.
+
+        A reason never quotes personal data: the value of a ``*_hash`` field, which
+        should have arrived hashed and may not have, is withheld, and so is the whole
+        event, which a check of the event as one value would quote.
+
+        >>> c = Contract.load()
+        >>> c.errors("application", {"id_hash": 110101199003071234})[-1]
+        ('wrong_type', 'id_hash: wrong type (the value is withheld: personal data)')
+        """
         out = []
         for err in self._validators[schema].iter_errors(obj):
             kind = type(err.kind).__name__
             code = _KIND_CODES.get(kind, "schema_violation")
-            where = "/".join(str(p) for p in err.instance_path)
-            out.append((code, f"{where}: {err.message}" if where else err.message))
+            path = [str(p) for p in err.instance_path]
+            where = "/".join(path)
+            if any(p.endswith("_hash") for p in path) or (
+                not path and kind not in _NAMES_KEYS_ONLY
+            ):
+                text = _KIND_TEXTS.get(kind, "breaks the contract")
+                message = f"{text} (the value is withheld: personal data)"
+            else:
+                message = err.message
+            out.append((code, f"{where}: {message}" if where else message))
         return out
 
     def is_valid(self, schema: str, obj: Any) -> bool:

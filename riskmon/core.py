@@ -241,6 +241,7 @@ class Core:
                 "key": rule_id,
                 "value": None,
                 "value_b64": None,
+                "truncated": False,
                 "size": 0,
                 "ts": format_ts(wall),
             }

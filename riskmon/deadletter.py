@@ -4,6 +4,15 @@
 ...                   topic="loan.applications", partition=0, offset=7, now=0.0)
 >>> rec["value_b64"], rec["value"], rec["offset"]
 ('//4=', None, 7)
+
+A dead letter keeps at most ``keep`` bytes of the input, so that it always fits in a
+Kafka message, however large the input was (JSON escaping can make text six times
+longer):
+
+>>> rec = dead_letter(b"x" * 100, code="oversized", reason="too large", topic="t",
+...                   partition=0, offset=8, now=0.0, keep=10)
+>>> rec["value"], rec["size"], rec["truncated"]
+('xxxxxxxxxx', 100, True)
 """
 
 from __future__ import annotations
@@ -12,6 +21,13 @@ import base64
 from typing import Any
 
 from riskmon.contract import format_ts
+
+#: Input bytes a dead letter keeps: the default input limit (``worker.max_message_bytes``)
+#: so that all of any input the worker would accept travels along. Escaped as JSON, even
+#: 64 KiB of control characters stays far below Kafka's default limit of 1 MB a message.
+KEEP_BYTES = 64 * 1024
+#: Characters of a reason a dead letter keeps.
+REASON_CHARS = 2000
 
 
 def dead_letter(
@@ -25,21 +41,28 @@ def dead_letter(
     now: float,
     key: bytes | None = None,
     event_id: str | None = None,
+    keep: int = KEEP_BYTES,
 ) -> dict[str, Any]:
     """The record written to ``risk.deadletter`` for one bad input.
 
-    The original bytes travel along: as text when they are UTF-8, else base64.
+    The original bytes travel along, the first ``keep`` of them (``truncated`` says if
+    that was not all): as text when they are UTF-8, else base64. The reason is cut to
+    :data:`REASON_CHARS` characters and the key to ``keep`` bytes.
     """
     value: str | None = None
     value_b64: str | None = None
+    truncated = False
     if raw is not None:
-        try:
-            value = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            value_b64 = base64.b64encode(raw).decode("ascii")
+        kept = raw[:keep]
+        truncated = len(kept) < len(raw)
+        value = _utf8(kept, truncated)
+        if value is None:
+            value_b64 = base64.b64encode(kept).decode("ascii")
     key_text: str | None = None
     if key is not None:
-        key_text = key.decode("utf-8", errors="replace")
+        key_text = key[:keep].decode("utf-8", errors="replace")
+    if len(reason) > REASON_CHARS:
+        reason = reason[: REASON_CHARS - 1] + "…"
     return {
         "code": code,
         "reason": reason,
@@ -51,5 +74,17 @@ def dead_letter(
         "size": len(raw) if raw is not None else 0,
         "value": value,
         "value_b64": value_b64,
+        "truncated": truncated,
         "ts": format_ts(now),
     }
+
+
+def _utf8(data: bytes, truncated: bool) -> str | None:
+    """``data`` as text, or ``None`` if it is not UTF-8; a cut input may end inside a
+    character, whose first bytes are then dropped."""
+    for cut in range(4 if truncated else 1):
+        try:
+            return data[: len(data) - cut].decode("utf-8")
+        except UnicodeDecodeError:
+            continue
+    return None

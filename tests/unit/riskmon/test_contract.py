@@ -126,3 +126,26 @@ def test_formatted_times_match_the_calendar() -> None:
         ms = round(epoch * 1000)
         whole = datetime.fromtimestamp(ms // 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
         assert format_ts(epoch) == f"{whole}.{ms % 1000:03d}Z"
+
+
+@pytest.mark.parametrize(
+    ("changes", "clear"),
+    [
+        ({"phone_hash": 13800138000}, "13800138000"),  # a phone number, not hashed
+        ({"id_hash": 110101199003071234}, "110101199003071234"),  # a national id
+        ({"bank_card_hash": "6222" + "0" * 200}, "6222" + "0" * 200),  # too long
+        ({"phone_hash": ""}, '""'),
+    ],
+)
+def test_a_reason_never_quotes_personal_data(
+    contract: Contract, changes: dict[str, Any], clear: str
+) -> None:
+    """An unhashed phone number, id or card in a ``*_hash`` field is rejected with a reason
+    that names the field and the fault but withholds the value (reasons go to logs and
+    dead letters)."""
+    with pytest.raises(InvalidMessage) as err:
+        contract.parse(orjson.dumps(_app(**changes)))
+    field = next(iter(changes))
+    assert err.value.reason.startswith(f"{field}: ")
+    assert "withheld" in err.value.reason
+    assert clear not in err.value.reason and clear not in str(err.value)
