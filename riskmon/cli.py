@@ -42,11 +42,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    # First pass finds the command; its module then adds its own arguments.
-    known, _ = parser.parse_known_args(argv)
+    # First pass finds the command (without --help, which would print the command's help
+    # before its module has added its arguments); its module then adds them.
+    asks_help = [a for a in argv if a in ("-h", "--help")]
+    known, _ = parser.parse_known_args([a for a in argv if a not in asks_help])
     if not known.command:
         parser.print_help()
-        return 2
+        return 0 if asks_help else 2
     module = importlib.import_module(COMMANDS[known.command][0])
     sub_action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     module.configure(sub_action.choices[known.command])

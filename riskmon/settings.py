@@ -126,6 +126,11 @@ class WorkerSettings(_Frozen):
         "(0: no holding, events are decided in arrival order)",
     )
     hold_max_s: float = Field(5.0, ge=0, description="longest an event is held back")
+    start_wait_s: float = Field(
+        120.0,
+        ge=0,
+        description="how long a starting worker waits for Redis before it exits with an error",
+    )
 
 
 class Thresholds(_Frozen):

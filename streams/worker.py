@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
 
 from riskmon.logs import get_logger
 from riskmon.settings import Settings
@@ -26,6 +29,50 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def wait_for_redis(
+    settings: Settings,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> bool:
+    """Whether Redis answers within ``worker.start_wait_s``, asking every 2 s.
+
+    A worker needs Redis from its first step (the model checkpoint, then every batch):
+    started without it, it waits; still without it, it exits with an error rather than
+    start half-way, so that its supervisor restarts it and on-call sees why.
+    """
+    import redis
+    from redis.backoff import NoBackoff
+    from redis.cluster import RedisCluster
+    from redis.retry import Retry
+
+    r = settings.redis
+    once: dict[str, Any] = {
+        "socket_connect_timeout": 2,
+        "socket_timeout": 2,
+        "retry": Retry(NoBackoff(), 0),
+    }
+    deadline = clock() + settings.worker.start_wait_s
+    while True:
+        try:
+            client: Any
+            if r.cluster:  # reads the slot map from the node: fails if the cluster is down
+                client = RedisCluster(host=r.host, port=r.port, **once)
+            else:
+                client = redis.Redis(host=r.host, port=r.port, db=r.db, **once)
+            try:
+                client.ping()
+            finally:
+                client.close()
+            return True
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            if clock() >= deadline:
+                log.error("redis_unreachable", redis=settings.redis.url, error=error)
+                return False
+            log.warning("waiting_for_redis", redis=settings.redis.url, error=error)
+            sleep(2.0)
+
+
 def run(args: argparse.Namespace, settings: Settings) -> int:
     import faust
 
@@ -35,6 +82,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         settings = settings.model_copy(
             update={"worker": settings.worker.model_copy(update={"web_port": args.web_port})}
         )
+    if not wait_for_redis(settings):
+        return 1
     if not args.no_create_topics:
         from riskmon.topics import ensure_topics
 

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import random
+import subprocess
+import sys
+import time
+import urllib.request
 from collections import Counter
 from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaProducer
+
+from riskmon.stack import ensure_redis_server
+from riskmon.testing import free_port, stop_process
 
 
 def valid_events(n: int, seed: int = 3) -> list[dict[str, Any]]:
@@ -144,3 +153,51 @@ async def test_thousand_valid_and_fifty_malformed_events(
     health = worker.health()
     assert health is not None and health["ok"] and health["events"] == 1000
     assert 'riskmon_deadletters_total{code="oversized"' in worker.metrics()
+
+
+def test_a_worker_without_redis_waits_then_exits_with_the_reason(isolated) -> None:
+    """Started while Redis is unreachable, the worker waits ``start_wait_s``, then exits
+    with status 1 and says why, rather than start half-way and hang (its supervisor then
+    restarts it)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RISKMON_")}
+    env.update(RISKMON_REDIS__PORT=str(free_port()), RISKMON_WORKER__START_WAIT_S="3")
+    cmd = [sys.executable, "-m", "riskmon.cli", "--config", str(isolated.config_file), "worker"]
+    done = subprocess.run(cmd, env=env, capture_output=True, timeout=60)
+    log = (done.stdout + done.stderr).decode()
+    assert done.returncode == 1, log[-3000:]
+    assert "waiting_for_redis" in log and "redis_unreachable" in log
+
+
+def test_a_worker_started_before_redis_starts_once_redis_answers(isolated) -> None:
+    """Redis comes up a few seconds after the worker: the worker waits for it, then starts
+    and reports itself healthy."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RISKMON_")}
+    env.update(RISKMON_REDIS__PORT=str(port), RISKMON_WORKER__START_WAIT_S="60")
+    cmd = [sys.executable, "-m", "riskmon.cli", "--config", str(isolated.config_file), "worker"]
+    log = isolated.tmp / "worker.log"
+    worker = subprocess.Popen(cmd, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    server = None
+    try:
+        time.sleep(3)
+        assert worker.poll() is None, log.read_text()[-3000:]
+        server = subprocess.Popen(
+            [ensure_redis_server(), "--port", str(port), "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL,
+        )
+        url = f"http://127.0.0.1:{isolated.settings.worker.web_port}/health"
+        deadline = time.monotonic() + 90
+        health = None
+        while time.monotonic() < deadline and worker.poll() is None:
+            with contextlib.suppress(OSError):
+                with urllib.request.urlopen(url, timeout=2) as resp:
+                    health = orjson.loads(resp.read())
+                if health["ok"]:
+                    break
+            time.sleep(0.5)
+        assert health is not None and health["ok"], log.read_text()[-3000:]
+        assert "waiting_for_redis" in log.read_text()
+    finally:
+        stop_process(worker)
+        if server is not None:
+            stop_process(server)
