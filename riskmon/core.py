@@ -45,6 +45,8 @@ FLAGGING = frozenset({"review", "decline", "alert"})
 #: event fields a label may name (``target_id``), kept with each scored vector
 _TARGET_KEYS = ("application_id", "txn_id", "loan_id")
 ACCOUNT_ACTIONS = {"freeze": "freeze", "reduce_limit": "reduce_limit", "decline": "freeze"}
+#: transactions that pay money out of the lender's reach
+MONEY_OUT = frozenset({"disbursement", "withdrawal", "transfer_out"})
 
 
 @dataclass
@@ -155,6 +157,7 @@ class Core:
         out = Outputs()
         pending: list[_Pending] = []
         batch_seen: set[str] = set()
+        labelled: dict[str, float] = {}  # users with a fraud label: time of the newest
         newest = state.now
         # Event-time order within the micro-batch: the input topics are consumed side by
         # side, so a device event may arrive after the transaction it preceded.
@@ -173,6 +176,8 @@ class Core:
             if event["event_type"] == "label":
                 out.labels += 1
                 self._label(event, ts, user, state)
+                if user is not None and event["label"] == "fraud":
+                    labelled[uid] = ts
                 continue
             features = observe(event, ts, user, state.idents)
             evaluation = self.rules.evaluate(event["event_type"], event, features)
@@ -200,6 +205,10 @@ class Core:
         for p, model_scores, mi in zip(pending, scores, inputs, strict=True):
             self._decide(p, model_scores, mi.x, state, out, ts_text, per_event_ms, latest)
         _write_profiles(latest, state.profiles)
+        for uid, ts in labelled.items():
+            # the profile says so at once, not at the user's next event
+            if "user:" + uid not in latest:
+                _relabel_profile(uid, state.users[uid], ts, state.profiles)
         for drift in self.models.drain_drift():
             out.ops.append({"kind": "score_drift", "ts": format_ts(wall), **drift})
         return out
@@ -292,15 +301,31 @@ class Core:
             elif score >= self.t.review:
                 outcome = max(outcome, Outcome.REVIEW)
             reasons = [cast(Reason, r) for r in ev.reasons]
+        # A user the risk team confirmed as a fraudster (a fraud label) gets no new
+        # credit and moves no money, whatever the rules and models say of the event.
+        user = p.user
+        if (
+            user is not None
+            and user["fraud"]
+            and (etype == "application" or event.get("kind") in MONEY_OUT)
+        ):
+            outcome = Outcome.DECLINE
+            score = 1.0
+            reasons.append(
+                {
+                    "code": "label:fraud",
+                    "detail": "the risk team confirmed fraud on this user (a fraud label)",
+                    "value": True,
+                }
+            )
         # A frozen account moves no money: disbursements and cash-outs are declined
         # until the freeze expires.
-        user = p.user
         frozen_until = user["actions"].get("freeze") if user is not None else None
         if (
             frozen_until is not None
             and frozen_until > p.ts
             and etype == "transaction"
-            and event.get("kind") in ("disbursement", "withdrawal", "transfer_out")
+            and event.get("kind") in MONEY_OUT
         ):
             outcome = Outcome.DECLINE
             reasons.append(
@@ -375,7 +400,10 @@ class Core:
         ev = p.evaluation
         if score < self.t.alert and not any(int(h.rule.severity) >= 2 for h in ev.hits):
             return
-        pattern = ev.hits[0].rule.rule_id if ev.hits else "model"
+        if ev.hits:
+            pattern = ev.hits[0].rule.rule_id
+        else:  # what flagged it without a rule: a label, a freeze, or the models
+            pattern = dec["reasons"][0]["code"] if dec["reasons"] else "model"
         user = p.user
         if user is not None:
             last = user["alerts"].get(pattern)
@@ -501,11 +529,29 @@ def _write_profiles(
     for key, (event, dec, user, ts) in latest.items():
         doc = _profile_doc(event, dec, ts)
         if user is not None and key.startswith("user:"):
-            actions = user["actions"]
-            doc["peak_score_24h"] = user["peak"][0]
-            doc["actions"] = (
-                {a: format_ts(t) for a, t in actions.items() if t > ts} if actions else {}
-            )
-            doc["confirmed_fraud"] = user["fraud"]
-            doc["flags"] = user.get("flags", 0)
+            user["decision"] = doc.copy()  # what a later label's profile repeats
+            _user_counters(doc, user, ts)
         profiles[key] = doc
+
+
+def _user_counters(doc: dict[str, Any], user: dict[str, Any], ts: float) -> None:
+    """Add the user's running counters, as of event time ``ts``, to a profile document."""
+    actions = user["actions"]
+    doc["peak_score_24h"] = user["peak"][0]
+    doc["actions"] = {a: format_ts(t) for a, t in actions.items() if t > ts} if actions else {}
+    doc["confirmed_fraud"] = user["fraud"]
+    doc["flags"] = user.get("flags", 0)
+
+
+def _relabel_profile(
+    uid: str, user: dict[str, Any], ts: float, profiles: dict[str, dict[str, Any]]
+) -> None:
+    """The profile of a user a fraud label confirmed, in a batch without a decision on
+    that user: the user's last decision, now with ``confirmed_fraud``, as of the label's
+    event time (so that it replaces the stored profile)."""
+    last = user.get("decision")
+    if last is None:
+        return  # never decided: no profile to correct
+    doc = {**last, "event_time": max(ts, last["event_time"])}
+    _user_counters(doc, user, doc["event_time"])
+    profiles["user:" + uid] = doc

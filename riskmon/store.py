@@ -3,7 +3,8 @@
 * :class:`MemoryStore` — in-process, for the replay and for tests.
 * :class:`RedisStore` — shared by every worker; one pipelined round trip to load what a
   micro-batch needs and one to write back what it changed, never one per event; every
-  key carries a TTL so memory stays bounded.
+  key of the state carries a TTL so memory stays bounded (the one key of the model
+  checkpoint is overwritten in place).
 
 Both load a :class:`BatchState` (the users, identifiers and seen event ids a batch
 touches), let the core change it, and save it back with the same semantics, so the same
@@ -25,10 +26,10 @@ key                                 type    what
 ``P i:{<kind>:<value>}:app``        zset    loan applications carrying the identifier,
                                             member ``<amount>|<application_id>``,
                                             score = event ts
-``P seen:{event_id}``               string  an event without a user was processed
-``P profile:user:{user_id}``        string  current risk profile of a user (JSON)
-``P profile:application:{app_id}``  string  current risk profile of an application (JSON)
-``P profile:device:{device_id}``    string  current risk profile of a device (JSON)
+``P seen:<event_id>``               string  an event without a user was processed
+``P profile:user:<user_id>``        string  current risk profile of a user (JSON)
+``P profile:application:<app_id>``  string  current risk profile of an application (JSON)
+``P profile:device:<device_id>``    string  current risk profile of a device (JSON)
 ``P models``                        string  model checkpoint (pickle, versioned)
 ==================================  ======  ==============================================
 

@@ -47,3 +47,49 @@ def test_fraud_on_a_transaction_marks_where_it_happened() -> None:
     core.run_batch(store, [label(2, "u1", "user", "u1")], now=0.0)
     assert store.idents["account:shop-a"].fraud == {"u1"}
     assert store.users["u1"]["fraud"] is True
+
+
+def test_a_fraud_label_shows_in_the_profile_at_once_and_stops_new_credit() -> None:
+    """After a fraud label on a user, the approval service's profile says
+    ``confirmed_fraud`` at once (before the user's next event), as of the label's time.
+    The user's next application is declined with the label as its reason, and so is a
+    withdrawal; a login still passes."""
+    core = Core.create(Settings.load(env={}, config_file=None), deterministic=True)
+    store = MemoryStore()
+    core.run_batch(store, [txn(1, "u1", "shop-a", 1)], now=0.0)
+    before = store.get_profile("user", "u1")
+    assert before is not None and before["confirmed_fraud"] is False
+    core.run_batch(store, [label(1, "u1", "user", "u1")], now=0.0)
+    after = store.get_profile("user", "u1")
+    assert after is not None and after["confirmed_fraud"] is True
+    assert after["event_time"] > before["event_time"]  # replaces the stored profile
+    assert after["event_id"] == before["event_id"]  # still the last decision's
+
+    app = {
+        "event_id": "a1",
+        "event_type": "application",
+        "user_id": "u1",
+        "ts": "2026-11-03T10:00:00.000Z",
+        "application_id": "app1",
+        "amount": 500.0,
+        "product": "cash_loan",
+    }
+    cash_out = {**txn(2, "u1", "shop-a", 3), "kind": "withdrawal", "ts": "2026-11-03T11:00:00Z"}
+    login = {
+        "event_id": "d1",
+        "event_type": "device",
+        "user_id": "u1",
+        "ts": "2026-11-03T12:00:00.000Z",
+        "kind": "login",
+        "device_id": "dev1",
+    }
+    out = core.run_batch(store, [app, cash_out, login], now=0.0)
+    by_event = {d["source_event_id"]: d for d in out.decisions}
+    for eid in ("a1", "t2"):
+        assert by_event[eid]["decision"] == "decline"
+        assert by_event[eid]["reasons"][0]["code"] == "label:fraud"
+    assert by_event["d1"]["decision"] == "pass"
+    assert {(a["source_event_id"], a["action"]) for a in out.adjustments} >= {
+        ("a1", "decline"),
+        ("t2", "freeze"),
+    }
