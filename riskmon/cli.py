@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("riskmon.demo", "stack, worker and traffic, with the alerts as they come"),
     "tail": ("riskmon.tail", "print what arrives on output topics"),
     "profile": ("riskmon.profile", "show a user's, application's or device's risk profile"),
+    "rules": ("riskmon.rulecmd", "check rule files, or publish them to the live rule feed"),
 }
 
 

@@ -282,7 +282,7 @@ def load_rules_dir(
     out: list[dict[str, Any]] = []
     origin: dict[tuple[str, int], str] = {}
     for file in sorted(folder.glob("*.yaml")):
-        for data in _read_rules_file(file):
+        for data in read_rules_file(file):
             try:
                 rule = load_rule(data, known_features, schema=schema)
             except RuleError as exc:
@@ -298,7 +298,9 @@ def load_rules_dir(
     return out
 
 
-def _read_rules_file(file: Path) -> list[Mapping[str, Any]]:
+def read_rules_file(file: Path) -> list[Mapping[str, Any]]:
+    """The rule mappings of one YAML file (a list, or a mapping with a ``rules:`` list),
+    unchecked; :class:`RuleError` if the file is not such YAML."""
     try:
         loaded = yaml.safe_load(file.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:

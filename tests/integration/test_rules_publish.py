@@ -1,0 +1,53 @@
+"""``riskmon rules publish``: the risk team's rule file reaches a running worker."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from riskmon.cli import main
+
+RULE = {
+    "rule_id": "big_loan_new_device",
+    "version": 2,
+    "applies_to": ["application"],
+    "when": "event.amount > 5000 && features.minutes_since_new_device < 60",
+    "score": 0.6,
+    "severity": "high",
+    "action": "review",
+    "mode": "shadow",
+    "reason": "A large loan from a device new to the user within the hour.",
+    "enabled": True,
+}
+
+
+def test_a_published_rule_file_is_applied_by_a_running_worker(
+    isolated: Any, start_worker: Any, tmp_path: Path
+) -> None:
+    """The command checks the file, sends the rule to the rules topic, and the worker
+    runs it without a restart (its /health lists the rule at the published version); a
+    file with a broken rule sends nothing."""
+    worker = start_worker(isolated)
+    broken = tmp_path / "broken.yaml"
+    bad_rule = {**RULE, "when": RULE["when"].replace("minutes_since_new_device", "nope")}
+    broken.write_text(yaml.safe_dump({"rules": [bad_rule]}))
+    good = tmp_path / "good.yaml"
+    good.write_text(yaml.safe_dump({"rules": [RULE]}))
+    cfg = str(isolated.config_file)
+    assert main(["--config", cfg, "rules", "publish", str(good), str(broken)]) == 1
+    assert main(["--config", cfg, "rules", "publish", str(good)]) == 0
+    deadline = time.monotonic() + 60
+    rules: dict[str, int] = {}
+    while time.monotonic() < deadline:
+        health = worker.health()
+        rules = health["rules"] if health else {}
+        if "big_loan_new_device" in rules:
+            break
+        time.sleep(0.5)
+    assert rules.get("big_loan_new_device") == 2, rules
+    health = worker.health()
+    assert health is not None and health["rules_applied"] >= 1
+    assert health["rules_rejected"] == 0  # the broken file never reached the topic

@@ -1,0 +1,74 @@
+"""``riskmon rules check``: rule files checked as a worker checks them, before publishing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from riskmon.cli import main
+
+GOOD = """
+rules:
+  - rule_id: new_device_big_loan
+    version: 3
+    applies_to: [application]
+    when: event.amount > 5000 && features.minutes_since_new_device < 60
+    score: 0.6
+    severity: high
+    action: review
+    mode: shadow
+    reason: A large loan from a device new to the user within the hour.
+    enabled: true
+"""
+
+
+def write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_good_rule_files_pass_the_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The starter rules and a new rule file pass; each rule is listed with its mode."""
+    starters = sorted(Path("rules/lending").glob("*.yaml"))
+    files = [str(p) for p in starters] + [str(write(tmp_path, "mine.yaml", GOOD))]
+    assert main(["--config", "/dev/null", "rules", "check", *files]) == 0
+    out = capsys.readouterr().out
+    assert "ok  new_device_big_loan v3 (shadow)" in out
+    assert out.count("ok  ") > 10
+
+
+@pytest.mark.parametrize(
+    ("change", "says"),
+    [
+        (("features.minutes_since_new_device", "features.no_such_feature"), "no_such_feature"),
+        (("event.amount > 5000 &&", "event.amount > >"), "new_device_big_loan"),
+        (("severity: high", "severity: dreadful"), "severity"),
+        (("version: 3", "version: 0"), "version"),
+        (("__import__", "__import__"), "new_device_big_loan"),
+    ],
+)
+def test_a_bad_rule_file_is_refused_with_its_file_and_rule(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], change: tuple[str, str], says: str
+) -> None:
+    """An unknown feature, a syntax error, a value outside the schema, or a condition
+    reaching for Python internals: the check fails (exit 1) naming the file, the rule
+    and the fault."""
+    old, new = change
+    text = GOOD.replace(old, new)
+    if old == "__import__":
+        text = GOOD.replace("event.amount > 5000", "event.__class__.__name__ == 'dict'")
+    path = write(tmp_path, "bad.yaml", text)
+    assert main(["--config", "/dev/null", "rules", "check", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert str(path) in err and says in err, err
+
+
+def test_two_files_defining_one_rule_version_are_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The same rule id and version in two files is refused: which one would run?"""
+    a, b = write(tmp_path, "a.yaml", GOOD), write(tmp_path, "b.yaml", GOOD)
+    assert main(["--config", "/dev/null", "rules", "check", str(a), str(b)]) == 1
+    assert "also defined in" in capsys.readouterr().err
