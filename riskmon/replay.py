@@ -26,6 +26,7 @@ from riskmon.core import Core, Outputs
 from riskmon.logs import get_logger
 from riskmon.settings import Settings
 from riskmon.store import MemoryStore
+from rules.engine import RuleError
 
 log = get_logger("riskmon.replay")
 
@@ -193,7 +194,17 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         settings = settings.model_copy(
             update={"detection": settings.detection.model_copy(update={"seed": args.seed})}
         )
-    core = Core.create(settings, rules_dir=args.rules, deterministic=True)
+    if not args.events.is_file():
+        print(f"riskmon replay: {args.events}: no such file", file=sys.stderr)
+        return 2
+    try:
+        core = Core.create(settings, rules_dir=args.rules, deterministic=True)
+    except RuleError as exc:
+        print(
+            f"riskmon replay: rules in {args.rules or settings.detection.rules_dir}: {exc}",
+            file=sys.stderr,
+        )
+        return 2
     replay = Replay(settings, core)
     total = None
     progress = None

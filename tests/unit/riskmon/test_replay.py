@@ -98,3 +98,21 @@ def test_replayed_duplicate_events_are_decided_once(traffic: Path, tmp_path: Pat
     _replay(doubled, twice, batch=200)
     for name in ("d.jsonl", "j.jsonl"):
         assert (once / name).read_bytes() == (twice / name).read_bytes(), name
+
+
+def test_a_missing_file_or_a_bad_rule_is_one_line_not_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``riskmon replay`` with an events file that does not exist, or with a rules
+    directory holding a broken rule, exits 2 with one line naming the problem."""
+    out = str(tmp_path / "d.jsonl")
+    assert main(["replay", str(tmp_path / "none.jsonl"), "--decisions", out]) == 2
+    assert "none.jsonl: no such file" in capsys.readouterr().err
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "a.yaml").write_text("rules:\n  - rule_id: half_written\n    version: 1\n")
+    events = tmp_path / "e.jsonl"
+    events.write_text("")
+    assert main(["replay", str(events), "--decisions", out, "--rules", str(rules)]) == 2
+    err = capsys.readouterr().err
+    assert "a.yaml" in err and "half_written" in err and "Traceback" not in err
