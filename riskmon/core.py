@@ -236,8 +236,15 @@ class Core:
         self, evaluation: Evaluation, event: dict[str, Any], out: Outputs, wall: float
     ) -> None:
         for rule_id, message in evaluation.errors:
+            version = self.rules.versions().get(rule_id)
             self.rules = self.rules.revert(rule_id)
-            log.error("rule_reverted", rule_id=rule_id, error=message, event_id=event["event_id"])
+            log.error(
+                "rule_reverted",
+                rule_id=rule_id,
+                version=version,
+                error=message,
+                event_id=event["event_id"],
+            )
             record = {
                 "code": "rule_eval_error",
                 "reason": f"rule {rule_id!r} failed on event {event['event_id']}: {message}; "
@@ -259,6 +266,7 @@ class Core:
                 {
                     "kind": "rule_reverted",
                     "rule_id": rule_id,
+                    "version": version,
                     "error": message,
                     "ts": format_ts(wall),
                 }

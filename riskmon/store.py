@@ -31,6 +31,8 @@ key                                 type    what
 ``P profile:application:<app_id>``  string  current risk profile of an application (JSON)
 ``P profile:device:<device_id>``    string  current risk profile of a device (JSON)
 ``P models``                        string  model checkpoint (pickle, versioned)
+``P rules:reverted``                set     rule versions reverted after they failed
+                                            on an event, ``<version>:<rule_id>`` (no TTL)
 ==================================  ======  ==============================================
 
 ``kind`` is one of device, ip, wifi, sim, account, phone, idnum. The braces around
@@ -297,6 +299,15 @@ end
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 return 1
 """
+#: The set of rule versions reverted after they failed on an event (``<version>:<id>``).
+REVERTED_RULES = "rules:reverted"
+
+
+def _reverted_pair(member: str) -> tuple[str, int]:
+    version, _, rule_id = member.partition(":")
+    return rule_id, int(version)
+
+
 #: Most seen marks kept per user (the newest): a duplicate of an older event is decided
 #: again, with the same output ids.
 MAX_USER_SEEN = 50_000
@@ -690,6 +701,17 @@ class RedisStore:
         raw = await asyncio.to_thread(self.r.get, profile_key(self.p, entity, entity_id))
         return None if raw is None else orjson.loads(raw)
 
+    async def reverted_rules(self) -> set[tuple[str, int]]:
+        """The (rule id, version) pairs reverted after they failed on an event."""
+        raw = await asyncio.to_thread(self.r.smembers, f"{self.p}{REVERTED_RULES}")
+        return {_reverted_pair(m.decode()) for m in raw}
+
+    async def mark_reverted(self, rule_id: str, version: int) -> None:
+        """Remember, for every worker and restart, that ``version`` of ``rule_id`` failed
+        and was reverted: reading the rules topic again must not put it back."""
+        member = f"{version}:{rule_id}"
+        await asyncio.to_thread(self.r.sadd, f"{self.p}{REVERTED_RULES}", member)
+
     async def get_blob(self, name: str) -> bytes | None:
         data = await asyncio.to_thread(self.r.get, f"{self.p}{name}")
         return None if data is None else bytes(data)
@@ -721,6 +743,7 @@ class AsyncMemoryStore:
     def __init__(self) -> None:
         self.memory = MemoryStore()
         self.blobs: dict[str, bytes] = {}
+        self.reverted: set[tuple[str, int]] = set()
 
     async def load(self, needs: Needs) -> BatchState:
         return self.memory.load(needs)
@@ -730,6 +753,12 @@ class AsyncMemoryStore:
 
     async def get_profile(self, entity: str, entity_id: str) -> dict[str, Any] | None:
         return self.memory.get_profile(entity, entity_id)
+
+    async def reverted_rules(self) -> set[tuple[str, int]]:
+        return set(self.reverted)
+
+    async def mark_reverted(self, rule_id: str, version: int) -> None:
+        self.reverted.add((rule_id, version))
 
     async def get_blob(self, name: str) -> bytes | None:
         return self.blobs.get(name)

@@ -65,6 +65,7 @@ class Stats:
     duplicates: int = 0
     rules_applied: int = 0
     rules_rejected: int = 0
+    rules_reverted: int = 0
     last_batch_at: float | None = None
     last_checkpoint_at: float | None = None
     last_error: str | None = None
@@ -95,6 +96,8 @@ class Shell:
         #: have moved, and another worker may have saved newer state for its users.
         self.generation: Callable[[], int] = lambda: 0
         self._rules_caught_up = asyncio.Event()
+        #: (rule id, version) reverted after failing (kept in the store, across restarts)
+        self._reverted: set[tuple[str, int]] = set()
 
     @classmethod
     def create(
@@ -112,6 +115,7 @@ class Shell:
     async def start(self) -> None:
         """Restore the model checkpoint, then follow the rules topic."""
         await self.restore()
+        self._reverted = await self.store.reverted_rules()
         self._tasks.append(asyncio.create_task(self._follow_rules(), name="riskmon-rules"))
         self._tasks.append(asyncio.create_task(self._checkpoint_loop(), name="riskmon-ckpt"))
         try:  # rule versions already on the topic apply before the first event
@@ -219,6 +223,12 @@ class Shell:
             if not isinstance(data, dict):
                 raise InvalidMessage("not_object", "a rule must be a JSON object")
             self.contract.check("rule", data)
+            rule_id, version = str(data["rule_id"]), int(data["version"])
+            if (rule_id, version) in self._reverted:
+                # failed on an event and was reverted (by this worker or another, before
+                # a restart): a fix comes with a higher version
+                log.info("rule_skipped_reverted", rule_id=rule_id, version=version)
+                return
             async with self._lock:
                 change = self.core.apply_rule(data)
             self.stats.rules_applied += 1
@@ -233,8 +243,17 @@ class Shell:
             code = exc.code if isinstance(exc, InvalidMessage) else "rule_rejected"
             reason = exc.reason if isinstance(exc, InvalidMessage) else str(exc)
             self.stats.rules_rejected += 1
-            metrics.RULE_ERRORS.labels(rule_id=(key or b"?").decode(errors="replace")).inc()
-            log.error("rule_rejected", code=code, reason=reason, offset=offset)
+            rule_id = (key or b"?").decode(errors="replace")
+            metrics.RULE_ERRORS.labels(rule_id=rule_id).inc()
+            log.error(
+                "rule_rejected",
+                rule_id=rule_id,
+                code=code,
+                reason=reason,
+                topic=topic,
+                partition=partition,
+                offset=offset,
+            )
             rec = dead_letter(
                 value,
                 code=code,
@@ -329,6 +348,10 @@ class Shell:
                 await self.publish(out)
             with stage.labels(stage="save").time():
                 await self.store.save(state)
+            for op in out.ops:
+                if op.get("kind") == "rule_reverted" and op.get("version") is not None:
+                    await self.store.mark_reverted(op["rule_id"], op["version"])
+                    self._reverted.add((op["rule_id"], op["version"]))
             self._unfinished = None
         self._account(out, valid, len(messages), time.perf_counter() - started)
         return out
@@ -365,6 +388,9 @@ class Shell:
         for op in out.ops:
             if op.get("kind") == "score_drift":
                 metrics.DRIFTS.labels(stream=str(op.get("name", "?"))).inc()
+            elif op.get("kind") == "rule_reverted":
+                s.rules_reverted += 1
+                metrics.RULE_ERRORS.labels(rule_id=str(op.get("rule_id"))).inc()
         if valid:
             newest = max(d.get("event_ts", "") for d in out.decisions) if out.decisions else None
             if newest:
@@ -438,6 +464,7 @@ class Shell:
             "rules": self.core.rules.versions(),
             "rules_applied": s.rules_applied,
             "rules_rejected": s.rules_rejected,
+            "rules_reverted": s.rules_reverted,
             "models": self.core.models.status(),
             "last_batch_age_s": None
             if s.last_batch_at is None

@@ -421,3 +421,13 @@ async def test_a_reshard_in_progress_is_followed(
         for key in list(client.scan_iter(match=f"{prefix}*", count=1000)):
             client.delete(key)
         client.close()
+
+
+async def test_reverted_rule_versions_are_kept_for_every_worker(target: Any, prefix: str) -> None:
+    """Rule versions a worker reverted are read back by the next worker, each once."""
+    store = RedisStore(target, prefix, ttl_s=3600)
+    assert await store.reverted_rules() == set()
+    for rule_id, version in (("ato_login", 4), ("a:b", 2), ("ato_login", 4), ("ato_login", 5)):
+        await store.mark_reverted(rule_id, version)
+    again = RedisStore(target, prefix, ttl_s=3600)
+    assert await again.reverted_rules() == {("ato_login", 4), ("ato_login", 5), ("a:b", 2)}

@@ -218,3 +218,44 @@ async def test_a_batch_failed_before_a_rebalance_is_decided_again_not_resumed() 
     generation[0] += 1  # a rebalance
     out = await shell.handle(batch)
     assert runs[0] == 2 and saves[0] == 2 and len(out.decisions) == 3
+
+
+async def test_a_reverted_rule_stays_reverted_after_a_restart(
+    shell_and_sent: tuple[Shell, list[tuple[str, bytes | None, bytes]]],
+) -> None:
+    """A rule version that fails on an event is reverted, counted (health and the rule
+    errors metric), and remembered in the store: a new worker reading the rules topic
+    from the start skips that version and runs the one before; a higher version is
+    applied."""
+    shell, _ = shell_and_sent
+    store = shell.store
+    assert isinstance(store, AsyncMemoryStore)
+    base = {
+        "rule_id": "login_check",
+        "applies_to": ["device"],
+        "score": 0.5,
+        "severity": "low",
+        "action": "review",
+        "mode": "active",
+        "reason": "test rule",
+        "enabled": True,
+    }
+    v1 = orjson.dumps({**base, "version": 1, "when": "event.kind == 'login'"})
+    v2 = orjson.dumps({**base, "version": 2, "when": "features.user_devices_count / 0 > 0"})
+    v3 = orjson.dumps({**base, "version": 3, "when": "event.kind == 'logout'"})
+    for offset, value in enumerate((v1, v2)):
+        await shell.on_rule_message("risk.rules", 0, offset, b"login_check", value)
+    assert shell.core.rules.versions()["login_check"] == 2
+    out = await shell.handle([("device.events", 0, 0, b"u1", _device(1))])
+    assert [op["kind"] for op in out.ops] == ["rule_reverted"]
+    assert shell.core.rules.versions()["login_check"] == 1
+    assert shell.health()["rules_reverted"] == 1
+    assert await store.reverted_rules() == {("login_check", 2)}
+
+    again = Shell.create(shell.settings, store=store)  # a restart: the topic read again
+    again._reverted = await store.reverted_rules()
+    for offset, value in enumerate((v1, v2)):
+        await again.on_rule_message("risk.rules", 0, offset, b"login_check", value)
+    assert again.core.rules.versions()["login_check"] == 1
+    await again.on_rule_message("risk.rules", 0, 2, b"login_check", v3)
+    assert again.core.rules.versions()["login_check"] == 3
