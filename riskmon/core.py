@@ -77,6 +77,31 @@ class _Pending(NamedTuple):
 _Latest = dict[str, tuple[dict[str, Any], Decision, dict[str, Any] | None, float]]
 
 
+#: what each model's reason says, for an analyst
+MODEL_TEXTS = {
+    "hst": "unlike recent {etype} events (anomaly model: half-space trees)",
+    "ecod": "unlike recent {etype} events in the tails of its numbers (anomaly model: ECOD)",
+    "zscore": "numbers far from their usual range for {etype} events (anomaly model: z-scores)",
+    "logreg": "resembles {etype} events the risk team confirmed as fraud (fraud classifier)",
+}
+
+
+def feature_detail(name: str, value: float, z: float, etype: str) -> str:
+    """A model reason's text for one feature far from usual.
+
+    >>> feature_detail("is_rooted", 1.0, 14.7, "device")
+    'the device is rooted: yes, rare for device events (z=14.7)'
+    >>> feature_detail("failed_logins_24h", 6.0, 5.2, "device")
+    'failed logins in 24 h: 6, far above usual for device events (z=5.2)'
+    """
+    doc = FEATURE_DOCS.get(name, name.replace("_", " "))
+    if doc.startswith("1 if "):
+        said = f"{doc[5:]}: {'yes' if value else 'no'}, rare"
+    else:
+        said = f"{doc}: {value:g}, far {'above' if z > 0 else 'below'} usual"
+    return f"{said} for {etype} events (z={z:.1f})"
+
+
 def _stable_id(prefix: str, *parts: str) -> str:
     digest = hashlib.blake2b("|".join(parts).encode(), digest_size=10).hexdigest()
     return f"{prefix}-{digest}"
@@ -353,19 +378,19 @@ class Core:
         # model score of 0.3: an anomaly score of 0.75, or a fraud probability of 0.3).
         if model_scores and outcome >= Outcome.REVIEW and model >= 0.3:
             best = max(model_scores, key=lambda k: model_scores[k])
+            text = MODEL_TEXTS.get(best, "the {model} model finds this {etype} unusual")
             reasons.append(
                 {
                     "code": f"model:{best}",
-                    "detail": f"{best} model finds this {etype} unusual",
+                    "detail": text.format(model=best, etype=etype),
                     "value": round(model_scores[best], 3),
                 }
             )
             for name, value, z in self.models.top_contributors(x, k=3, event_type=etype):
-                doc = FEATURE_DOCS.get(name, name.replace("_", " "))
                 reasons.append(
                     {
                         "code": f"feature:{name}",
-                        "detail": f"{doc}: {value:g} (z={z:.1f})",
+                        "detail": feature_detail(name, value, z, etype),
                         "value": value,
                     }
                 )
