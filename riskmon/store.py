@@ -33,6 +33,8 @@ key                                 type    what
 ``P models``                        string  model checkpoint (pickle, versioned)
 ``P rules:reverted``                set     rule versions reverted after they failed
                                             on an event, ``<version>:<rule_id>`` (no TTL)
+``P rules:rejected``                set     rule messages rejected and dead-lettered,
+                                            ``<topic>:<partition>:<offset>`` (no TTL)
 ==================================  ======  ==============================================
 
 ``kind`` is one of device, ip, wifi, sim, account, phone, idnum. The braces around
@@ -301,6 +303,8 @@ return 1
 """
 #: The set of rule versions reverted after they failed on an event (``<version>:<id>``).
 REVERTED_RULES = "rules:reverted"
+#: The set of rule messages rejected and dead-lettered (``<topic>:<partition>:<offset>``).
+REJECTED_RULES = "rules:rejected"
 
 
 def _reverted_pair(member: str) -> tuple[str, int]:
@@ -712,6 +716,13 @@ class RedisStore:
         member = f"{version}:{rule_id}"
         await asyncio.to_thread(self.r.sadd, f"{self.p}{REVERTED_RULES}", member)
 
+    async def first_rejection(self, where: str) -> bool:
+        """Whether the rule message at ``where`` (topic, partition, offset) is rejected here
+        for the first time, by any worker: each rejected message is dead-lettered once,
+        not once per worker and restart."""
+        added = await asyncio.to_thread(self.r.sadd, f"{self.p}{REJECTED_RULES}", where)
+        return bool(added)
+
     async def get_blob(self, name: str) -> bytes | None:
         data = await asyncio.to_thread(self.r.get, f"{self.p}{name}")
         return None if data is None else bytes(data)
@@ -744,6 +755,7 @@ class AsyncMemoryStore:
         self.memory = MemoryStore()
         self.blobs: dict[str, bytes] = {}
         self.reverted: set[tuple[str, int]] = set()
+        self.rejected: set[str] = set()
 
     async def load(self, needs: Needs) -> BatchState:
         return self.memory.load(needs)
@@ -759,6 +771,11 @@ class AsyncMemoryStore:
 
     async def mark_reverted(self, rule_id: str, version: int) -> None:
         self.reverted.add((rule_id, version))
+
+    async def first_rejection(self, where: str) -> bool:
+        new = where not in self.rejected
+        self.rejected.add(where)
+        return new
 
     async def get_blob(self, name: str) -> bytes | None:
         return self.blobs.get(name)

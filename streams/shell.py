@@ -254,6 +254,12 @@ class Shell:
                 partition=partition,
                 offset=offset,
             )
+            try:
+                first = await self.store.first_rejection(f"{topic}:{partition}:{offset}")
+            except Exception:  # the store is down: better a second dead letter than none
+                first = True
+            if not first:
+                return  # dead-lettered already, by this worker before a restart or another
             rec = dead_letter(
                 value,
                 code=code,

@@ -423,11 +423,18 @@ async def test_a_reshard_in_progress_is_followed(
         client.close()
 
 
-async def test_reverted_rule_versions_are_kept_for_every_worker(target: Any, prefix: str) -> None:
-    """Rule versions a worker reverted are read back by the next worker, each once."""
+async def test_reverted_and_rejected_rules_are_kept_for_every_worker(
+    target: Any, prefix: str
+) -> None:
+    """Rule versions a worker reverted are read back by the next worker, each once; a
+    rejected rule message is dead-lettered by the first worker only."""
     store = RedisStore(target, prefix, ttl_s=3600)
     assert await store.reverted_rules() == set()
     for rule_id, version in (("ato_login", 4), ("a:b", 2), ("ato_login", 4), ("ato_login", 5)):
         await store.mark_reverted(rule_id, version)
     again = RedisStore(target, prefix, ttl_s=3600)
     assert await again.reverted_rules() == {("ato_login", 4), ("ato_login", 5), ("a:b", 2)}
+    # a rejected rule message is dead-lettered by the first worker that rejects it
+    assert await store.first_rejection("risk.rules:0:7") is True
+    assert await again.first_rejection("risk.rules:0:7") is False
+    assert await again.first_rejection("risk.rules:0:8") is True

@@ -259,3 +259,20 @@ async def test_a_reverted_rule_stays_reverted_after_a_restart(
     assert again.core.rules.versions()["login_check"] == 1
     await again.on_rule_message("risk.rules", 0, 2, b"login_check", v3)
     assert again.core.rules.versions()["login_check"] == 3
+
+
+async def test_a_rejected_rule_is_dead_lettered_once_across_workers_and_restarts(
+    shell_and_sent: tuple[Shell, list[tuple[str, bytes | None, bytes]]],
+) -> None:
+    """Every worker reads the whole rules topic at each start and rejects a broken rule
+    on it each time; the dead letter is sent once, by the first."""
+    shell, sent = shell_and_sent
+    broken = orjson.dumps({"rule_id": "half", "version": 1})
+    await shell.on_rule_message("risk.rules", 0, 7, b"half", broken)
+    other = Shell.create(shell.settings, store=shell.store)  # another worker, or a restart
+    other.sender = shell.sender
+    await other.on_rule_message("risk.rules", 0, 7, b"half", broken)
+    await other.on_rule_message("risk.rules", 0, 8, b"half", broken)  # sent again: a new one
+    dead = [orjson.loads(v) for topic, _, v in sent if topic == "risk.deadletter"]
+    assert [(d["offset"], d["key"]) for d in dead] == [(7, "half"), (8, "half")]
+    assert shell.stats.rules_rejected == other.stats.rules_rejected - 1 == 1
