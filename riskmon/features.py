@@ -6,6 +6,12 @@ computes the features, then folds the event into the state. It is pure: all it t
 is the state it is given, so the stream worker (Redis) and the replay (memory) compute
 identical features from identical state.
 
+An event that arrives late (older than what the state already holds) is judged as of
+its own time as far as the state allows: windows end at its time, and a change the
+state dates after it (a SIM change, a new payout account, a disbursement) had not
+happened yet. What the state has forgotten (an earlier SIM change replaced by a later
+one) it cannot tell.
+
 >>> from riskmon.state import new_user_state, IdentState
 >>> user = new_user_state(0.0)
 >>> idents = {}
@@ -21,6 +27,7 @@ identical features from identical state.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from typing import Any
 
 from riskmon.state import WEEK, IdentState
@@ -225,6 +232,11 @@ def _user_features(
     f: dict[str, float],
 ) -> None:
     last = user["last"]
+    # an event older than the user's newest one arrived late: its counts must leave out
+    # what the state holds of later times
+    late = ts < user.get("newest", ts)
+    if not late:
+        user["newest"] = ts
     age = (ts - user["first_ts"]) / 86400.0
     f["account_age_days"] = age if age > 0.0 else 0.0
 
@@ -262,15 +274,15 @@ def _user_features(
     hour = ts - 3600.0
     f["user_devices_count"] = len(devices)
     f["user_sims_count"] = len(sims)
-    f["user_ips_24h"] = sum(map(day.__le__, ips.values()))  # how many seen since ``day``
+    f["user_ips_24h"] = _since(day, ts, ips.values(), late)  # seen in the 24 h to ts
+    # (a time after ``ts`` had not come yet for this event: it arrived late)
     for name, what in _SINCE:
         then = last.get(what)
-        if then is None:
+        if then is None or then > ts:
             f[name] = NEVER
         else:
-            minutes = (ts - then) / 60.0
-            f[name] = minutes if minutes > 0.0 else 0.0
-    f["failed_logins_24h"] = sum(map(day.__le__, failed)) if failed else 0
+            f[name] = (ts - then) / 60.0
+    f["failed_logins_24h"] = _since(day, ts, failed, late) if failed else 0
 
     # amounts against the user's own history of the same kind
     amount = event.get("amount")
@@ -348,7 +360,8 @@ def _user_features(
             _cap(user["accounts"], 16)
         if account:
             bound = user["accounts"].get(account)
-            f["payout_account_is_new"] = 1.0 if bound is not None and ts - bound < 86400.0 else 0.0
+            new = bound is not None and 0.0 <= ts - bound < 86400.0
+            f["payout_account_is_new"] = 1.0 if new else 0.0
         if kind == "repayment":
             dpd = int(event.get("days_past_due") or 0)
             if status == "failed":
@@ -366,18 +379,17 @@ def _user_features(
             if user["disb"] is not None:
                 user["disb"][2] += float(amount or 0.0)
     then = last.get("new_account")
-    if then is None:
+    if then is None or then > ts:
         f["minutes_since_new_payout_account"] = NEVER
     else:
-        minutes = (ts - then) / 60.0
-        f["minutes_since_new_payout_account"] = minutes if minutes > 0.0 else 0.0
+        f["minutes_since_new_payout_account"] = (ts - then) / 60.0
     f["failed_repayments"] = repay[0]
     f["late_repayments"] = repay[1]
     f["max_days_past_due"] = repay[2]
     f["repaid_loans"] = repay[3]
-    f["user_txn_out_1h"] = sum(map(hour.__le__, outs)) if outs else 0
+    f["user_txn_out_1h"] = _since(hour, ts, outs, late) if outs else 0
     disb = user["disb"]
-    if disb is not None:
+    if disb is not None and disb[0] <= ts:
         f["minutes_since_disbursement"] = _minutes_since(ts, disb[0])
         f["disbursed_amount"] = disb[1]
         f["outflow_share"] = min(disb[2] / disb[1], 5.0) if disb[1] > 0 else 0.0
@@ -392,6 +404,18 @@ def _user_features(
             km = _haversine_km(prev_geo[0], prev_geo[1], geo["lat"], geo["lon"])
             f["geo_speed_kmh"] = min(km / ((ts - prev_geo[2]) / 3600.0), 5000.0)
         user["geo"] = [geo["lat"], geo["lon"], ts]
+
+
+def _since(start: float, ts: float, times: Iterable[float], late: bool) -> int:
+    """How many of ``times`` fall in ``[start, ts]`` (for an event in order, none is
+    later than ``ts``).
+
+    >>> _since(10.0, 20.0, [5.0, 10.0, 15.0, 25.0], late=True)
+    2
+    """
+    if late:
+        return sum(start <= t <= ts for t in times)
+    return sum(map(start.__le__, times))
 
 
 #: ``minutes_since_*`` features read from the user's ``last`` times

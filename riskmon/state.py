@@ -18,7 +18,7 @@ Bounds keep memory finite: at most :data:`MAX_IDENT_USERS` users,
 
 from __future__ import annotations
 
-from bisect import bisect_left, insort
+from bisect import bisect_left, bisect_right, insort
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,6 +71,7 @@ class IdentState:
         es = self._event_ts
         if es is None or len(es) != len(events):
             es = self._event_ts = sorted(events.values())
+        seen_later = False  # the user was last seen after ``ts``: this event is late
         if user_id:
             old = users.get(user_id)
             if old is None:
@@ -80,13 +81,19 @@ class IdentState:
             elif ts > old:
                 users[user_id] = self.new_users[user_id] = ts
                 _replace(us, old, ts)
+            else:
+                seen_later = old > ts
         old = events.get(event_id)
         events[event_id] = self.new_events[event_id] = ts
         if old is None:
             insort(es, ts)
         else:
             _replace(es, old, ts)
-        return _window_counts(us, es, len(self.fraud), ts)
+        counts = _window_counts(us, es, len(self.fraud), ts)
+        if seen_later:  # the windows end at ``ts``, where this event puts its user
+            u1, u2, u3, e1, e2, e3, share = counts
+            return u1 + 1, u2 + 1, u3 + 1, e1, e2, e3, share
+        return counts
 
     def add_application(self, application_id: str, amount: float, ts: float) -> None:
         """Remember a loan application that carried this identifier."""
@@ -232,17 +239,25 @@ _NEG_INF = float("-inf")
 def _window_counts(
     us: list[float], es: list[float], n_fraud: int, ts: float
 ) -> tuple[int, int, int, int, int, int, float]:
-    """Window counts from the sorted user and event times (see :meth:`IdentState.counts`)."""
+    """Window counts from the sorted user and event times (see :meth:`IdentState.counts`).
+
+    A window ends at ``ts``: what the state holds of later times (an event that arrives
+    late meets them) is not counted.
+    """
     nu, ne = len(us), len(es)
+    if nu and us[-1] > ts:
+        nu = bisect_right(us, ts)
+    if ne and es[-1] > ts:
+        ne = bisect_right(es, ts)
     h, d, w = ts - 3600.0, ts - 86400.0, ts - WEEK
-    share = n_fraud / nu if nu else 0.0
+    share = n_fraud / len(us) if us else 0.0
     return (
-        nu - bisect_left(us, h),
-        nu - bisect_left(us, d),
-        nu - bisect_left(us, w),
-        ne - bisect_left(es, h),
-        ne - bisect_left(es, d),
-        ne - bisect_left(es, w),
+        nu - bisect_left(us, h, 0, nu),
+        nu - bisect_left(us, d, 0, nu),
+        nu - bisect_left(us, w, 0, nu),
+        ne - bisect_left(es, h, 0, ne),
+        ne - bisect_left(es, d, 0, ne),
+        ne - bisect_left(es, w, 0, ne),
         1.0 if share > 1.0 else share,
     )
 

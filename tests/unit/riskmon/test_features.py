@@ -193,3 +193,28 @@ def test_device_events_before_login_update_links_but_no_user() -> None:
     f = tl.feed(0, **dev(user_id="", kind="install"))
     assert f["device_events_1h"] == 1 and f["device_users_1h"] == 0
     assert tl.users == {}
+
+
+def test_an_event_arriving_late_is_judged_as_of_its_own_time() -> None:
+    """An application dated day 2 that arrives after the user's day 9 history: the
+    payout account bound, the SIM change and the failed logins of day 9 had not
+    happened at its time, and the device's later users and events do not count in its
+    windows. (Before, times were floored at 0: "just happened".)"""
+    tl = Timeline()
+    day = 24 * 60
+    tl.feed(0, **txn(kind="card_bind", amount=0.0, account_hash="c1"))
+    tl.feed(2 * day - 30, **dev(kind="login_failed"))
+    tl.feed(9 * day, **dev(kind="sim_change"))
+    tl.feed(9 * day + 1, **dev(kind="login_failed"))
+    tl.feed(9 * day + 2, **dev(user_id="other"))  # someone else on the device, later
+    tl.feed(9 * day + 3, **txn(kind="card_bind", amount=0.0, account_hash="c2"))
+    late = tl.feed(2 * day, **app())
+    assert late["minutes_since_sim_change"] == NEVER
+    assert late["minutes_since_new_payout_account"] == NEVER
+    assert late["failed_logins_24h"] == 1  # the one of day 2, not the one of day 9
+    assert late["minutes_since_failed_login"] == NEVER  # its last one is of day 9
+    assert (late["device_users_24h"], late["device_events_24h"]) == (1, 2)
+    assert late["device_users_7d"] == 1  # not "other", seen on day 9
+    on_time = tl.feed(9 * day + 4, **app(application_id="b"))
+    assert on_time["minutes_since_sim_change"] == pytest.approx(4.0)
+    assert on_time["device_users_24h"] == 2

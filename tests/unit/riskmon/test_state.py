@@ -11,18 +11,23 @@ from riskmon.state import MAX_IDENT_EVENTS, MAX_IDENT_USERS, WEEK, IdentState, _
 T0 = 1_800_000_000.0
 
 
-def naive_counts(ident: IdentState, ts: float) -> tuple[int, int, int, int, int, int, float]:
-    """Counts by scanning every member: the definition the state must agree with."""
+def naive_counts(
+    ident: IdentState, ts: float, present: str = ""
+) -> tuple[int, int, int, int, int, int, float]:
+    """Counts by scanning every member: the definition the state must agree with. Each
+    window ends at ``ts``; ``present``: the user of an event at ``ts``, in every user
+    window even when the state has seen that user later (the event arrived late)."""
 
     def window(zset: dict[str, float], since: float) -> int:
-        return sum(1 for t in zset.values() if t >= since)
+        return sum(1 for t in zset.values() if since <= t <= ts)
 
+    me = 1 if present and ident.users.get(present, -1.0) > ts else 0
     h, d, w = ts - 3600.0, ts - 86400.0, ts - WEEK
     share = len(ident.fraud) / len(ident.users) if ident.users else 0.0
     return (
-        window(ident.users, h),
-        window(ident.users, d),
-        window(ident.users, w),
+        window(ident.users, h) + me,
+        window(ident.users, d) + me,
+        window(ident.users, w) + me,
         window(ident.events, h),
         window(ident.events, d),
         window(ident.events, w),
@@ -94,4 +99,4 @@ def naive_counts_after(
     ident: IdentState, user: str, event: str, ts: float
 ) -> tuple[int, int, int, int, int, int, float]:
     ident.add(user, event, ts)
-    return naive_counts(ident, ts)
+    return naive_counts(ident, ts, present=user)
