@@ -23,6 +23,7 @@ backtest means what production means::
 from __future__ import annotations
 
 import hashlib
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -45,6 +46,8 @@ FLAGGING = frozenset({"review", "decline", "alert"})
 #: event fields a label may name (``target_id``), kept with each scored vector
 _TARGET_KEYS = ("application_id", "txn_id", "loan_id")
 ACCOUNT_ACTIONS = {"freeze": "freeze", "reduce_limit": "reduce_limit", "decline": "freeze"}
+#: labels that take a fraud verdict on a user back
+UNDO_FRAUD = frozenset({"legit", "false_positive"})
 #: transactions that pay money out of the lender's reach
 MONEY_OUT = frozenset({"disbursement", "withdrawal", "transfer_out"})
 
@@ -182,7 +185,7 @@ class Core:
         out = Outputs()
         pending: list[_Pending] = []
         batch_seen: set[str] = set()
-        labelled: dict[str, float] = {}  # users with a fraud label: time of the newest
+        labelled: dict[str, tuple[dict[str, Any], float]] = {}  # user, label time
         newest = state.now
         # Event-time order within the micro-batch: the input topics are consumed side by
         # side, so a device event may arrive after the transaction it preceded.
@@ -200,9 +203,8 @@ class Core:
             user = state.user_for(uid, ts)
             if event["event_type"] == "label":
                 out.labels += 1
-                self._label(event, ts, user, state)
-                if user is not None and event["label"] == "fraud":
-                    labelled[uid] = ts
+                if self._label(event, ts, user, state) and user is not None:
+                    labelled[uid] = (user, ts)
                 continue
             features = observe(event, ts, user, state.idents)
             evaluation = self.rules.evaluate(event["event_type"], event, features)
@@ -229,11 +231,8 @@ class Core:
         latest: _Latest = {}
         for p, model_scores, mi in zip(pending, scores, inputs, strict=True):
             self._decide(p, model_scores, mi.x, state, out, ts_text, per_event_ms, latest)
-        _write_profiles(latest, state.profiles)
-        for uid, ts in labelled.items():
-            # the profile says so at once, not at the user's next event
-            if "user:" + uid not in latest:
-                _relabel_profile(uid, state.users[uid], ts, state.profiles)
+        # a label's verdict shows in the profile at once, not at the user's next event
+        _write_profiles(latest, state.profiles, labelled)
         for drift in self.models.drain_drift():
             out.ops.append({"kind": "score_drift", "ts": format_ts(wall), **drift})
         return out
@@ -242,20 +241,37 @@ class Core:
 
     def _label(
         self, event: dict[str, Any], ts: float, user: dict[str, Any] | None, state: BatchState
-    ) -> None:
+    ) -> bool:
+        """Take a verdict of the risk team; ``True`` if it changed whether the user is a
+        confirmed fraudster (what the user's profile says, and what declines)."""
         label = event["label"]
         uid = event["user_id"]
+        changed = False
         if label == "fraud" and user is not None:
             # A fraud on one application or transaction marks the identifiers it carried;
             # a fraud on the user marks everything the user is linked to. Marks are set
             # adds: marking twice is marking once.
+            changed = not user["fraud"]
             user["fraud"] = True
+            user["fraud_on"] = event["target_id"]
             keys = None
             if event["target_type"] != "user":
                 keys = user.get("targets", {}).get(event["target_id"])
             for key in keys if keys is not None else user["idents"]:
                 state.fraud_marks.append((key, uid))
+        elif (
+            label in UNDO_FRAUD
+            and user is not None
+            and user["fraud"]
+            and (event["target_type"] == "user" or event["target_id"] == user.get("fraud_on"))
+        ):
+            # The risk team takes the verdict back (on the user, or on what it was given
+            # for): the user's events are judged as anyone's again. The identifiers keep
+            # their fraud marks (they only grow, see riskmon.state).
+            user["fraud"] = False
+            changed = True
         self.models.on_label(event["target_type"], event["target_id"], uid, label, ts)
+        return changed
 
     def _rule_errors(
         self, evaluation: Evaluation, event: dict[str, Any], out: Outputs, wall: float
@@ -552,19 +568,38 @@ def _profile_doc(event: dict[str, Any], dec: Decision, ts: float) -> dict[str, A
 def _write_profiles(
     latest: _Latest,
     profiles: dict[str, dict[str, Any]],
+    labelled: dict[str, tuple[dict[str, Any], float]] | None = None,
 ) -> None:
     """The profile documents of a batch: each key as of the newest decision on it.
 
-    A user's counters (flags, 24 h peak, actions) change only through that user's own
-    decisions, so building the document after the batch gives what building it at the
-    user's last decision would.
+    A user's profile is the user's newest decision in event time (kept in the user's
+    document, so an event that arrives late does not replace it) with the user's
+    counters (flags, 24 h peak, actions, confirmed fraud) as they are after the batch,
+    which change only through that user's own events and labels. Its ``event_time``
+    only rises (``profile_at``): every change of the counters, a late event's freeze or a
+    label among them, replaces the stored profile. ``labelled``: users whose fraud
+    verdict a label changed, with the label's event time.
     """
+    users: dict[str, tuple[dict[str, Any], float]] = dict(labelled or {})
     for key, (event, dec, user, ts) in latest.items():
         doc = _profile_doc(event, dec, ts)
         if user is not None and key.startswith("user:"):
-            user["decision"] = doc.copy()  # what a later label's profile repeats
-            _user_counters(doc, user, ts)
+            last = user.get("decision")
+            if last is None or last.get("event_time", -math.inf) <= ts:
+                user["decision"] = doc  # the base of the user's profile from now on
+            uid = key[5:]
+            users[uid] = (user, max(ts, users[uid][1]) if uid in users else ts)
+            continue
         profiles[key] = doc
+    for uid, (user, ts) in users.items():
+        last = user.get("decision")
+        if last is None:
+            continue  # never decided: no profile yet
+        at = max(ts, last.get("event_time", -math.inf), user.get("profile_at", -math.inf))
+        doc = {**last, "event_time": at}
+        _user_counters(doc, user, at)
+        user["profile_at"] = at
+        profiles["user:" + uid] = doc
 
 
 def _user_counters(doc: dict[str, Any], user: dict[str, Any], ts: float) -> None:
@@ -574,17 +609,3 @@ def _user_counters(doc: dict[str, Any], user: dict[str, Any], ts: float) -> None
     doc["actions"] = {a: format_ts(t) for a, t in actions.items() if t > ts} if actions else {}
     doc["confirmed_fraud"] = user["fraud"]
     doc["flags"] = user.get("flags", 0)
-
-
-def _relabel_profile(
-    uid: str, user: dict[str, Any], ts: float, profiles: dict[str, dict[str, Any]]
-) -> None:
-    """The profile of a user a fraud label confirmed, in a batch without a decision on
-    that user: the user's last decision, now with ``confirmed_fraud``, as of the label's
-    event time (so that it replaces the stored profile)."""
-    last = user.get("decision")
-    if last is None:
-        return  # never decided: no profile to correct
-    doc = {**last, "event_time": max(ts, last["event_time"])}
-    _user_counters(doc, user, doc["event_time"])
-    profiles["user:" + uid] = doc

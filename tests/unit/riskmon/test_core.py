@@ -93,3 +93,55 @@ def test_a_fraud_label_shows_in_the_profile_at_once_and_stops_new_credit() -> No
         ("a1", "decline"),
         ("t2", "freeze"),
     }
+
+
+def test_a_late_events_freeze_and_a_later_label_reach_the_users_profile() -> None:
+    """A withdrawal that arrives late (older than the stored profile) and is declined
+    with a freeze: the profile keeps the newest decision but shows the freeze; a fraud
+    label dated between the two events still shows at once."""
+    core = Core.create(Settings.load(env={}, config_file=None), deterministic=True)
+    store = MemoryStore()
+    login = {
+        "event_id": "d5",
+        "event_type": "device",
+        "user_id": "u1",
+        "ts": "2026-11-05T10:00:00.000Z",
+        "kind": "login",
+        "device_id": "dev1",
+    }
+    core.run_batch(store, [login], now=0.0)
+    newest = store.get_profile("user", "u1")
+    assert newest is not None
+    store.users["u1"]["actions"]["freeze"] = 2_000_000_000.0  # a freeze in force
+    late = {**txn(9, "u1", "shop-a", 1), "kind": "withdrawal", "ts": "2026-11-04T10:00:00Z"}
+    out = core.run_batch(store, [late], now=0.0)
+    assert out.decisions[0]["decision"] == "decline"
+    after = store.get_profile("user", "u1")
+    assert after is not None and after["event_id"] == "d5"  # still the newest decision
+    assert "freeze" in after["actions"] and after["event_time"] >= newest["event_time"]
+    fraud = {**label(3, "u1", "user", "u1"), "ts": "2026-11-04T12:00:00.000Z"}
+    core.run_batch(store, [fraud], now=0.0)
+    labelled = store.get_profile("user", "u1")
+    assert labelled is not None and labelled["confirmed_fraud"] is True
+
+
+def test_a_fraud_verdict_taken_back_clears_the_user() -> None:
+    """A ``false_positive`` label on the user (or on what the fraud label named) takes
+    the verdict back: the profile says so at once and the user's withdrawals are judged
+    as anyone's again; a ``legit`` label on some other transaction does not."""
+    core = Core.create(Settings.load(env={}, config_file=None), deterministic=True)
+    store = MemoryStore()
+    core.run_batch(store, [txn(1, "u1", "shop-a", 1)], now=0.0)
+    core.run_batch(store, [label(1, "u1", "transaction", "tx1")], now=0.0)
+    other = {**label(2, "u1", "transaction", "tx-other"), "label": "legit"}
+    core.run_batch(store, [other], now=0.0)
+    assert store.users["u1"]["fraud"] is True
+    undo = {**label(3, "u1", "transaction", "tx1"), "label": "false_positive"}
+    undo["ts"] = "2026-11-02T11:00:00.000Z"
+    core.run_batch(store, [undo], now=0.0)
+    profile = store.get_profile("user", "u1")
+    assert profile is not None and profile["confirmed_fraud"] is False
+    cash_out = {**txn(4, "u1", "shop-a", 5), "kind": "withdrawal", "ts": "2026-11-03T10:00:00Z"}
+    out = core.run_batch(store, [cash_out], now=0.0)
+    assert out.decisions[0]["decision"] == "pass"
+    assert not any(r["code"] == "label:fraud" for r in out.decisions[0]["reasons"])
