@@ -262,6 +262,18 @@ _KIND_TEXTS = {
 _NAMES_KEYS_ONLY = frozenset({"Required", "AdditionalProperties"})
 
 
+def _quoted(value: Any) -> str:
+    """A field's value for a reason: a short string as it is, anything else by its type
+    only (an object or a long string there may hold personal data).
+
+    >>> _quoted("loan"), _quoted({"phone_hash": "13800138000"}), _quoted("x" * 100)
+    ("'loan'", 'a dict', 'a str of 100 characters')
+    """
+    if isinstance(value, str):
+        return repr(value) if len(value) <= 32 else f"a str of {len(value)} characters"
+    return "null" if value is None else f"a {type(value).__name__}"
+
+
 class InvalidMessage(ValueError):
     """A message that breaks the contract: ``code`` is stable, ``reason`` readable."""
 
@@ -356,11 +368,13 @@ class Contract:
         if expected_type is not None and event_type != expected_type:
             raise InvalidMessage(
                 "wrong_event_type",
-                f"event_type {event_type!r} on a topic that carries {expected_type!r}",
+                f"event_type {_quoted(event_type)} on a topic that carries {expected_type!r}",
                 event_id,
             )
         if event_type not in INPUT_TYPES:
-            raise InvalidMessage("wrong_event_type", f"unknown event_type {event_type!r}", event_id)
+            raise InvalidMessage(
+                "wrong_event_type", f"unknown event_type {_quoted(event_type)}", event_id
+            )
         self.check(event_type, obj)
         return obj
 

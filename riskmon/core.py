@@ -576,8 +576,9 @@ def _write_profiles(
     document, so an event that arrives late does not replace it) with the user's
     counters (flags, 24 h peak, actions, confirmed fraud) as they are after the batch,
     which change only through that user's own events and labels. Its ``event_time``
-    only rises (``profile_at``): every change of the counters, a late event's freeze or a
-    label among them, replaces the stored profile. ``labelled``: users whose fraud
+    rises with each write (``profile_at``; by the smallest step when nothing newer
+    happened): every change of the counters, a late event's freeze or a label among
+    them, replaces the stored profile. ``labelled``: users whose fraud
     verdict a label changed, with the label's event time.
     """
     users: dict[str, tuple[dict[str, Any], float]] = dict(labelled or {})
@@ -595,7 +596,10 @@ def _write_profiles(
         last = user.get("decision")
         if last is None:
             continue  # never decided: no profile yet
-        at = max(ts, last.get("event_time", -math.inf), user.get("profile_at", -math.inf))
+        at = max(ts, last.get("event_time", -math.inf))
+        before = user.get("profile_at")
+        if before is not None and at <= before:
+            at = math.nextafter(before, math.inf)  # later than the profile it replaces
         doc = {**last, "event_time": at}
         _user_counters(doc, user, at)
         user["profile_at"] = at

@@ -22,9 +22,10 @@ from typing import Any
 
 from riskmon.contract import format_ts
 
-#: Input bytes a dead letter keeps: the default input limit (``worker.max_message_bytes``)
-#: so that all of any input the worker would accept travels along. Escaped as JSON, even
-#: 64 KiB of control characters stays far below Kafka's default limit of 1 MB a message.
+#: Input bytes a dead letter keeps (of the value, and of the key): the default input
+#: limit (``worker.max_message_bytes``), so that with it all of any input the worker would
+#: accept travels along; a larger limit does not raise it. Escaped as JSON, even 64 KiB of
+#: control characters stays far below Kafka's default limit of 1 MB a message.
 KEEP_BYTES = 64 * 1024
 #: Characters of a reason a dead letter keeps.
 REASON_CHARS = 2000
@@ -46,7 +47,8 @@ def dead_letter(
     """The record written to ``risk.deadletter`` for one bad input.
 
     The original bytes travel along, the first ``keep`` of them (``truncated`` says if
-    that was not all): as text when they are UTF-8, else base64. The reason is cut to
+    that was not all, of the value or of the key): as text when they are UTF-8, else
+    base64. The reason is cut to
     :data:`REASON_CHARS` characters and the key to ``keep`` bytes.
     """
     value: str | None = None
@@ -61,6 +63,7 @@ def dead_letter(
     key_text: str | None = None
     if key is not None:
         key_text = key[:keep].decode("utf-8", errors="replace")
+        truncated = truncated or len(key) > keep
     if len(reason) > REASON_CHARS:
         reason = reason[: REASON_CHARS - 1] + "…"
     return {

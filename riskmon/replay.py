@@ -194,7 +194,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         settings = settings.model_copy(
             update={"detection": settings.detection.model_copy(update={"seed": args.seed})}
         )
-    if not args.events.is_file():
+    if not args.events.exists():  # a pipe (``<(zcat f.gz)``, /dev/stdin) is fine
         print(f"riskmon replay: {args.events}: no such file", file=sys.stderr)
         return 2
     try:

@@ -34,7 +34,8 @@ key                                 type    what
 ``P rules:reverted``                set     rule versions reverted after they failed
                                             on an event, ``<version>:<rule_id>`` (no TTL)
 ``P rules:rejected``                set     rule messages rejected and dead-lettered,
-                                            ``<topic>:<partition>:<offset>`` (no TTL)
+                                            ``<topic>:<partition>:<offset>:<sha1>``
+                                            (no TTL)
 ==================================  ======  ==============================================
 
 ``kind`` is one of device, ip, wifi, sim, account, phone, idnum. The braces around
@@ -141,6 +142,13 @@ class Needs:
     events: tuple[tuple[str, str], ...]  # (event id, user id or "")
 
 
+def _newer(doc: dict[str, Any], old: dict[str, Any]) -> bool:
+    """Whether ``doc`` replaces ``old`` as a profile (as :data:`SAVE_PROFILE` decides)."""
+    if doc["event_time"] != old["event_time"]:
+        return bool(doc["event_time"] > old["event_time"])
+    return orjson.dumps(doc) > orjson.dumps(old)
+
+
 class MemoryStore:
     """In-process store with Redis's semantics (trims, sorted-set order), no TTL clock.
 
@@ -185,7 +193,7 @@ class MemoryStore:
         profiles = self.profiles
         for key, doc in state.profiles.items():
             old = profiles.get(key)
-            if old is None or old["event_time"] <= doc["event_time"]:
+            if old is None or _newer(doc, old):
                 profiles[key] = doc
 
     def get_profile(self, entity: str, entity_id: str) -> dict[str, Any] | None:
@@ -291,19 +299,22 @@ _CAPS = (MAX_IDENT_USERS, MAX_IDENT_EVENTS, MAX_IDENT_APPS)
 #: Writes a risk profile unless the one stored is of a newer event: several workers write
 #: the profile of one device or application (its users' events go to different workers),
 #: in any order. The document starts with its ``event_time`` (riskmon.core), read here
-#: without decoding the JSON. KEYS: the profile. ARGV: document, TTL, its event time.
+#: without decoding the JSON; of two documents of one time, the greater (as bytes) stays,
+#: so the order of the writes never matters. KEYS: the profile. ARGV: document, TTL, its
+#: event time.
 SAVE_PROFILE = """
 local old = redis.call('GET', KEYS[1])
 if old then
-  local t = tonumber(string.match(old, '^{"event_time":([^,}]+)'))
-  if t and t > tonumber(ARGV[3]) then return 0 end
+  local t, new = tonumber(string.match(old, '^{"event_time":([^,}]+)')), tonumber(ARGV[3])
+  if t and (t > new or (t == new and old >= ARGV[1])) then return 0 end
 end
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 return 1
 """
 #: The set of rule versions reverted after they failed on an event (``<version>:<id>``).
 REVERTED_RULES = "rules:reverted"
-#: The set of rule messages rejected and dead-lettered (``<topic>:<partition>:<offset>``).
+#: The set of rule messages rejected and dead-lettered
+#: (``<topic>:<partition>:<offset>:<SHA-1 of the value>``).
 REJECTED_RULES = "rules:rejected"
 
 
@@ -503,10 +514,13 @@ class RedisStore:
         command in Python: about 2.5 times the client's time, bench/bench_store.py.)
 
         While slots move (a reshard), the commands a node redirects are sent again, and
-        only those: a command answered MOVED or ASK did not run, so sending it to the
-        right node runs it once. MOVED: the slot map is read again. ASK: the command goes
-        to the importing node, after ``ASKING``. TRYAGAIN (a script's keys are split
-        between the two nodes for a moment): sent again after a short pause. After
+        only those: a command answered MOVED, ASK or TRYAGAIN did not run, so sending it
+        to the right node runs it once. MOVED: the slot map is read again. ASK: the
+        command goes to the importing node, after ``ASKING``. TRYAGAIN: sent again to the
+        same node after a short pause. Redis answers TRYAGAIN to a script whose keys are
+        not all on one node while their slot migrates, and to one whose keys are partly
+        missing (a new user, an identifier without fraud marks) for as long as the slot
+        migrates: those wait for the slot to finish moving. After
         :data:`REDIRECT_ROUNDS` rounds, or when a node fails, the slot map is read again
         and the round trip fails; the worker retries the batch, which is safe.
         """
@@ -546,9 +560,11 @@ class RedisStore:
                         if isinstance(x, MovedError | AskError | TryAgainError):
                             last = x
                             again.append(i)
-                            asked.pop(i, None)
-                            if isinstance(x, AskError):
+                            if isinstance(x, MovedError):
+                                asked.pop(i, None)
+                            elif isinstance(x, AskError):
                                 asked[i] = self._node_at(*x.node_addr)
+                            # TRYAGAIN: to the same node again (the importing one, if asked)
                             moved |= isinstance(x, MovedError)
                             wait |= isinstance(x, TryAgainError)
                         else:
@@ -716,12 +732,16 @@ class RedisStore:
         member = f"{version}:{rule_id}"
         await asyncio.to_thread(self.r.sadd, f"{self.p}{REVERTED_RULES}", member)
 
-    async def first_rejection(self, where: str) -> bool:
-        """Whether the rule message at ``where`` (topic, partition, offset) is rejected here
-        for the first time, by any worker: each rejected message is dead-lettered once,
-        not once per worker and restart."""
-        added = await asyncio.to_thread(self.r.sadd, f"{self.p}{REJECTED_RULES}", where)
-        return bool(added)
+    async def rejected_before(self, message: str) -> bool:
+        """Whether a worker dead-lettered the rule ``message`` already (see
+        :meth:`mark_rejected`): each rejected message is dead-lettered once, not once per
+        worker and restart."""
+        key = f"{self.p}{REJECTED_RULES}"
+        return bool(await asyncio.to_thread(self.r.sismember, key, message))
+
+    async def mark_rejected(self, message: str) -> None:
+        """Remember that the rule ``message`` was dead-lettered (after it was sent)."""
+        await asyncio.to_thread(self.r.sadd, f"{self.p}{REJECTED_RULES}", message)
 
     async def get_blob(self, name: str) -> bytes | None:
         data = await asyncio.to_thread(self.r.get, f"{self.p}{name}")
@@ -772,10 +792,11 @@ class AsyncMemoryStore:
     async def mark_reverted(self, rule_id: str, version: int) -> None:
         self.reverted.add((rule_id, version))
 
-    async def first_rejection(self, where: str) -> bool:
-        new = where not in self.rejected
-        self.rejected.add(where)
-        return new
+    async def rejected_before(self, message: str) -> bool:
+        return message in self.rejected
+
+    async def mark_rejected(self, message: str) -> None:
+        self.rejected.add(message)
 
     async def get_blob(self, name: str) -> bytes | None:
         return self.blobs.get(name)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -115,7 +116,7 @@ class Shell:
     async def start(self) -> None:
         """Restore the model checkpoint, then follow the rules topic."""
         await self.restore()
-        self._reverted = await self.store.reverted_rules()
+        await self.load_reverted()
         self._tasks.append(asyncio.create_task(self._follow_rules(), name="riskmon-rules"))
         self._tasks.append(asyncio.create_task(self._checkpoint_loop(), name="riskmon-ckpt"))
         try:  # rule versions already on the topic apply before the first event
@@ -129,6 +130,10 @@ class Shell:
             app_id=self.settings.worker.app_id,
             rules=len(self.core.rules.versions()),
         )
+
+    async def load_reverted(self) -> None:
+        """Learn which rule versions a worker reverted (they stay reverted here too)."""
+        self._reverted = await self.store.reverted_rules()
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -254,11 +259,14 @@ class Shell:
                 partition=partition,
                 offset=offset,
             )
+            # the message's place and content: a topic made again reuses offsets
+            digest = hashlib.sha1(value or b"").hexdigest()
+            message = f"{topic}:{partition}:{offset}:{digest}"
             try:
-                first = await self.store.first_rejection(f"{topic}:{partition}:{offset}")
+                before = await self.store.rejected_before(message)
             except Exception:  # the store is down: better a second dead letter than none
-                first = True
-            if not first:
+                before = False
+            if before:
                 return  # dead-lettered already, by this worker before a restart or another
             rec = dead_letter(
                 value,
@@ -273,6 +281,8 @@ class Shell:
             delivery = await self.sender(self.settings.topics.deadletter, key, orjson.dumps(rec))
             if delivery is not None:
                 await delivery
+            with contextlib.suppress(Exception):  # marked once sent: at worst sent twice
+                await self.store.mark_rejected(message)
 
     # --- batches ------------------------------------------------------------------
 

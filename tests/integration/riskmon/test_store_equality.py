@@ -348,6 +348,16 @@ async def test_a_profile_keeps_the_decision_on_its_newest_event(target: Any, pre
         assert stored == memory.get_profile("device", "d1")
         assert stored is not None
         assert stored["score"] == (0.9 if ts <= 200.0 else 0.4)
+    # two documents of one event time, written in either order: the same one stays
+    first, second = doc(300.0, 0.2), doc(300.0, 0.7)
+    for key, order in (("d2", (first, second)), ("d3", (second, first))):
+        for d in order:
+            state = BatchState(profiles={f"device:{key}": d})
+            await redis_store.save(state)
+            memory.save(state)
+    kept = [await redis_store.get_profile("device", k) for k in ("d2", "d3")]
+    assert kept[0] == kept[1] == memory.get_profile("device", "d2")
+    assert memory.get_profile("device", "d2") == memory.get_profile("device", "d3")
 
 
 async def test_a_reshard_in_progress_is_followed(
@@ -435,6 +445,7 @@ async def test_reverted_and_rejected_rules_are_kept_for_every_worker(
     again = RedisStore(target, prefix, ttl_s=3600)
     assert await again.reverted_rules() == {("ato_login", 4), ("ato_login", 5), ("a:b", 2)}
     # a rejected rule message is dead-lettered by the first worker that rejects it
-    assert await store.first_rejection("risk.rules:0:7") is True
-    assert await again.first_rejection("risk.rules:0:7") is False
-    assert await again.first_rejection("risk.rules:0:8") is True
+    assert await store.rejected_before("risk.rules:0:7:ab") is False
+    await store.mark_rejected("risk.rules:0:7:ab")
+    assert await again.rejected_before("risk.rules:0:7:ab") is True
+    assert await again.rejected_before("risk.rules:0:8:ab") is False

@@ -17,7 +17,7 @@ OPTIONS = {
     "demo": "--rate",
     "tail": "--from-beginning",
     "profile": "entity_id",
-    "rules": "publish",
+    "rules": "FILE",
 }
 
 

@@ -253,7 +253,7 @@ async def test_a_reverted_rule_stays_reverted_after_a_restart(
     assert await store.reverted_rules() == {("login_check", 2)}
 
     again = Shell.create(shell.settings, store=store)  # a restart: the topic read again
-    again._reverted = await store.reverted_rules()
+    await again.load_reverted()  # what start() does first
     for offset, value in enumerate((v1, v2)):
         await again.on_rule_message("risk.rules", 0, offset, b"login_check", value)
     assert again.core.rules.versions()["login_check"] == 1
