@@ -67,3 +67,13 @@ EVENT_LAG = Gauge(
 LAST_BATCH = Gauge(
     "riskmon_last_batch_timestamp_seconds", "When the last batch finished", registry=REGISTRY
 )
+BATCH_FAILURES = Counter(
+    "riskmon_batch_failures_total",
+    "Attempts at a micro-batch that failed (Redis or Kafka); the batch is retried",
+    registry=REGISTRY,
+)
+FAILING = Gauge(
+    "riskmon_failing",
+    "1 while the worker's last attempt at a batch failed (it retries), else 0",
+    registry=REGISTRY,
+)

@@ -38,9 +38,12 @@ async def _handle_until_done(shell: Shell, messages: list[Any]) -> None:
         try:
             await shell.handle(messages)
             shell.stats.last_error = None
+            metrics.FAILING.set(0)
             return
         except Exception as exc:
             shell.stats.last_error = f"{type(exc).__name__}: {exc}"
+            metrics.BATCH_FAILURES.inc()
+            metrics.FAILING.set(1)
             log.error(
                 "batch_failed",
                 error=shell.stats.last_error,

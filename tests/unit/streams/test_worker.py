@@ -63,3 +63,35 @@ def test_a_worker_starts_once_redis_answers(monkeypatch: Any, answers_after: int
     monkeypatch.setattr("redis.Redis.ping", ping)
     assert wait_for_redis(settings_at(1, 60.0), clock=clock, sleep=clock.sleep) is True
     assert len(tries) == answers_after + 1
+
+
+async def test_a_failing_batch_shows_in_the_metrics_until_it_succeeds(monkeypatch: Any) -> None:
+    """Each failed attempt counts in ``riskmon_batch_failures_total`` and sets
+    ``riskmon_failing`` (what the shipped alert watches); the retry that succeeds clears
+    it."""
+    from riskmon import metrics
+    from streams import app as app_module
+
+    class FlakyShell:
+        def __init__(self) -> None:
+            self.calls = 0
+            self.stats = type("Stats", (), {"last_error": None})()
+
+        async def handle(self, messages: list[Any]) -> None:
+            self.calls += 1
+            assert metrics.FAILING._value.get() == (1.0 if self.calls > 1 else 0.0)
+            if self.calls <= 2:
+                raise ConnectionError("redis down (test)")
+
+    async def no_wait(_: float) -> None:
+        return None
+
+    monkeypatch.setattr(app_module.asyncio, "sleep", no_wait)
+    metrics.FAILING.set(0)
+    before = metrics.BATCH_FAILURES._value.get()
+    shell = FlakyShell()
+    await app_module._handle_until_done(shell, [])  # type: ignore[arg-type]
+    assert shell.calls == 3
+    assert metrics.BATCH_FAILURES._value.get() - before == 2
+    assert metrics.FAILING._value.get() == 0.0
+    assert shell.stats.last_error is None
