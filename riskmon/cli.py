@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "tail": ("riskmon.tail", "print what arrives on output topics"),
     "profile": ("riskmon.profile", "show a user's, application's or device's risk profile"),
     "rules": ("riskmon.rulecmd", "check rule files, or publish them to the live rule feed"),
+    "label": ("riskmon.labelcmd", "send the risk team's verdict on a user to the workers"),
 }
 
 

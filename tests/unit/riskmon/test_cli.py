@@ -18,6 +18,7 @@ OPTIONS = {
     "tail": "--from-beginning",
     "profile": "entity_id",
     "rules": "FILE",
+    "label": "--transaction",
 }
 
 

@@ -1,0 +1,85 @@
+"""``riskmon label VERDICT USER_ID``: the risk team's verdict on a user, an application or
+a transaction, sent to the labels topic (``risk.labels``) as a contract-valid label.
+
+The workers learn from it (the fraud classifier) and act on it: a ``fraud`` verdict makes
+the user a confirmed fraudster (profile at once, applications and money-out declined);
+``legit`` or ``false_positive`` on the user, or on what a fraud verdict named, takes it
+back.
+
+    riskmon label fraud u-4b84397e7887                      # the user
+    riskmon label fraud u-4b84397e7887 --transaction tx-91  # one transaction of theirs
+    riskmon label false_positive u-4b84397e7887 --source analyst
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+import uuid
+from typing import Any
+
+import orjson
+
+from riskmon.contract import Contract, InvalidMessage, format_ts
+from riskmon.settings import Settings
+
+VERDICTS = ("fraud", "legit", "false_positive", "default", "repaid")
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("label", choices=VERDICTS, metavar="VERDICT", help=", ".join(VERDICTS))
+    parser.add_argument("user_id")
+    target = parser.add_mutually_exclusive_group()
+    target.add_argument("--application", metavar="APPLICATION_ID", help="the verdict is on it")
+    target.add_argument("--transaction", metavar="TXN_ID", help="the verdict is on it")
+    parser.add_argument("--source", default="analyst", help="who says so (default: analyst)")
+    parser.add_argument("--ts", help="event time, RFC 3339 (default: now)")
+
+
+def label_event(args: argparse.Namespace, now: float) -> dict[str, Any]:
+    """The label event the arguments describe."""
+    if args.application:
+        target_type, target_id = "application", args.application
+    elif args.transaction:
+        target_type, target_id = "transaction", args.transaction
+    else:
+        target_type, target_id = "user", args.user_id
+    return {
+        "event_id": f"label-{uuid.uuid4().hex}",
+        "event_type": "label",
+        "ts": args.ts or format_ts(now),
+        "user_id": args.user_id,
+        "target_type": target_type,
+        "target_id": target_id,
+        "label": args.label,
+        "source": args.source,
+    }
+
+
+async def send(settings: Settings, event: dict[str, Any]) -> None:
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka.bootstrap, acks="all")
+    await producer.start()
+    try:
+        key = event["user_id"].encode()  # the inputs are keyed by user
+        await producer.send_and_wait(settings.topics.labels, orjson.dumps(event), key=key)
+    finally:
+        await producer.stop()
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    event = label_event(args, time.time())
+    try:
+        Contract.load(settings.contract_dir).check("label", event)
+    except InvalidMessage as exc:
+        print(f"riskmon label: {exc.reason}", file=sys.stderr)
+        return 2
+    asyncio.run(send(settings, event))
+    print(
+        f"sent {event['label']} on {event['target_type']} {event['target_id']} "
+        f"(user {event['user_id']}) to {settings.topics.labels}: {event['event_id']}"
+    )
+    return 0
