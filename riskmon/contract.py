@@ -376,16 +376,31 @@ class Contract:
                 "wrong_event_type", f"unknown event_type {_quoted(event_type)}", event_id
             )
         self.check(event_type, obj)
+        try:  # what the schema's date-time format lets through must be a time we can use
+            usable = _EARLIEST <= parse_ts(obj["ts"]) < _LATEST
+        except (ValueError, OverflowError, OSError):
+            usable = False
+        if not usable:
+            reason = "ts: not an RFC 3339 time with an offset between 1970 and 9000"
+            raise InvalidMessage("invalid_format", reason, event_id)
         return obj
 
 
-def parse_ts(ts: str) -> float:
-    """RFC 3339 event time -> epoch seconds (float).
+#: event times a worker can compute with (actions expire later, and dates print)
+_EARLIEST, _LATEST = 0.0, 221_845_392_000.0  # 1970-01-01, 9000-01-01 (UTC)
 
-    >>> parse_ts("2026-11-28T10:15:30.123Z")
-    1795860930.123
+
+def parse_ts(ts: str) -> float:
+    """RFC 3339 event time -> epoch seconds (float). RFC 3339 allows ``t`` and ``z`` in
+    lower case too.
+
+    >>> parse_ts("2026-11-28T10:15:30.123Z"), parse_ts("2026-11-28t10:15:30.123z")
+    (1795860930.123, 1795860930.123)
     """
-    return datetime.fromisoformat(ts).timestamp()
+    try:
+        return datetime.fromisoformat(ts).timestamp()
+    except ValueError:
+        return datetime.fromisoformat(ts.upper()).timestamp()
 
 
 def format_ts(epoch: float) -> str:

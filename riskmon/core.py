@@ -65,6 +65,17 @@ class Outputs:
     labels: int = 0
     duplicates: int = 0
 
+    def merge(self, other: Outputs) -> None:
+        """Append ``other``'s outputs (of the events after this one's) to these."""
+        self.decisions += other.decisions
+        self.alerts += other.alerts
+        self.adjustments += other.adjustments
+        self.deadletters += other.deadletters
+        self.ops += other.ops
+        self.rule_hits += other.rule_hits
+        self.labels += other.labels
+        self.duplicates += other.duplicates
+
 
 class _Pending(NamedTuple):
     """An event decided after the batch's models have scored it."""

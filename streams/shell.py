@@ -323,6 +323,51 @@ class Shell:
                 )
         return valid, dead
 
+    def _one_by_one(
+        self, valid: list[dict[str, Any]], state: BatchState, messages: list[Message]
+    ) -> Outputs:
+        """:meth:`Core.process` of each event on its own, in order, on one state; an
+        event it fails on goes to the dead-letter topic (``processing_error``), with the
+        kind of failure but not its text (which may quote the event's values)."""
+        origin = {}
+        for topic, partition, offset, key, value in messages:
+            with contextlib.suppress(Exception):
+                origin[orjson.loads(value or b"null")["event_id"]] = (topic, partition, offset, key)
+        total = Outputs()
+        for event in valid:
+            try:
+                out = self.core.process([event], state)
+            except Exception as exc:
+                topic, partition, offset, key = origin.get(
+                    event["event_id"], ("?", None, None, None)
+                )
+                reason = f"the core failed on this event ({type(exc).__name__}); see the worker log"
+                log.error(
+                    "event_failed",
+                    event_id=event["event_id"],
+                    error=type(exc).__name__,
+                    topic=topic,
+                    partition=partition,
+                    offset=offset,
+                )
+                total.deadletters.append(
+                    dead_letter(
+                        orjson.dumps(event),
+                        code="processing_error",
+                        reason=reason,
+                        topic=topic,
+                        partition=partition,
+                        offset=offset,
+                        key=key,
+                        event_id=event["event_id"],
+                        now=time.time(),
+                    )
+                )
+                metrics.DEAD_LETTERS.labels(topic=topic, code="processing_error").inc()
+                continue
+            total.merge(out)
+        return total
+
     async def handle(self, messages: list[Message]) -> Outputs:
         """Process one micro-batch end to end. Bad input never raises.
 
@@ -354,7 +399,15 @@ class Shell:
                 with stage.labels(stage="load").time():
                     state = await self.store.load(self.core.needs(valid))
                 with stage.labels(stage="core").time():
-                    out = self.core.process(valid, state)
+                    try:
+                        out = self.core.process(valid, state)
+                    except Exception as exc:
+                        # An event the core cannot take must not stop its partitions for
+                        # good (the batch would be retried for ever): decide the batch
+                        # event by event, and dead-letter the events that fail.
+                        log.error("batch_core_failed", error=type(exc).__name__)
+                        state = await self.store.load(self.core.needs(valid))
+                        out = self._one_by_one(valid, state, messages)
                 out.deadletters[:0] = dead
             # Outputs first, state second: the saved state marks the batch's events seen,
             # so a retry after a failed publish would skip them as duplicates and their

@@ -149,3 +149,26 @@ def test_a_reason_never_quotes_personal_data(
     assert err.value.reason.startswith(f"{field}: ")
     assert "withheld" in err.value.reason
     assert clear not in err.value.reason and clear not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("ts", "ok"),
+    [
+        ("2026-11-29t05:53:00z", True),  # RFC 3339 allows lower case
+        ("2026-11-29T05:53:00+08:00", True),
+        ("0001-01-01T00:00:00+14:00", False),  # a date-time, but no usable time
+        ("9999-12-31T23:59:59-14:00", False),
+    ],
+)
+def test_every_event_time_the_contract_lets_through_can_be_used(
+    contract: Contract, ts: str, ok: bool
+) -> None:
+    """An event time the schema's format accepts but the worker could not compute with
+    (it would fail every retry of its batch) is rejected here, as invalid_format."""
+    raw = orjson.dumps(_app(ts=ts))
+    if ok:
+        assert parse_ts(contract.parse(raw)["ts"]) > 0
+    else:
+        with pytest.raises(InvalidMessage) as err:
+            contract.parse(raw)
+        assert err.value.code == "invalid_format"

@@ -276,3 +276,31 @@ async def test_a_rejected_rule_is_dead_lettered_once_across_workers_and_restarts
     dead = [orjson.loads(v) for topic, _, v in sent if topic == "risk.deadletter"]
     assert [(d["offset"], d["key"]) for d in dead] == [(7, "half"), (8, "half")]
     assert shell.stats.rules_rejected == other.stats.rules_rejected - 1 == 1
+
+
+async def test_an_event_the_core_fails_on_is_dead_lettered_and_the_rest_decided(
+    shell_and_sent: tuple[Shell, list[tuple[str, bytes | None, bytes]]], monkeypatch: Any
+) -> None:
+    """A valid event the core raises on (a fault of the code, not of the input) would
+    have the batch retried for ever and its partitions stopped: the batch is decided
+    event by event instead, that event goes to the dead-letter topic with the kind of
+    failure (not its text), and every other event gets its decision."""
+    import riskmon.core as core_module
+
+    shell, _ = shell_and_sent
+    real = core_module.observe
+
+    def observe(event: dict[str, Any], *args: Any) -> Any:
+        if event["event_id"] == "dev-2":
+            raise KeyError("13800138000")  # a failure whose text quotes a value
+        return real(event, *args)
+
+    monkeypatch.setattr(core_module, "observe", observe)
+    messages = [("device.events", 0, i, f"u{i}".encode(), _device(i)) for i in range(4)]
+    out = await shell.handle(messages)
+    assert [d["source_event_id"] for d in out.decisions] == ["dev-0", "dev-1", "dev-3"]
+    [dead] = out.deadletters
+    assert (dead["code"], dead["event_id"], dead["offset"]) == ("processing_error", "dev-2", 2)
+    assert "KeyError" in dead["reason"] and "13800138000" not in dead["reason"]
+    again = await shell.handle([("device.events", 0, 9, b"u9", _device(9))])
+    assert [d["source_event_id"] for d in again.decisions] == ["dev-9"]
