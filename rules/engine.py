@@ -628,9 +628,11 @@ class RuleSet:
 
 
 def _describe(exc: BaseException) -> str:
+    """A failure's message: the expression language's own (which never quotes an event's
+    values), or only the kind of any other failure (its text might)."""
     if isinstance(exc, RuleEvalError):
         return str(exc)
-    return f"{type(exc).__name__}: {exc}"
+    return f"{type(exc).__name__} while evaluating the condition"
 
 
 def _build_index(

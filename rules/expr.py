@@ -507,9 +507,11 @@ def _is_map(value: Any) -> bool:
 
 
 def _describe(value: Any) -> str:
-    """Type name, plus the text of a short string; other values are not rendered."""
-    if type(value) is str and len(value) <= 40:
-        return f"string {value!r}"
+    """A value for an error message, by its type and size only: the values a condition
+    meets come from events, and an event's text may be personal data (an unhashed phone
+    number in a ``*_hash`` field), which must not reach logs or dead letters."""
+    if type(value) is str:
+        return f"a string of {len(value)} character{'' if len(value) == 1 else 's'}"
     return _type_name(value)
 
 
@@ -1446,8 +1448,8 @@ class Expression:
             return self.fn(activation)
         except RuleEvalError:
             raise
-        except Exception as exc:
-            raise RuleEvalError(f"{type(exc).__name__}: {exc}") from exc
+        except Exception as exc:  # its text may quote the event's values: not kept
+            raise RuleEvalError(f"{type(exc).__name__} while evaluating") from exc
 
 
 def compile_expr(

@@ -581,3 +581,22 @@ def test_rule_stats_count_hits_by_version_and_mode_and_errors() -> None:
     snapshot = stats.snapshot()
     assert snapshot["events"] == 3 and snapshot["evaluated"] == 4 + 3 + 1
     json.dumps({k: str(v) for k, v in snapshot.items()})
+
+
+def test_a_rule_failing_on_an_event_never_quotes_the_events_values() -> None:
+    """A condition that fails on an unhashed phone number in ``phone_hash`` reports the
+    kind of failure and where, not the number: the message goes to logs, risk.ops and
+    the dead-letter topic."""
+    rs = RuleSet.from_dicts(
+        [
+            rule("to_int", applies_to=["application"], when="int(event.phone_hash) > 5"),
+            rule("to_double", applies_to=["application"], when="double(event.id_hash) > 5.0"),
+        ],
+        KNOWN,
+    )
+    event = {"phone_hash": "13812345678x", "id_hash": "110101199003071234y"}
+    errors = rs.evaluate("application", event, {}).errors
+    assert {e.rule_id for e in errors} == {"to_int", "to_double"}
+    for failure in errors:
+        assert "13812345678" not in failure.message and "1101011990" not in failure.message
+        assert "cannot convert a string of" in failure.message
