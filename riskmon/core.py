@@ -48,6 +48,8 @@ _TARGET_KEYS = ("application_id", "txn_id", "loan_id")
 ACCOUNT_ACTIONS = {"freeze": "freeze", "reduce_limit": "reduce_limit", "decline": "freeze"}
 #: labels that take a fraud verdict on a user back
 UNDO_FRAUD = frozenset({"legit", "false_positive"})
+#: labels that say whether a user is a fraudster (the newest in event time stands)
+VERDICTS = UNDO_FRAUD | {"fraud"}
 #: transactions that pay money out of the lender's reach
 MONEY_OUT = frozenset({"disbursement", "withdrawal", "transfer_out"})
 
@@ -258,6 +260,13 @@ class Core:
         label = event["label"]
         uid = event["user_id"]
         changed = False
+        if user is not None and label in VERDICTS:
+            # the newest verdict in event time stands: an older one arriving late is noted
+            # by the models but does not overturn it
+            if ts < user.get("verdict_at", -math.inf):
+                self.models.on_label(event["target_type"], event["target_id"], uid, label, ts)
+                return False
+            user["verdict_at"] = ts
         if label == "fraud" and user is not None:
             # A fraud on one application or transaction marks the identifiers it carried;
             # a fraud on the user marks everything the user is linked to. Marks are set
@@ -277,9 +286,13 @@ class Core:
             and (event["target_type"] == "user" or event["target_id"] == user.get("fraud_on"))
         ):
             # The risk team takes the verdict back (on the user, or on what it was given
-            # for): the user's events are judged as anyone's again. The identifiers keep
-            # their fraud marks (they only grow, see riskmon.state).
+            # for): the user's events are judged as anyone's again, and the account
+            # actions in force are lifted in Riskmon's decisions. Adjustments already sent
+            # keep their expiry in the lending flows (the contract has no action to lift
+            # one). The identifiers keep their fraud marks (they only grow, see
+            # riskmon.state).
             user["fraud"] = False
+            user["actions"] = {}
             changed = True
         self.models.on_label(event["target_type"], event["target_id"], uid, label, ts)
         return changed
@@ -605,8 +618,8 @@ def _write_profiles(
         profiles[key] = doc
     for uid, (user, ts) in users.items():
         last = user.get("decision")
-        if last is None:
-            continue  # never decided: no profile yet
+        if last is None:  # labelled before any event of the user was decided
+            last = {"event_time": ts, **_UNDECIDED, "reasons": [], "rule_ids": []}
         at = max(ts, last.get("event_time", -math.inf))
         before = user.get("profile_at")
         if before is not None and at <= before:
@@ -617,10 +630,21 @@ def _write_profiles(
         profiles["user:" + uid] = doc
 
 
+#: the decision fields of a profile before the entity's first decided event
+_UNDECIDED: dict[str, Any] = {
+    "score": None,
+    "decision": None,
+    "reasons": [],
+    "rule_ids": [],
+    "event_id": None,
+    "event_ts": None,
+}
+
+
 def _user_counters(doc: dict[str, Any], user: dict[str, Any], ts: float) -> None:
     """Add the user's running counters, as of event time ``ts``, to a profile document."""
     actions = user["actions"]
-    doc["peak_score_24h"] = user["peak"][0]
+    doc["peak_score_24h"] = user["peak"][0] if "peak" in user else 0.0
     doc["actions"] = {a: format_ts(t) for a, t in actions.items() if t > ts} if actions else {}
     doc["confirmed_fraud"] = user["fraud"]
     doc["flags"] = user.get("flags", 0)

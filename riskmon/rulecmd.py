@@ -33,9 +33,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("files", nargs="+", type=Path, metavar="FILE", help="YAML rule files")
 
 
-def checked_rules(files: list[Path], contract: Contract) -> list[dict[str, Any]]:
-    """Every rule of ``files``, in order, each checked as a worker checks it; the first
-    bad one raises :class:`RuleError` naming its file and rule."""
+def checked_rules(
+    files: list[Path], contract: Contract, max_bytes: int = 64 * 1024
+) -> list[dict[str, Any]]:
+    """Every rule of ``files``, in order, each checked as a worker checks it and for its
+    size as one message (at most ``max_bytes``); the first bad one raises
+    :class:`RuleError` naming its file and rule."""
     out: list[dict[str, Any]] = []
     seen: dict[tuple[Any, Any], Path] = {}
     for file in files:
@@ -53,6 +56,9 @@ def checked_rules(files: list[Path], contract: Contract) -> list[dict[str, Any]]
                 raise RuleError(f"{file}: {exc}") from exc
             except TypeError as exc:  # orjson: a value JSON cannot carry
                 raise RuleError(f"{name}: {exc}") from exc
+            size = len(orjson.dumps(rule))
+            if size > max_bytes:
+                raise RuleError(f"{name}: {size} bytes as a message, limit {max_bytes}")
             key = (rule["rule_id"], rule["version"])
             if key in seen:
                 raise RuleError(f"{name}: also defined in {seen[key]}")
@@ -81,7 +87,8 @@ async def publish(settings: Settings, rules: list[dict[str, Any]]) -> None:
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     try:
-        rules = checked_rules(args.files, Contract.load(settings.contract_dir))
+        contract = Contract.load(settings.contract_dir)
+        rules = checked_rules(args.files, contract, settings.worker.max_message_bytes)
     except RuleError as exc:
         print(f"riskmon rules: {exc}", file=sys.stderr)
         return 1

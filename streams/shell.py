@@ -73,6 +73,15 @@ class Stats:
     ready: bool = False  # checkpoint restored and rule feed following
 
 
+def _rule_id_of(key: bytes | None, value: bytes | None) -> str:
+    """A rule message's id: its key, else the ``rule_id`` in its body, else ``?``."""
+    if key:
+        return key.decode(errors="replace")
+    with contextlib.suppress(Exception):
+        return str(orjson.loads(value or b"")["rule_id"])[:128]
+    return "?"
+
+
 class Shell:
     def __init__(
         self,
@@ -247,8 +256,18 @@ class Shell:
         except (InvalidMessage, RuleError) as exc:
             code = exc.code if isinstance(exc, InvalidMessage) else "rule_rejected"
             reason = exc.reason if isinstance(exc, InvalidMessage) else str(exc)
+            rule_id = _rule_id_of(key, value)
+            # the message's place and content: a topic made again reuses offsets
+            digest = hashlib.sha1(value or b"").hexdigest()
+            message = f"{topic}:{partition}:{offset}:{digest}"
+            try:
+                before = await self.store.rejected_before(message)
+            except Exception:  # the store is down: better a second dead letter than none
+                before = False
+            if before:  # dead-lettered already, by this worker before a restart or another
+                log.info("rule_rejected_before", rule_id=rule_id, offset=offset)
+                return
             self.stats.rules_rejected += 1
-            rule_id = (key or b"?").decode(errors="replace")
             metrics.RULE_ERRORS.labels(rule_id=rule_id).inc()
             log.error(
                 "rule_rejected",
@@ -259,15 +278,6 @@ class Shell:
                 partition=partition,
                 offset=offset,
             )
-            # the message's place and content: a topic made again reuses offsets
-            digest = hashlib.sha1(value or b"").hexdigest()
-            message = f"{topic}:{partition}:{offset}:{digest}"
-            try:
-                before = await self.store.rejected_before(message)
-            except Exception:  # the store is down: better a second dead letter than none
-                before = False
-            if before:
-                return  # dead-lettered already, by this worker before a restart or another
             rec = dead_letter(
                 value,
                 code=code,

@@ -145,3 +145,28 @@ def test_a_fraud_verdict_taken_back_clears_the_user() -> None:
     out = core.run_batch(store, [cash_out], now=0.0)
     assert out.decisions[0]["decision"] == "pass"
     assert not any(r["code"] == "label:fraud" for r in out.decisions[0]["reasons"])
+
+
+def test_verdicts_on_a_new_user_and_out_of_order_and_taken_back() -> None:
+    """A fraud label on a user with no decided event yet gives a profile at once (its
+    decision fields empty); a verdict older than the one in force, arriving late, does
+    not overturn it; taking the verdict back lifts the freeze it brought."""
+    core = Core.create(Settings.load(env={}, config_file=None), deterministic=True)
+    store = MemoryStore()
+    core.run_batch(store, [{**label(1, "new", "user", "new"), "ts": "2026-11-05T10:00:00Z"}])
+    profile = store.get_profile("user", "new")
+    assert profile is not None and profile["confirmed_fraud"] is True
+    assert profile["decision"] is None and profile["event_id"] is None
+    old_legit = {**label(2, "new", "user", "new"), "label": "legit"}  # dated 2026-11-02
+    core.run_batch(store, [old_legit], now=0.0)
+    assert store.users["new"]["fraud"] is True  # the newer fraud verdict stands
+    cash_out = {**txn(3, "new", "shop", 1), "kind": "withdrawal", "ts": "2026-11-06T10:00:00Z"}
+    out = core.run_batch(store, [cash_out], now=0.0)
+    assert out.decisions[0]["decision"] == "decline"
+    assert "freeze" in store.users["new"]["actions"]
+    undo = {**label(4, "new", "user", "new"), "label": "false_positive"}
+    undo["ts"] = "2026-11-07T10:00:00.000Z"
+    core.run_batch(store, [undo], now=0.0)
+    assert store.users["new"]["actions"] == {}
+    again = {**txn(5, "new", "shop", 2), "kind": "withdrawal", "ts": "2026-11-08T10:00:00Z"}
+    assert core.run_batch(store, [again], now=0.0).decisions[0]["decision"] == "pass"

@@ -72,3 +72,14 @@ def test_two_files_defining_one_rule_version_are_refused(
     a, b = write(tmp_path, "a.yaml", GOOD), write(tmp_path, "b.yaml", GOOD)
     assert main(["--config", "/dev/null", "rules", "check", str(a), str(b)]) == 1
     assert "also defined in" in capsys.readouterr().err
+
+
+def test_a_rule_too_large_for_one_message_is_refused_before_anything_is_sent(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A rule whose message would exceed the input limit fails the check (so a publish of
+    its file sends none of the file's rules)."""
+    big = GOOD.replace("    enabled: true", "    enabled: true\n    notes: " + "x" * 70_000)
+    path = write(tmp_path, "big.yaml", big)
+    assert main(["--config", "/dev/null", "rules", "check", str(path)]) == 1
+    assert "bytes as a message, limit" in capsys.readouterr().err
