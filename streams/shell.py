@@ -541,6 +541,12 @@ class Shell:
             "deadletters": s.deadletters,
             "duplicates": s.duplicates,
             "rules": self.core.rules.versions(),
+            "rules_retired": sorted(
+                rid
+                for rid in self.core.rules.versions()
+                if (rule := self.core.rules.get(rid)) is not None and not rule.enabled
+            ),
+            "rules_reverted_versions": sorted(f"{rid} v{v}" for rid, v in self._reverted),
             "rules_applied": s.rules_applied,
             "rules_rejected": s.rules_rejected,
             "rules_reverted": s.rules_reverted,

@@ -254,6 +254,7 @@ async def test_a_reverted_rule_stays_reverted_after_a_restart(
 
     again = Shell.create(shell.settings, store=store)  # a restart: the topic read again
     await again.load_reverted()  # what start() does first
+    assert again.health()["rules_reverted_versions"] == ["login_check v2"]
     for offset, value in enumerate((v1, v2)):
         await again.on_rule_message("risk.rules", 0, offset, b"login_check", value)
     assert again.core.rules.versions()["login_check"] == 1
@@ -305,3 +306,26 @@ async def test_an_event_the_core_fails_on_is_dead_lettered_and_the_rest_decided(
     assert "KeyError" in dead["reason"] and "13800138000" not in dead["reason"]
     again = await shell.handle([("device.events", 0, 9, b"u9", _device(9))])
     assert [d["source_event_id"] for d in again.decisions] == ["dev-9"]
+
+
+async def test_health_tells_a_retired_rule_from_one_in_force(
+    shell_and_sent: tuple[Shell, list[tuple[str, bytes | None, bytes]]],
+) -> None:
+    """A rule retired by a version with ``enabled: false`` is listed as retired in
+    /health; its version number alone would look like a rule in force."""
+    shell, _ = shell_and_sent
+    base = {
+        "rule_id": "old_rule",
+        "applies_to": ["device"],
+        "when": "event.kind == 'login'",
+        "reason": "test rule",
+        "enabled": True,
+    }
+    await shell.on_rule_message(
+        "risk.rules", 0, 0, b"old_rule", orjson.dumps({**base, "version": 1})
+    )
+    assert "old_rule" not in shell.health()["rules_retired"]
+    retired = orjson.dumps({**base, "version": 2, "enabled": False})
+    await shell.on_rule_message("risk.rules", 0, 1, b"old_rule", retired)
+    health = shell.health()
+    assert health["rules"]["old_rule"] == 2 and health["rules_retired"] == ["old_rule"]
