@@ -3,7 +3,9 @@ when one dies the others take its partitions over; no event goes undecided."""
 
 from __future__ import annotations
 
+import asyncio
 import random
+import time
 from collections import Counter
 from typing import Any
 
@@ -53,20 +55,29 @@ async def test_two_workers_share_the_partitions_and_one_takes_over_from_the_othe
 
     events = device_events(3000)
     topic = settings.topics.devices
-    for ev in events[:1500]:
-        await producer.send(topic, orjson.dumps(ev), key=ev["user_id"].encode())
-    await producer.flush()
+    # the second worker's joining rebalances the group: feed events in waves until both
+    # have decided some (each owns partitions), at most 1,500
+    sent = 0
+    deadline = time.monotonic() + 120
+    while sent < 1500 and time.monotonic() < deadline:
+        for ev in events[sent : sent + 100]:
+            await producer.send(topic, orjson.dumps(ev), key=ev["user_id"].encode())
+        await producer.flush()
+        sent += 100
+        await asyncio.sleep(0.5)
+        if all((w.health() or {}).get("decisions", 0) > 0 for w in (a, b)):
+            break
     await read_topics(
         settings,
         [settings.topics.decisions],
-        until=lambda s: len(s[settings.topics.decisions]) >= 1500,
+        until=lambda s: len(s[settings.topics.decisions]) >= sent,
         settle=0.0,
     )
     decided_by = {name: w.health()["decisions"] for name, w in (("a", a), ("b", b))}
     assert all(n > 0 for n in decided_by.values()), decided_by  # both had partitions
 
     a.proc.kill()
-    for ev in events[1500:]:
+    for ev in events[sent:]:
         await producer.send(topic, orjson.dumps(ev), key=ev["user_id"].encode())
     await producer.flush()
     seen = await read_topics(
