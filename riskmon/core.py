@@ -205,7 +205,7 @@ class Core:
         timed = sorted(((parse_ts(e["ts"]), i, e) for i, e in enumerate(events)))
         for ts, _, event in timed:
             eid = event["event_id"]
-            if eid in state.seen or eid in batch_seen:
+            if eid in state.seen or eid in batch_seen or eid in state.new_seen:
                 out.duplicates += 1
                 continue
             batch_seen.add(eid)
@@ -260,40 +260,26 @@ class Core:
         label = event["label"]
         uid = event["user_id"]
         changed = False
-        if user is not None and label in VERDICTS:
-            # the newest verdict in event time stands: an older one arriving late is noted
-            # by the models but does not overturn it
-            if ts < user.get("verdict_at", -math.inf):
-                self.models.on_label(event["target_type"], event["target_id"], uid, label, ts)
-                return False
-            user["verdict_at"] = ts
         if label == "fraud" and user is not None:
             # A fraud on one application or transaction marks the identifiers it carried;
             # a fraud on the user marks everything the user is linked to. Marks are set
             # adds: marking twice is marking once.
-            changed = not user["fraud"]
-            user["fraud"] = True
-            user["fraud_on"] = event["target_id"]
             keys = None
             if event["target_type"] != "user":
                 keys = user.get("targets", {}).get(event["target_id"])
             for key in keys if keys is not None else user["idents"]:
                 state.fraud_marks.append((key, uid))
-        elif (
-            label in UNDO_FRAUD
-            and user is not None
-            and user["fraud"]
-            and (event["target_type"] == "user" or event["target_id"] == user.get("fraud_on"))
-        ):
-            # The risk team takes the verdict back (on the user, or on what it was given
-            # for): the user's events are judged as anyone's again, and the account
-            # actions in force are lifted in Riskmon's decisions. Adjustments already sent
-            # keep their expiry in the lending flows (the contract has no action to lift
-            # one). The identifiers keep their fraud marks (they only grow, see
-            # riskmon.state).
-            user["fraud"] = False
-            user["actions"] = {}
-            changed = True
+        if user is not None and label in VERDICTS:
+            was = user["fraud"]
+            user["fraud"] = _take_verdict(user, event["target_type"], event["target_id"], label, ts)
+            changed = user["fraud"] != was
+            if was and not user["fraud"]:
+                # The verdict taken back: the user's events are judged as anyone's again,
+                # and the account actions in force are lifted in Riskmon's decisions.
+                # Adjustments already sent keep their expiry in the lending flows (the
+                # contract has no action to lift one). The identifiers keep their fraud
+                # marks (they only grow, see riskmon.state).
+                user["actions"] = {}
         self.models.on_label(event["target_type"], event["target_id"], uid, label, ts)
         return changed
 
@@ -628,6 +614,49 @@ def _write_profiles(
         _user_counters(doc, user, at)
         user["profile_at"] = at
         profiles["user:" + uid] = doc
+
+
+#: verdicts kept per user (the newest per target)
+MAX_VERDICTS = 64
+
+
+def _take_verdict(
+    user: dict[str, Any], target_type: str, target_id: str, label: str, ts: float
+) -> bool:
+    """Record one verdict of the risk team on the user (``target_type`` ``user``) or on
+    one of its applications or transactions; whether the user is now a confirmed
+    fraudster.
+
+    Per target, the newest verdict in event time stands (a late, older one changes
+    nothing). The user is a fraudster while some target's standing verdict is fraud,
+    unless a verdict on the user itself that is not fraud is newer than that fraud.
+
+    >>> u = {}
+    >>> _take_verdict(u, "transaction", "t1", "fraud", 10.0)
+    True
+    >>> _take_verdict(u, "transaction", "t2", "false_positive", 20.0)  # another target
+    True
+    >>> _take_verdict(u, "transaction", "t1", "legit", 5.0)  # older than the fraud on t1
+    True
+    >>> _take_verdict(u, "user", "u", "false_positive", 30.0)  # the user cleared
+    False
+    >>> _take_verdict(u, "application", "a9", "fraud", 40.0)  # a newer fraud
+    True
+    """
+    verdicts: dict[str, list[Any]] | None = user.get("verdicts")
+    if verdicts is None:  # a document from before verdicts were kept: its flag as one
+        verdicts = user["verdicts"] = {"earlier": [0.0, True]} if user.get("fraud") else {}
+    key = "user" if target_type == "user" else f"{target_type}:{target_id}"
+    fraud = label == "fraud"
+    old = verdicts.get(key)
+    if old is None or ts >= old[0]:
+        verdicts.pop(key, None)
+        verdicts[key] = [ts, fraud]
+        while len(verdicts) > MAX_VERDICTS:
+            del verdicts[next(iter(verdicts))]
+    on_user = verdicts.get("user")
+    cleared_at = on_user[0] if on_user is not None and not on_user[1] else -math.inf
+    return any(is_fraud and at > cleared_at for at, is_fraud in verdicts.values())
 
 
 #: the decision fields of a profile before the entity's first decided event

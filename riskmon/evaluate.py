@@ -29,13 +29,13 @@ import argparse
 import math
 import sys
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from datetime import datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 import orjson
 
+from riskmon.contract import parse_ts
 from riskmon.features import ident_keys
 from riskmon.logs import get_logger
 
@@ -271,9 +271,7 @@ def iter_jsonl(path: str | Path) -> Iterator[dict[str, Any]]:
 
 
 def _ts_ms(text: str) -> int:
-    if text.endswith("Z"):
-        text = text[:-1] + "+00:00"
-    return round(datetime.fromisoformat(text).timestamp() * 1000)
+    return round(parse_ts(text) * 1000)  # the worker's reading, lower-case t and z too
 
 
 class Data(NamedTuple):

@@ -27,6 +27,7 @@ one) it cannot tell.
 from __future__ import annotations
 
 import math
+from bisect import insort
 from collections.abc import Iterable
 from typing import Any
 
@@ -244,7 +245,7 @@ def _user_features(
     device = event.get("device_id")
     if device and device not in devices:
         if devices:
-            last["new_device"] = ts
+            _set_last(last, "new_device", ts)
         devices[device] = ts
         _cap(devices, 32)
     sims = user["sims"]
@@ -255,19 +256,20 @@ def _user_features(
     ips = user["ips"]
     ip = event.get("ip")
     if ip:
-        ips[ip] = ts
+        if ts > ips.get(ip, -math.inf):  # a late event does not move it back
+            ips[ip] = ts
         if len(ips) > 32:
             _cap(ips, 32)
 
     failed = user["failed_logins"]
     if etype == "device":
         if kind == "sim_change":
-            last["sim_change"] = ts
+            _set_last(last, "sim_change", ts)
         elif kind == "password_reset":
-            last["password_reset"] = ts
+            _set_last(last, "password_reset", ts)
         elif kind == "login_failed":
-            last["failed_login"] = ts
-            failed.append(ts)
+            _set_last(last, "failed_login", ts)
+            insort(failed, ts)  # in time order, a late one too
             del failed[:-32]
 
     day = ts - 86400.0
@@ -354,7 +356,7 @@ def _user_features(
             user["accounts"][account] = ts
             _cap(user["accounts"], 16)
             if len(user["accounts"]) > 1:
-                last["new_account"] = ts
+                _set_last(last, "new_account", ts)
         elif account and account not in user["accounts"]:
             user["accounts"][account] = ts
             _cap(user["accounts"], 16)
@@ -374,7 +376,7 @@ def _user_features(
         elif kind == "disbursement" and status != "failed":
             user["disb"] = [ts, float(amount or 0.0), 0.0]
         elif kind in OUT_KINDS and status != "failed":
-            outs.append(ts)
+            insort(outs, ts)
             del outs[:-32]
             if user["disb"] is not None:
                 user["disb"][2] += float(amount or 0.0)
@@ -404,6 +406,12 @@ def _user_features(
             km = _haversine_km(prev_geo[0], prev_geo[1], geo["lat"], geo["lon"])
             f["geo_speed_kmh"] = min(km / ((ts - prev_geo[2]) / 3600.0), 5000.0)
         user["geo"] = [geo["lat"], geo["lon"], ts]
+
+
+def _set_last(last: dict[str, float], what: str, ts: float) -> None:
+    """Note the time of the latest ``what``; a late event does not move it back."""
+    if ts > last.get(what, -math.inf):
+        last[what] = ts
 
 
 def _since(start: float, ts: float, times: Iterable[float], late: bool) -> int:

@@ -73,7 +73,7 @@ async def send(settings: Settings, event: dict[str, Any]) -> None:
 def run(args: argparse.Namespace, settings: Settings) -> int:
     event = label_event(args, time.time())
     try:
-        Contract.load(settings.contract_dir).check("label", event)
+        Contract.load(settings.contract_dir).parse(orjson.dumps(event))  # as a worker will
     except InvalidMessage as exc:
         print(f"riskmon label: {exc.reason}", file=sys.stderr)
         return 2

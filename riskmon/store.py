@@ -732,16 +732,16 @@ class RedisStore:
         member = f"{version}:{rule_id}"
         await asyncio.to_thread(self.r.sadd, f"{self.p}{REVERTED_RULES}", member)
 
-    async def rejected_before(self, message: str) -> bool:
-        """Whether a worker dead-lettered the rule ``message`` already (see
-        :meth:`mark_rejected`): each rejected message is dead-lettered once, not once per
-        worker and restart."""
+    async def claim_rejection(self, message: str) -> bool:
+        """Whether this worker is the first to dead-letter the rejected rule ``message``
+        (an atomic claim): each rejected message is dead-lettered once, not once per
+        worker and restart. A worker that then fails to send it gives the claim back
+        (:meth:`release_rejection`)."""
         key = f"{self.p}{REJECTED_RULES}"
-        return bool(await asyncio.to_thread(self.r.sismember, key, message))
+        return bool(await asyncio.to_thread(self.r.sadd, key, message))
 
-    async def mark_rejected(self, message: str) -> None:
-        """Remember that the rule ``message`` was dead-lettered (after it was sent)."""
-        await asyncio.to_thread(self.r.sadd, f"{self.p}{REJECTED_RULES}", message)
+    async def release_rejection(self, message: str) -> None:
+        await asyncio.to_thread(self.r.srem, f"{self.p}{REJECTED_RULES}", message)
 
     async def get_blob(self, name: str) -> bytes | None:
         data = await asyncio.to_thread(self.r.get, f"{self.p}{name}")
@@ -792,11 +792,13 @@ class AsyncMemoryStore:
     async def mark_reverted(self, rule_id: str, version: int) -> None:
         self.reverted.add((rule_id, version))
 
-    async def rejected_before(self, message: str) -> bool:
-        return message in self.rejected
-
-    async def mark_rejected(self, message: str) -> None:
+    async def claim_rejection(self, message: str) -> bool:
+        new = message not in self.rejected
         self.rejected.add(message)
+        return new
+
+    async def release_rejection(self, message: str) -> None:
+        self.rejected.discard(message)
 
     async def get_blob(self, name: str) -> bytes | None:
         return self.blobs.get(name)

@@ -261,7 +261,7 @@ class Shell:
             digest = hashlib.sha1(value or b"").hexdigest()
             message = f"{topic}:{partition}:{offset}:{digest}"
             try:
-                before = await self.store.rejected_before(message)
+                before = not await self.store.claim_rejection(message)
             except Exception:  # the store is down: better a second dead letter than none
                 before = False
             if before:  # dead-lettered already, by this worker before a restart or another
@@ -288,11 +288,16 @@ class Shell:
                 key=key,
                 now=time.time(),
             )
-            delivery = await self.sender(self.settings.topics.deadletter, key, orjson.dumps(rec))
-            if delivery is not None:
-                await delivery
-            with contextlib.suppress(Exception):  # marked once sent: at worst sent twice
-                await self.store.mark_rejected(message)
+            try:
+                delivery = await self.sender(
+                    self.settings.topics.deadletter, key, orjson.dumps(rec)
+                )
+                if delivery is not None:
+                    await delivery
+            except BaseException:
+                with contextlib.suppress(Exception):  # not sent: another try may send it
+                    await self.store.release_rejection(message)
+                raise
 
     # --- batches ------------------------------------------------------------------
 
@@ -344,10 +349,12 @@ class Shell:
             with contextlib.suppress(Exception):
                 origin[orjson.loads(value or b"null")["event_id"]] = (topic, partition, offset, key)
         total = Outputs()
-        for event in valid:
+        order = sorted(range(len(valid)), key=lambda i: (parse_ts(valid[i]["ts"]), i))
+        for event in (valid[i] for i in order):  # in event time, as process() would
             try:
                 out = self.core.process([event], state)
             except Exception as exc:
+                state.new_seen.pop(event["event_id"], None)  # may come again, fixed
                 topic, partition, offset, key = origin.get(
                     event["event_id"], ("?", None, None, None)
                 )
@@ -377,6 +384,22 @@ class Shell:
                 continue
             total.merge(out)
         return total
+
+    def _lost_reverts(self, in_force: dict[str, int]) -> list[dict[str, Any]]:
+        """``rule_reverted`` ops for the rule versions a failed attempt at a batch reverted
+        (its outputs were dropped): so that the revert is reported and remembered."""
+        now = self.core.rules.versions()
+        return [
+            {
+                "kind": "rule_reverted",
+                "rule_id": rule_id,
+                "version": version,
+                "error": "failed on an event of a batch the core then decided event by event",
+                "ts": format_ts(time.time()),
+            }
+            for rule_id, version in in_force.items()
+            if now.get(rule_id) != version
+        ]
 
     async def handle(self, messages: list[Message]) -> Outputs:
         """Process one micro-batch end to end. Bad input never raises.
@@ -409,15 +432,19 @@ class Shell:
                 with stage.labels(stage="load").time():
                     state = await self.store.load(self.core.needs(valid))
                 with stage.labels(stage="core").time():
+                    in_force = self.core.rules.versions()
                     try:
                         out = self.core.process(valid, state)
                     except Exception as exc:
                         # An event the core cannot take must not stop its partitions for
                         # good (the batch would be retried for ever): decide the batch
-                        # event by event, and dead-letter the events that fail.
+                        # event by event, and dead-letter the events that fail. (The
+                        # models may have learned some of the batch in the failed
+                        # attempt: they learn those events twice.)
                         log.error("batch_core_failed", error=type(exc).__name__)
                         state = await self.store.load(self.core.needs(valid))
                         out = self._one_by_one(valid, state, messages)
+                        out.ops[:0] = self._lost_reverts(in_force)
                 out.deadletters[:0] = dead
             # Outputs first, state second: the saved state marks the batch's events seen,
             # so a retry after a failed publish would skip them as duplicates and their

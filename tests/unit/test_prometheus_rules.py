@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
+import pytest
 import yaml
 from prometheus_client.metrics_core import Metric
 
 from riskmon.metrics import REGISTRY
+from riskmon.testing import stack_required
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = yaml.safe_load((ROOT / "config" / "prometheus" / "alerts.yml").read_text())["groups"]
@@ -53,3 +57,23 @@ def test_every_alert_has_a_severity_and_points_to_a_runbook_row() -> None:
         assert rule["annotations"]["summary"]
         row = rule["annotations"]["runbook"].split("Runbook: ", 1)[1]
         assert row in symptoms, (rule["alert"], row, symptoms)
+
+
+def test_the_alerts_fire_as_their_promtool_unit_tests_say() -> None:
+    """``promtool test rules``: each alert fires on the series it is for and stays quiet
+    otherwise (``config/prometheus/alerts_test.yml``), a counter's first increment
+    included. promtool comes with Debian's prometheus package (``.ci/run`` installs it)."""
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        message = "promtool not installed (apt-get install prometheus)"
+        if stack_required():
+            pytest.fail(message + "; required under CI=true")
+        pytest.skip(message)
+    done = subprocess.run(
+        [promtool, "test", "rules", "alerts_test.yml"],
+        cwd=ROOT / "config" / "prometheus",
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr

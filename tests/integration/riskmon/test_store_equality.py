@@ -3,6 +3,7 @@ in-memory one gives; its saves are safe to retry."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 import threading
 from collections.abc import Iterator
@@ -445,7 +446,10 @@ async def test_reverted_and_rejected_rules_are_kept_for_every_worker(
     again = RedisStore(target, prefix, ttl_s=3600)
     assert await again.reverted_rules() == {("ato_login", 4), ("ato_login", 5), ("a:b", 2)}
     # a rejected rule message is dead-lettered by the first worker that rejects it
-    assert await store.rejected_before("risk.rules:0:7:ab") is False
-    await store.mark_rejected("risk.rules:0:7:ab")
-    assert await again.rejected_before("risk.rules:0:7:ab") is True
-    assert await again.rejected_before("risk.rules:0:8:ab") is False
+    claims = await asyncio.gather(
+        *(s.claim_rejection("risk.rules:0:7:ab") for s in (store, again, store, again))
+    )
+    assert sorted(claims) == [False, False, False, True]  # one worker wins, at once
+    await store.release_rejection("risk.rules:0:7:ab")  # its send failed
+    assert await again.claim_rejection("risk.rules:0:7:ab") is True
+    assert await again.claim_rejection("risk.rules:0:8:ab") is True

@@ -170,3 +170,25 @@ def test_verdicts_on_a_new_user_and_out_of_order_and_taken_back() -> None:
     assert store.users["new"]["actions"] == {}
     again = {**txn(5, "new", "shop", 2), "kind": "withdrawal", "ts": "2026-11-08T10:00:00Z"}
     assert core.run_batch(store, [again], now=0.0).decisions[0]["decision"] == "pass"
+
+
+def test_a_verdict_on_one_item_leaves_the_verdicts_on_others_alone() -> None:
+    """A legit verdict on one transaction does not block a fraud verdict on another that
+    arrives later with an older time; taking back the fraud on one transaction leaves
+    the user a fraudster while another fraud verdict stands."""
+    core = Core.create(Settings.load(env={}, config_file=None), deterministic=True)
+    store = MemoryStore()
+    core.run_batch(store, [txn(1, "u1", "a", 1), txn(2, "u1", "b", 2)], now=0.0)
+
+    def verdict(i: int, target: str, what: str, day: int) -> dict[str, Any]:
+        ev = {**label(i, "u1", "transaction", target), "label": what}
+        ev["ts"] = f"2026-11-0{day}T10:00:00.000Z"
+        return ev
+
+    core.run_batch(store, [verdict(10, "tx1", "legit", 3)], now=0.0)
+    core.run_batch(store, [verdict(11, "tx2", "fraud", 2)], now=0.0)  # older, other item
+    assert store.users["u1"]["fraud"] is True
+    assert store.idents["account:b"].fraud == {"u1"}
+    core.run_batch(store, [verdict(12, "tx1", "fraud", 4)], now=0.0)
+    core.run_batch(store, [verdict(13, "tx2", "false_positive", 5)], now=0.0)
+    assert store.users["u1"]["fraud"] is True  # the fraud on tx1 stands

@@ -218,3 +218,14 @@ def test_an_event_arriving_late_is_judged_as_of_its_own_time() -> None:
     on_time = tl.feed(9 * day + 4, **app(application_id="b"))
     assert on_time["minutes_since_sim_change"] == pytest.approx(4.0)
     assert on_time["device_users_24h"] == 2
+
+
+def test_a_late_event_does_not_move_the_users_history_back() -> None:
+    """A SIM change and an IP arriving late (older than what the user's history holds)
+    leave the latest times as they were."""
+    tl = Timeline()
+    tl.feed(600, **dev(kind="sim_change", ip="1.1.1.1"))
+    tl.feed(540, **dev(kind="sim_change", ip="1.1.1.1"))  # late: 09:00 after 10:00
+    f = tl.feed(605, **dev(kind="login", ip="2.2.2.2"))
+    assert f["minutes_since_sim_change"] == pytest.approx(5.0)
+    assert f["user_ips_24h"] == 2

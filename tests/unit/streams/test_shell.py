@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from typing import Any
 
@@ -269,15 +270,17 @@ async def test_a_rejected_rule_is_dead_lettered_once_across_workers_and_restarts
     on it each time; the dead letter is sent once, by the first."""
     shell, sent = shell_and_sent
     broken = orjson.dumps({"rule_id": "half", "version": 1})
-    await shell.on_rule_message("risk.rules", 0, 7, b"half", broken)
     other = Shell.create(shell.settings, store=shell.store)  # another worker, or a restart
     other.sender = shell.sender
-    await other.on_rule_message("risk.rules", 0, 7, b"half", broken)
+    await asyncio.gather(  # both read the new rule at once
+        shell.on_rule_message("risk.rules", 0, 7, b"half", broken),
+        other.on_rule_message("risk.rules", 0, 7, b"half", broken),
+    )
     await other.on_rule_message("risk.rules", 0, 8, b"half", broken)  # sent again: a new one
     dead = [orjson.loads(v) for topic, _, v in sent if topic == "risk.deadletter"]
     assert [(d["offset"], d["key"]) for d in dead] == [(7, "half"), (8, "half")]
-    # and counted once: the second worker counts only the rejection it dead-lettered
-    assert shell.stats.rules_rejected == other.stats.rules_rejected == 1
+    # and counted once: each worker counts only the rejections it dead-lettered
+    assert shell.stats.rules_rejected + other.stats.rules_rejected == 2
 
 
 async def test_an_event_the_core_fails_on_is_dead_lettered_and_the_rest_decided(
@@ -329,3 +332,52 @@ async def test_health_tells_a_retired_rule_from_one_in_force(
     await shell.on_rule_message("risk.rules", 0, 1, b"old_rule", retired)
     health = shell.health()
     assert health["rules"]["old_rule"] == 2 and health["rules_retired"] == ["old_rule"]
+
+
+async def test_a_batch_decided_event_by_event_keeps_time_order_and_reverts(
+    shell_and_sent: tuple[Shell, list[tuple[str, bytes | None, bytes]]], monkeypatch: Any
+) -> None:
+    """When the core fails on a batch, deciding it event by event: in event time, each
+    event once (a repeat in the batch is a duplicate), the failed event not marked seen
+    (it may be sent again once fixed), and a rule version the failed attempt reverted
+    is reported as reverted and remembered."""
+    import riskmon.core as core_module
+
+    shell, _ = shell_and_sent
+    rule = {
+        "rule_id": "divides",
+        "version": 1,
+        "applies_to": ["device"],
+        "when": "features.user_devices_count / 0 > 0",
+        "reason": "test rule",
+        "enabled": True,
+    }
+    await shell.on_rule_message("risk.rules", 0, 0, b"divides", orjson.dumps(rule))
+    real = core_module.observe
+
+    def observe(event: dict[str, Any], *args: Any) -> Any:
+        if event["event_id"] == "dev-2":
+            raise RuntimeError("boom (test)")
+        return real(event, *args)
+
+    monkeypatch.setattr(core_module, "observe", observe)
+
+    def device(i: int, hour: int) -> bytes:
+        ev = orjson.loads(_device(i))
+        ev["ts"] = f"2026-11-28T{hour:02d}:00:00.000Z"
+        return orjson.dumps(ev)
+
+    messages = [
+        ("device.events", 0, 0, b"u1", device(1, 10)),
+        ("device.events", 0, 1, b"u3", device(3, 9)),
+        ("device.events", 0, 2, b"u1", device(1, 10)),  # the same event again
+        ("device.events", 0, 3, b"u2", device(2, 11)),
+    ]
+    out = await shell.handle(messages)
+    assert [d["source_event_id"] for d in out.decisions] == ["dev-3", "dev-1"]
+    assert out.duplicates == 1
+    assert [d["event_id"] for d in out.deadletters] == ["dev-2"]
+    assert {"dev-1", "dev-3"} <= set(shell.store.memory.seen)
+    assert "dev-2" not in shell.store.memory.seen
+    assert any(op["kind"] == "rule_reverted" and op["rule_id"] == "divides" for op in out.ops)
+    assert ("divides", 1) in await shell.store.reverted_rules()
