@@ -146,7 +146,8 @@ def _newer(doc: dict[str, Any], old: dict[str, Any]) -> bool:
     """Whether ``doc`` replaces ``old`` as a profile (as :data:`SAVE_PROFILE` decides)."""
     if doc["event_time"] != old["event_time"]:
         return bool(doc["event_time"] > old["event_time"])
-    return orjson.dumps(doc) > orjson.dumps(old)
+    digest = hashlib.sha1(orjson.dumps(doc)).hexdigest()
+    return digest > hashlib.sha1(orjson.dumps(old)).hexdigest()
 
 
 class MemoryStore:
@@ -299,14 +300,17 @@ _CAPS = (MAX_IDENT_USERS, MAX_IDENT_EVENTS, MAX_IDENT_APPS)
 #: Writes a risk profile unless the one stored is of a newer event: several workers write
 #: the profile of one device or application (its users' events go to different workers),
 #: in any order. The document starts with its ``event_time`` (riskmon.core), read here
-#: without decoding the JSON; of two documents of one time, the greater (as bytes) stays,
-#: so the order of the writes never matters. KEYS: the profile. ARGV: document, TTL, its
+#: without decoding the JSON; of two documents of one time, the one with the greater
+#: SHA-1 (in hex, which sorts the same under any collation) stays, so the order of the
+#: writes never matters. KEYS: the profile. ARGV: document, TTL, its
 #: event time.
 SAVE_PROFILE = """
 local old = redis.call('GET', KEYS[1])
 if old then
   local t, new = tonumber(string.match(old, '^{"event_time":([^,}]+)')), tonumber(ARGV[3])
-  if t and (t > new or (t == new and old >= ARGV[1])) then return 0 end
+  if t and (t > new or (t == new and redis.sha1hex(old) >= redis.sha1hex(ARGV[1]))) then
+    return 0
+  end
 end
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 return 1
