@@ -24,6 +24,7 @@ import orjson
 
 from riskmon.contract import Contract, InvalidMessage, format_ts
 from riskmon.settings import Settings
+from riskmon.topics import produce
 
 VERDICTS = ("fraud", "legit", "false_positive", "default", "repaid")
 
@@ -58,18 +59,6 @@ def label_event(args: argparse.Namespace, now: float) -> dict[str, Any]:
     }
 
 
-async def send(settings: Settings, event: dict[str, Any]) -> None:
-    from aiokafka import AIOKafkaProducer
-
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka.bootstrap, acks="all")
-    await producer.start()
-    try:
-        key = event["user_id"].encode()  # the inputs are keyed by user
-        await producer.send_and_wait(settings.topics.labels, orjson.dumps(event), key=key)
-    finally:
-        await producer.stop()
-
-
 def run(args: argparse.Namespace, settings: Settings) -> int:
     event = label_event(args, time.time())
     try:
@@ -77,7 +66,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     except InvalidMessage as exc:
         print(f"riskmon label: {exc.reason}", file=sys.stderr)
         return 2
-    asyncio.run(send(settings, event))
+    # the inputs are keyed by user
+    record = (event["user_id"].encode(), orjson.dumps(event))
+    asyncio.run(produce(settings, settings.topics.labels, [record]))
     print(
         f"sent {event['label']} on {event['target_type']} {event['target_id']} "
         f"(user {event['user_id']}) to {settings.topics.labels}: {event['event_id']}"

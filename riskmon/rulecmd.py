@@ -24,7 +24,8 @@ import orjson
 
 from riskmon.contract import Contract, InvalidMessage
 from riskmon.settings import Settings
-from rules.engine import RuleError, load_rule, read_rules_file
+from riskmon.topics import produce
+from rules.engine import RuleError, load_rule_files
 from rules.features import KNOWN_FEATURES
 
 
@@ -36,53 +37,26 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def checked_rules(
     files: list[Path], contract: Contract, max_bytes: int = 64 * 1024
 ) -> list[dict[str, Any]]:
-    """Every rule of ``files``, in order, each checked as a worker checks it and for its
-    size as one message (at most ``max_bytes``); the first bad one raises
-    :class:`RuleError` naming its file and rule."""
-    out: list[dict[str, Any]] = []
-    seen: dict[tuple[Any, Any], Path] = {}
+    """Every rule of ``files``, in order, each checked as a worker checks it (as the JSON
+    it travels as) and for its size as one message (at most ``max_bytes``); the first
+    bad one raises :class:`RuleError` naming its file and rule."""
     for file in files:
         if not file.is_file():
             raise RuleError(f"{file}: no such file")
-        for data in read_rules_file(file):
-            rule = dict(data)
-            name = f"{file}: rule {rule.get('rule_id')!r} v{rule.get('version')}"
-            try:
-                contract.check("rule", orjson.loads(orjson.dumps(rule)))  # as it will travel
-                load_rule(rule, KNOWN_FEATURES)
-            except InvalidMessage as exc:
-                raise RuleError(f"{name}: {exc.reason}") from exc
-            except RuleError as exc:
-                raise RuleError(f"{file}: {exc}") from exc
-            except TypeError as exc:  # orjson: a value JSON cannot carry
-                raise RuleError(f"{name}: {exc}") from exc
-            size = len(orjson.dumps(rule))
-            if size > max_bytes:
-                raise RuleError(f"{name}: {size} bytes as a message, limit {max_bytes}")
-            key = (rule["rule_id"], rule["version"])
-            if key in seen:
-                raise RuleError(f"{name}: also defined in {seen[key]}")
-            seen[key] = file
-            out.append(rule)
+    out: list[dict[str, Any]] = []
+    for file, rule in load_rule_files(files, KNOWN_FEATURES, name=str):
+        name = f"{file}: rule {rule.get('rule_id')!r} v{rule.get('version')}"
+        try:
+            message = orjson.dumps(rule)
+            contract.check("rule", orjson.loads(message))
+        except InvalidMessage as exc:
+            raise RuleError(f"{name}: {exc.reason}") from exc
+        except TypeError as exc:  # orjson: a value JSON cannot carry
+            raise RuleError(f"{name}: {exc}") from exc
+        if len(message) > max_bytes:
+            raise RuleError(f"{name}: {len(message)} bytes as a message, limit {max_bytes}")
+        out.append(rule)
     return out
-
-
-async def publish(settings: Settings, rules: list[dict[str, Any]]) -> None:
-    """Send each rule to the rules topic, keyed by its id; wait until the broker has all."""
-    from aiokafka import AIOKafkaProducer
-
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka.bootstrap, acks="all")
-    await producer.start()
-    try:
-        sent = [
-            await producer.send(
-                settings.topics.rules, orjson.dumps(rule), key=str(rule["rule_id"]).encode()
-            )
-            for rule in rules
-        ]
-        await asyncio.gather(*sent)
-    finally:
-        await producer.stop()
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
@@ -100,6 +74,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         if not rules:
             print("riskmon rules: no rules to publish", file=sys.stderr)
             return 1
-        asyncio.run(publish(settings, rules))
+        records = [(str(rule["rule_id"]).encode(), orjson.dumps(rule)) for rule in rules]
+        asyncio.run(produce(settings, settings.topics.rules, records))
         print(f"published {len(rules)} rule(s) to {settings.topics.rules}")
     return 0

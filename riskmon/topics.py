@@ -174,6 +174,20 @@ async def delete_topics(
         await admin.close()
 
 
+async def produce(settings: Settings, topic: str, records: list[tuple[bytes, bytes]]) -> None:
+    """Send ``(key, value)`` records to ``topic`` and wait until the broker has them all
+    (``acks=all``): what the command-line tools publish (rules, labels)."""
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka.bootstrap, acks="all")
+    await producer.start()
+    try:
+        sent = [await producer.send(topic, value, key=key) for key, value in records]
+        await asyncio.gather(*sent)
+    finally:
+        await producer.stop()
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "names", nargs="*", help="topics to create (default: all of Riskmon's topics)"

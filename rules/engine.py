@@ -36,7 +36,7 @@ import functools
 import json
 import math
 from collections import Counter
-from collections.abc import Collection, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
 from pathlib import Path
@@ -279,22 +279,36 @@ def load_rules_dir(
     folder = Path(path)
     if not folder.is_dir():
         raise RuleError(f"{folder}: not a directory")
-    out: list[dict[str, Any]] = []
+    files = sorted(folder.glob("*.yaml"))
+    return [rule for _, rule in load_rule_files(files, known_features, schema=schema)]
+
+
+def load_rule_files(
+    files: Iterable[Path],
+    known_features: Collection[str] | None = None,
+    *,
+    schema: Mapping[str, Any] | None = None,
+    name: Callable[[Path], str] = lambda file: file.name,
+) -> list[tuple[Path, dict[str, Any]]]:
+    """Every rule of ``files`` with its file, in order, each validated and compiled; a rule
+    id and version defined twice is an error. Errors name the file (``name(file)``) and
+    the rule."""
+    out: list[tuple[Path, dict[str, Any]]] = []
     origin: dict[tuple[str, int], str] = {}
-    for file in sorted(folder.glob("*.yaml")):
+    for file in files:
         for data in read_rules_file(file):
             try:
                 rule = load_rule(data, known_features, schema=schema)
             except RuleError as exc:
-                raise RuleError(f"{file.name}: {exc}") from exc
+                raise RuleError(f"{name(file)}: {exc}") from exc
             key = (rule.rule_id, rule.version)
             if key in origin:
                 raise RuleError(
-                    f"{file.name}: rule {rule.rule_id!r} v{rule.version} "
+                    f"{name(file)}: rule {rule.rule_id!r} v{rule.version} "
                     f"is also defined in {origin[key]}"
                 )
-            origin[key] = file.name
-            out.append(dict(data))
+            origin[key] = name(file)
+            out.append((file, dict(data)))
     return out
 
 
