@@ -52,6 +52,7 @@ class _Unfinished(NamedTuple):
     valid: list[dict[str, Any]]
     state: BatchState
     out: Outputs
+    published: bool = False  # the broker has acknowledged every output
 
 
 @dataclass
@@ -418,13 +419,19 @@ class Shell:
         generation = self.generation()
         async with self._lock:
             unfinished, self._unfinished = self._unfinished, None
+            published = False
             if (
                 unfinished is not None
                 and unfinished.offsets == offsets
                 and unfinished.generation == generation
             ):
-                _, _, valid, state, out = unfinished
-                log.info("batch_resumed", messages=len(messages), decisions=len(out.decisions))
+                _, _, valid, state, out, published = unfinished
+                log.info(
+                    "batch_resumed",
+                    messages=len(messages),
+                    decisions=len(out.decisions),
+                    published=published,
+                )
             else:
                 if unfinished is not None:  # another batch came instead (a rebalance)
                     log.warning("batch_abandoned", messages=len(unfinished.offsets))
@@ -448,10 +455,15 @@ class Shell:
                 out.deadletters[:0] = dead
             # Outputs first, state second: the saved state marks the batch's events seen,
             # so a retry after a failed publish would skip them as duplicates and their
-            # decisions would be lost. At worst an output is produced twice, with its id.
-            self._unfinished = _Unfinished(offsets, generation, valid, state, out)
-            with stage.labels(stage="publish").time():
-                await self.publish(out)
+            # decisions would be lost. At worst an output is produced twice, with its id
+            # (a publish cut short, then sent whole again).
+            # Once the broker has them all, a retry has only the state left to save: the
+            # outputs are not sent again, however long Redis takes to come back.
+            self._unfinished = _Unfinished(offsets, generation, valid, state, out, published)
+            if not published:
+                with stage.labels(stage="publish").time():
+                    await self.publish(out)
+                self._unfinished = self._unfinished._replace(published=True)
             with stage.labels(stage="save").time():
                 await self.store.save(state)
             for op in out.ops:
