@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from collections.abc import MutableMapping
 from typing import Any
 
@@ -64,6 +65,49 @@ class _StderrFactory:
         return structlog.PrintLogger(file=self.stream or sys.stderr)
 
 
+class RepeatFilter(logging.Filter):
+    """Let one record per message template through every ``interval`` seconds.
+
+    Libraries log through the standard library; some repeat one line thousands of times
+    a second while a dependency is down (aiokafka: "Unable connect to node ..." while the
+    broker restarts). The first record of a template passes; its repeats within the
+    interval are counted, and the next one to pass says how many were left out.
+
+    >>> f = RepeatFilter(interval=10.0, clock=iter([0.0, 1.0, 2.0, 11.0]).__next__)
+    >>> def rec(msg: str, arg: int) -> logging.LogRecord:
+    ...     return logging.LogRecord("aiokafka", logging.ERROR, "x", 1, msg, (arg,), None)
+    >>> [f.filter(r) for r in [rec("node %s down", 1), rec("node %s down", 2),
+    ...                          rec("node %s down", 3)]]
+    [True, False, False]
+    >>> last = rec("node %s down", 4); f.filter(last), last.getMessage()
+    (True, 'node 4 down (and 2 more like it in the last 11 s)')
+    """
+
+    MAX_TEMPLATES = 1000
+
+    def __init__(self, interval: float = 10.0, clock: Any = None) -> None:
+        super().__init__()
+        self.interval = interval
+        self.clock = clock or time.monotonic
+        self._seen: dict[tuple[str, int, str], list[float]] = {}  # -> [since, left out]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key = (record.name, record.levelno, str(record.msg))
+        now = self.clock()
+        seen = self._seen.get(key)
+        if seen is not None and now - seen[0] < self.interval:
+            seen[1] += 1
+            return False
+        if seen is not None and seen[1]:
+            record.msg = f"{record.msg} (and {int(seen[1])} more like it in the last " + (
+                f"{now - seen[0]:.0f} s)"
+            )
+        if len(self._seen) >= self.MAX_TEMPLATES and key not in self._seen:
+            self._seen.clear()
+        self._seen[key] = [now, 0]
+        return True
+
+
 def configure_logging(settings: Settings, stream: Any = None) -> None:
     """Set up structlog (and the stdlib root logger) once, for the whole process."""
     level = logging.getLevelName(settings.log_level.upper())
@@ -87,7 +131,9 @@ def configure_logging(settings: Settings, stream: Any = None) -> None:
         logger_factory=_StderrFactory(stream),
         cache_logger_on_first_use=False,
     )
-    logging.basicConfig(level=max(level, logging.WARNING), stream=stream or sys.stderr)
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.addFilter(RepeatFilter())
+    logging.basicConfig(level=max(level, logging.WARNING), handlers=[handler])
 
 
 def get_logger(name: str | None = None, **bound: Any) -> Any:
