@@ -72,6 +72,12 @@ BATCH_FAILURES = Counter(
     "Attempts at a micro-batch that failed (Redis or Kafka); the batch is retried",
     registry=REGISTRY,
 )
+STATE_LOST = Counter(
+    "riskmon_redis_state_lost_total",
+    "Times a worker found that Redis had lost Riskmon's state (restarted empty, flushed "
+    "or evicted): profiles, verdicts, freezes and features were forgotten",
+    registry=REGISTRY,
+)
 FAILING = Gauge(
     "riskmon_failing",
     "1 while the worker's last attempt at a batch failed (it retries), else 0",

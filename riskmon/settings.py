@@ -131,6 +131,12 @@ class WorkerSettings(_Frozen):
         ge=0,
         description="how long a starting worker waits for Redis before it exits with an error",
     )
+    state_check_s: float = Field(
+        5.0,
+        gt=0,
+        description="how often a worker checks that Redis still holds Riskmon's state "
+        "(the state mark); a Redis that restarted empty is reported as redis_state_lost",
+    )
 
 
 class Thresholds(_Frozen):

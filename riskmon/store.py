@@ -36,6 +36,10 @@ key                                 type    what
 ``P rules:rejected``                set     rule messages rejected and dead-lettered,
                                             ``<topic>:<partition>:<offset>:<sha1>``
                                             (no TTL)
+``P state:mark``                    string  set once by the first worker on this Redis,
+                                            ``<time set> <random hex>`` (no TTL): gone or
+                                            changed means Redis lost the state
+                                            (``streams.shell``, log ``redis_state_lost``)
 ==================================  ======  ==============================================
 
 ``kind`` is one of device, ip, wifi, sim, account, phone, idnum. The braces around
@@ -747,6 +751,28 @@ class RedisStore:
     async def release_rejection(self, message: str) -> None:
         await asyncio.to_thread(self.r.srem, f"{self.p}{REJECTED_RULES}", message)
 
+    async def claim_blob(self, name: str, data: bytes) -> bytes:
+        """Set ``name`` to ``data`` unless it is set; what it holds after."""
+        key = f"{self.p}{name}"
+
+        def claim() -> Any:
+            self.r.set(key, data, nx=True)
+            return self.r.get(key)
+
+        held = await asyncio.to_thread(claim)
+        return data if held is None else bytes(held)
+
+    async def eviction_policy(self) -> str | None:
+        """Redis's ``maxmemory-policy``, or ``None`` where CONFIG is not allowed."""
+        try:
+            reply = await asyncio.to_thread(self.r.config_get, "maxmemory-policy")
+        except Exception:
+            return None
+        if isinstance(reply, dict) and reply and all(isinstance(v, dict) for v in reply.values()):
+            reply = next(iter(reply.values()))  # a cluster answers per node
+        policy = reply.get("maxmemory-policy") if isinstance(reply, dict) else None
+        return None if policy is None else str(policy)
+
     async def get_blob(self, name: str) -> bytes | None:
         data = await asyncio.to_thread(self.r.get, f"{self.p}{name}")
         return None if data is None else bytes(data)
@@ -803,6 +829,12 @@ class AsyncMemoryStore:
 
     async def release_rejection(self, message: str) -> None:
         self.rejected.discard(message)
+
+    async def claim_blob(self, name: str, data: bytes) -> bytes:
+        return self.blobs.setdefault(name, data)
+
+    async def eviction_policy(self) -> str | None:
+        return "noeviction"
 
     async def get_blob(self, name: str) -> bytes | None:
         return self.blobs.get(name)

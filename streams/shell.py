@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import hashlib
 import time
+import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -38,6 +39,12 @@ Message = tuple[str, int | None, int | None, bytes | None, bytes | None]
 #: (or ``None`` when the sender has nothing to wait for)
 Sender = Callable[[str, bytes | None, bytes], Awaitable[Awaitable[Any] | None]]
 CHECKPOINT = "models"
+#: A key every worker checks for (no TTL): its token is set once, by the first worker on
+#: a Redis. When it is gone or changed, Redis lost Riskmon's state (it restarted empty,
+#: was flushed, or evicted keys).
+STATE_MARK = "state:mark"
+#: how long ``/health`` says ``ok: false`` after Redis lost the state
+STATE_LOST_HOLD_S = 3600.0
 
 
 async def _no_sender(topic: str, key: bytes | None, value: bytes) -> None:
@@ -71,6 +78,8 @@ class Stats:
     last_batch_at: float | None = None
     last_checkpoint_at: float | None = None
     last_error: str | None = None
+    state_since: str | None = None  # when the state mark this worker holds was set
+    state_lost_at: float | None = None  # when this worker last found the state lost
     ready: bool = False  # checkpoint restored and rule feed following
 
 
@@ -109,6 +118,7 @@ class Shell:
         self._rules_caught_up = asyncio.Event()
         #: (rule id, version) reverted after failing (kept in the store, across restarts)
         self._reverted: set[tuple[str, int]] = set()
+        self._state_mark: bytes | None = None
 
     @classmethod
     def create(
@@ -124,11 +134,21 @@ class Shell:
     # --- lifecycle ----------------------------------------------------------------
 
     async def start(self) -> None:
-        """Restore the model checkpoint, then follow the rules topic."""
+        """Check the state mark, restore the model checkpoint, then follow the rules topic."""
+        await self.check_state()
+        policy = await self.store.eviction_policy()
+        if policy is not None and policy != "noeviction":
+            log.error(
+                "redis_eviction_policy",
+                policy=policy,
+                fix="set maxmemory-policy noeviction: Redis would drop Riskmon's state "
+                "(features, verdicts, freezes, profiles) when memory runs short",
+            )
         await self.restore()
         await self.load_reverted()
         self._tasks.append(asyncio.create_task(self._follow_rules(), name="riskmon-rules"))
         self._tasks.append(asyncio.create_task(self._checkpoint_loop(), name="riskmon-ckpt"))
+        self._tasks.append(asyncio.create_task(self._state_loop(), name="riskmon-state"))
         try:  # rule versions already on the topic apply before the first event
             await asyncio.wait_for(self._rules_caught_up.wait(), timeout=60)
         except TimeoutError:
@@ -140,6 +160,45 @@ class Shell:
             app_id=self.settings.worker.app_id,
             rules=len(self.core.rules.versions()),
         )
+
+    async def check_state(self) -> bool:
+        """Check that Redis still holds the state mark this worker saw; ``False`` (and
+        an error log, a metric, ``/health``) when Redis lost it. At start, a missing mark
+        is set: a first start, or a Redis that restarted empty since the last worker ran
+        (logged, as no worker saw the state go)."""
+        held = self._state_mark
+        if held is not None and await self.store.get_blob(STATE_MARK) == held:
+            return True
+        token = f"{format_ts(time.time())} {uuid.uuid4().hex}".encode()
+        mark = await self.store.claim_blob(STATE_MARK, token)
+        self._state_mark = mark
+        self.stats.state_since = mark.decode(errors="replace").split(" ", 1)[0]
+        if held is None:
+            if mark == token:
+                log.warning(
+                    "state_mark_set",
+                    note="Redis held no Riskmon state mark: a first start, or Redis lost "
+                    "its data since the last worker ran",
+                )
+            return True
+        self.stats.state_lost_at = time.time()
+        metrics.STATE_LOST.inc()
+        log.error(
+            "redis_state_lost",
+            note="Redis no longer holds Riskmon's state (restarted empty, flushed or "
+            "evicted): verdicts, freezes, profiles and features are forgotten",
+            runbook="README.md, Runbook: redis_state_lost",
+        )
+        return False
+
+    async def _state_loop(self) -> None:
+        every = self.settings.worker.state_check_s
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await self.check_state()
+            except Exception as exc:  # Redis away: the batches report it
+                log.debug("state_check_failed", error=str(exc))
 
     async def load_reverted(self) -> None:
         """Learn which rule versions a worker reverted (they stay reverted here too)."""
@@ -567,9 +626,16 @@ class Shell:
     def health(self) -> dict[str, Any]:
         s = self.stats
         now = time.time()
+        lost = s.state_lost_at is not None and now - s.state_lost_at < STATE_LOST_HOLD_S
         return {
-            "ok": s.ready and s.last_error is None,
-            "status": "starting" if not s.ready else "failing" if s.last_error else "running",
+            "ok": s.ready and s.last_error is None and not lost,
+            "status": "starting"
+            if not s.ready
+            else "failing"
+            if s.last_error
+            else "state_lost"
+            if lost
+            else "running",
             "ts": format_ts(now),
             "uptime_s": round(now - s.started, 1),
             "batches": s.batches,
@@ -597,4 +663,6 @@ class Shell:
             if s.last_checkpoint_at is None
             else round(now - s.last_checkpoint_at, 1),
             "last_error": s.last_error,
+            "redis_state_since": s.state_since,
+            "redis_state_lost_at": None if s.state_lost_at is None else format_ts(s.state_lost_at),
         }

@@ -8,6 +8,7 @@ import random
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections import Counter
 from typing import Any
@@ -201,3 +202,52 @@ def test_a_worker_started_before_redis_starts_once_redis_answers(isolated) -> No
         stop_process(worker)
         if server is not None:
             stop_process(server)
+
+
+def test_a_redis_restarted_empty_under_a_running_worker_is_reported(isolated) -> None:
+    """Redis restarts without its data (no persistence) while a worker runs: the worker
+    notices within seconds that Riskmon's state is gone and says so (log
+    redis_state_lost, riskmon_redis_state_lost_total, /health ok false with status
+    state_lost), rather than go on as if verdicts, freezes and profiles were there."""
+    port = free_port()
+    redis_cmd = [ensure_redis_server(), "--port", str(port), "--save", "", "--appendonly", "no"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RISKMON_")}
+    env.update(RISKMON_REDIS__PORT=str(port), RISKMON_WORKER__STATE_CHECK_S="0.5")
+    cmd = [sys.executable, "-m", "riskmon.cli", "--config", str(isolated.config_file), "worker"]
+    log = isolated.tmp / "worker.log"
+    server = subprocess.Popen(redis_cmd, stdout=subprocess.DEVNULL)
+    worker = subprocess.Popen(cmd, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{isolated.settings.worker.web_port}"
+
+    def health_until(wanted: str) -> dict[str, Any] | None:
+        health = None
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and worker.poll() is None:
+            try:
+                with urllib.request.urlopen(url + "/health", timeout=2) as resp:
+                    health = orjson.loads(resp.read())
+            except urllib.error.HTTPError as exc:  # 503 while not ok
+                health = orjson.loads(exc.read())
+            except OSError:
+                pass
+            if health is not None and health["status"] == wanted:
+                break
+            time.sleep(0.3)
+        return health
+
+    try:
+        health = health_until("running")
+        assert health is not None and health["ok"], log.read_text()[-3000:]
+        assert health["redis_state_lost_at"] is None and health["redis_state_since"]
+        stop_process(server)  # Redis goes down and comes back empty
+        server = subprocess.Popen(redis_cmd, stdout=subprocess.DEVNULL)
+        health = health_until("state_lost")
+        assert worker.poll() is None, f"exit {worker.poll()}: " + log.read_text()[-3000:]
+        assert health is not None and health["status"] == "state_lost", log.read_text()[-3000:]
+        assert health["ok"] is False and health["redis_state_lost_at"]
+        assert "redis_state_lost" in log.read_text()
+        with urllib.request.urlopen(url + "/metrics", timeout=5) as resp:
+            assert "riskmon_redis_state_lost_total 1.0" in resp.read().decode()
+    finally:
+        stop_process(worker)
+        stop_process(server)

@@ -395,3 +395,32 @@ async def test_a_batch_decided_event_by_event_keeps_time_order_and_reverts(
     assert "dev-2" not in shell.store.memory.seen
     assert any(op["kind"] == "rule_reverted" and op["rule_id"] == "divides" for op in out.ops)
     assert ("divides", 1) in await shell.store.reverted_rules()
+
+
+async def test_a_redis_that_lost_the_state_is_reported_as_lost() -> None:
+    """The first worker on a Redis sets the state mark; when the mark is gone (Redis
+    restarted empty, was flushed or evicted keys), the next check reports the loss: the
+    metric counts it and /health says ok false, status state_lost, with the time. A new
+    mark is set, so the loss is counted once; a later worker finds that mark."""
+    settings = Settings.load(env={}, config_file=None)
+    store = AsyncMemoryStore()
+    shell = Shell.create(settings, store=store)
+    shell.stats.ready = True
+
+    def lost_counted() -> float:
+        return REGISTRY.get_sample_value("riskmon_redis_state_lost_total") or 0.0
+
+    before = lost_counted()
+    assert await shell.check_state() is True
+    assert await shell.check_state() is True
+    assert shell.health()["ok"] is True and shell.health()["redis_state_lost_at"] is None
+    mark = store.blobs["state:mark"]
+    store.blobs.clear()  # Redis restarted without its data
+    assert await shell.check_state() is False
+    health = shell.health()
+    assert health["ok"] is False and health["status"] == "state_lost"
+    assert health["redis_state_lost_at"] is not None
+    assert store.blobs["state:mark"] != mark and lost_counted() - before == 1
+    assert await shell.check_state() is True and lost_counted() - before == 1
+    other = Shell.create(settings, store=store)  # another worker, or a restart
+    assert await other.check_state() is True and other.health()["redis_state_lost_at"] is None
