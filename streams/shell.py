@@ -147,8 +147,13 @@ class Shell:
         await self.restore()
         await self.load_reverted()
         self._tasks.append(asyncio.create_task(self._follow_rules(), name="riskmon-rules"))
-        self._tasks.append(asyncio.create_task(self._checkpoint_loop(), name="riskmon-ckpt"))
-        self._tasks.append(asyncio.create_task(self._state_loop(), name="riskmon-state"))
+        every = self.settings.detection.checkpoint_every_s
+        ckpt = self._every(every, self.checkpoint, "checkpoint_failed", "error")
+        self._tasks.append(asyncio.create_task(ckpt, name="riskmon-ckpt"))
+        # Redis away: the batches report it (the state check is only for a lost state)
+        every = self.settings.worker.state_check_s
+        state = self._every(every, self.check_state, "state_check_failed", "debug")
+        self._tasks.append(asyncio.create_task(state, name="riskmon-state"))
         try:  # rule versions already on the topic apply before the first event
             await asyncio.wait_for(self._rules_caught_up.wait(), timeout=60)
         except TimeoutError:
@@ -187,18 +192,9 @@ class Shell:
             "redis_state_lost",
             note="Redis no longer holds Riskmon's state (restarted empty, flushed or "
             "evicted): verdicts, freezes, profiles and features are forgotten",
-            runbook="README.md, Runbook: redis_state_lost",
+            runbook="README.md, Runbook: log redis_state_lost",
         )
         return False
-
-    async def _state_loop(self) -> None:
-        every = self.settings.worker.state_check_s
-        while True:
-            await asyncio.sleep(every)
-            try:
-                await self.check_state()
-            except Exception as exc:  # Redis away: the batches report it
-                log.debug("state_check_failed", error=str(exc))
 
     async def load_reverted(self) -> None:
         """Learn which rule versions a worker reverted (they stay reverted here too)."""
@@ -236,14 +232,17 @@ class Shell:
         self.stats.last_checkpoint_at = time.time()
         log.debug("checkpoint_saved", bytes=len(data))
 
-    async def _checkpoint_loop(self) -> None:
-        every = self.settings.detection.checkpoint_every_s
+    async def _every(
+        self, seconds: float, step: Callable[[], Awaitable[Any]], failed: str, level: str
+    ) -> None:
+        """Run ``step`` every ``seconds``; a failure is logged as ``failed`` and the loop
+        goes on."""
         while True:
-            await asyncio.sleep(every)
+            await asyncio.sleep(seconds)
             try:
-                await self.checkpoint()
+                await step()
             except Exception as exc:
-                log.error("checkpoint_failed", error=str(exc))
+                getattr(log, level)(failed, error=str(exc))
 
     async def _follow_rules(self) -> None:
         """Every worker reads the whole rules topic (all partitions, no group)."""
