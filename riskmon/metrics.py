@@ -11,7 +11,11 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 REGISTRY = CollectorRegistry(auto_describe=True)
 
 EVENTS = Counter(
-    "riskmon_events_total", "Valid input events processed", ["event_type"], registry=REGISTRY
+    "riskmon_events_total",
+    "Valid input events received, repeats included (riskmon_duplicates_total counts those; "
+    "/health events leaves them out)",
+    ["event_type"],
+    registry=REGISTRY,
 )
 DEAD_LETTERS = Counter(
     "riskmon_deadletters_total",
