@@ -251,3 +251,55 @@ def test_a_redis_restarted_empty_under_a_running_worker_is_reported(isolated) ->
     finally:
         stop_process(worker)
         stop_process(server)
+
+
+async def test_a_redis_refusing_writes_for_a_while_delays_outputs_but_never_repeats_them(
+    isolated, start_worker, producer: AIOKafkaProducer, read_topics
+) -> None:
+    """Redis refuses every write for a few seconds (out of memory) while events come in:
+    the worker decides them, publishes, fails to save and retries with backoff; once
+    Redis takes writes again, every event has exactly one decision on risk.decisions,
+    and no alert or adjustment id appears twice. (Before, each retry sent the batch's
+    outputs again.)"""
+    import redis as redis_lib
+
+    settings = isolated.settings
+    worker = start_worker(isolated)
+    r = redis_lib.Redis(host=settings.redis.host, port=settings.redis.port)
+    topic_for = {
+        "application": settings.topics.applications,
+        "device": settings.topics.devices,
+        "transaction": settings.topics.transactions,
+    }
+    events = valid_events(300, seed=11)
+    before = r.config_get("maxmemory")["maxmemory"]
+    r.config_set("maxmemory", 1)
+    try:
+        for ev in events:
+            await producer.send(
+                topic_for[ev["event_type"]], orjson.dumps(ev), key=ev["user_id"].encode()
+            )
+        await producer.flush()
+        deadline = time.monotonic() + 60
+        while "batch_failed" not in worker.log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(4)  # a few retries with backoff
+    finally:
+        r.config_set("maxmemory", before)
+    log = worker.log.read_text()
+    assert "batch_failed" in log and "OutOfMemoryError" in log, log[-3000:]
+    seen = await read_topics(
+        settings,
+        [settings.topics.decisions, settings.topics.alerts, settings.topics.adjustments],
+        until=lambda s: len(s[settings.topics.decisions]) >= 300,
+        settle=5.0,
+    )
+    decided = Counter(d["source_event_id"] for d in seen[settings.topics.decisions])
+    assert set(decided) == {e["event_id"] for e in events}
+    assert max(decided.values()) == 1, decided.most_common(3)
+    alerts = Counter(a["alert_id"] for a in seen[settings.topics.alerts])
+    adjustments = Counter(a["adjustment_id"] for a in seen[settings.topics.adjustments])
+    assert not alerts or max(alerts.values()) == 1
+    assert not adjustments or max(adjustments.values()) == 1
+    assert "batch_resumed" in worker.log.read_text()
+    assert worker.alive() and worker.health()["ok"]
