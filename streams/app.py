@@ -24,6 +24,7 @@ from riskmon.contract import parse_ts
 from riskmon.logs import get_logger
 from riskmon.metrics import REGISTRY
 from riskmon.settings import Settings
+from streams.consumer import AUTO_OFFSET_RESET, Transport
 from streams.order import EventTimeGate, backlogged
 from streams.shell import Shell
 
@@ -77,11 +78,14 @@ def create_app(settings: Settings, shell: Shell | None = None) -> faust.App:
         web_bind=settings.worker.web_host,
         web_port=settings.worker.web_port,
         web_in_thread=False,
-        consumer_auto_offset_reset="earliest",
+        consumer_auto_offset_reset=AUTO_OFFSET_RESET,
         producer_linger_ms=5,
         broker_commit_every=500,
         broker_commit_interval=1.0,
     )
+    # before anything creates Faust's own: ours seeks partitions nobody committed to their
+    # start after a rebalance, where Faust's leaves them past records it dropped
+    app.transport = Transport(app.conf.broker_consumer, app)
     topics = settings.topics
     source = app.topic(
         *topics.inputs, key_serializer="raw", value_serializer="raw", allow_empty=True

@@ -1,0 +1,66 @@
+"""The worker's Kafka consumer: Faust's (aiokafka), except where it seeks back.
+
+During a rebalance Faust stops its flow, and drops whatever a fetch hands it until the
+flow starts again: it then seeks every partition back to its committed offset, so that
+the dropped records are read again. A fetch that began before the rebalance can end
+after the new assignment, with records of partitions just assigned (Faust gives the
+fetch its live set of active partitions, which the assignment refills): these are
+dropped too. aiokafka's ``seek_to_committed`` seeks only to a committed offset above 0,
+so a partition nobody has committed yet keeps its position past the dropped records, and
+they are never decided, nor is anything logged. A worker taking over the partitions of
+one that died before its first commit met this, and so can a worker given a partition
+just added to an input topic.
+
+Here, a partition with nothing committed is sought to its beginning: where the
+consumer's ``auto_offset_reset="earliest"`` starts it when it is first assigned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Hashable, Mapping
+from typing import ClassVar, TypeVar
+
+from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP, ConsumerT
+
+from riskmon.logs import get_logger
+
+log = get_logger("riskmon.consumer")
+
+#: Where a partition with nothing committed starts (the app's ``consumer_auto_offset_reset``)
+AUTO_OFFSET_RESET = "earliest"
+
+P = TypeVar("P", bound=Hashable)
+
+
+def uncommitted(committed: Mapping[P, int | None], assigned: Collection[P]) -> list[P]:
+    """The partitions of ``committed`` still assigned with nothing committed (no offset,
+    or 0): those that seeking to the committed offset leaves where they are.
+
+    >>> committed = {"dev-0": 873, "dev-2": None, "txn-0": 0, "dev-3": None}
+    >>> uncommitted(committed, assigned={"dev-0", "dev-2", "txn-0"})
+    ['dev-2', 'txn-0']
+    """
+    return [tp for tp, offset in committed.items() if not offset and tp in assigned]
+
+
+class Consumer(faust_aiokafka.Consumer):  # type: ignore[misc]
+    """Seeks back to the committed offsets, and where none is, to the beginning."""
+
+    async def seek_to_committed(self) -> Mapping[TP, int]:
+        committed: Mapping[TP, int] = await super().seek_to_committed()
+        fresh = uncommitted(committed, self.assignment())
+        if fresh:
+            await self._thread.seek_to_beginning(*fresh)
+            log.info(
+                "uncommitted_partitions_from_start",
+                partitions=len(fresh),
+                topics=sorted({tp.topic for tp in fresh}),
+            )
+        return committed
+
+
+class Transport(faust_aiokafka.Transport):  # type: ignore[misc]
+    """Faust's Kafka transport with :class:`Consumer`."""
+
+    Consumer: ClassVar[type[ConsumerT]] = Consumer

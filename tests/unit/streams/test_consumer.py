@@ -1,0 +1,66 @@
+"""The worker's consumer seeking back after a rebalance, with the consumer thread faked."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiokafka import TopicPartition
+
+from riskmon.settings import Settings
+from streams.app import create_app
+from streams.consumer import Consumer, Transport
+
+DEV = [TopicPartition("device.events", p) for p in range(4)]
+
+
+class FakeThread:
+    """What Faust's consumer thread answers: committed offsets (``None`` where nothing is
+    committed), the assignment, and the seeks to the beginning asked of it."""
+
+    def __init__(self, committed: dict[TopicPartition, int | None], assigned: set[Any]) -> None:
+        self.committed = committed
+        self.assigned = assigned
+        self.to_beginning: list[TopicPartition] = []
+
+    async def seek_to_committed(self) -> dict[TopicPartition, int | None]:
+        return dict(self.committed)
+
+    def assignment(self) -> set[Any]:
+        return set(self.assigned)
+
+    async def seek_to_beginning(self, *partitions: TopicPartition) -> None:
+        self.to_beginning.extend(partitions)
+
+
+def consumer_with(thread: FakeThread) -> Consumer:
+    consumer = Consumer.__new__(Consumer)  # the seek needs nothing but the thread
+    consumer._thread = thread
+    return consumer
+
+
+async def test_a_partition_nobody_committed_is_read_again_from_its_start() -> None:
+    """Seeking back to the committed offsets (what Faust does after a rebalance, having
+    dropped the records a fetch handed over while its flow was stopped) also seeks a
+    partition with nothing committed (no offset, or 0) to its beginning, rather than leave
+    it past the dropped records; a partition revoked meanwhile is left alone."""
+    thread = FakeThread(
+        committed={DEV[0]: 873, DEV[1]: 0, DEV[2]: None, DEV[3]: None},
+        assigned={DEV[0], DEV[1], DEV[2]},
+    )
+    committed = await consumer_with(thread).seek_to_committed()
+    assert committed == thread.committed  # what Faust records as committed is unchanged
+    assert thread.to_beginning == [DEV[1], DEV[2]]
+
+
+async def test_partitions_with_committed_offsets_are_not_sought_again() -> None:
+    """Where every partition has a committed offset, only Faust's seek happens."""
+    thread = FakeThread(committed={DEV[0]: 873, DEV[1]: 4}, assigned={DEV[0], DEV[1]})
+    await consumer_with(thread).seek_to_committed()
+    assert thread.to_beginning == []
+
+
+def test_the_worker_app_consumes_with_this_consumer() -> None:
+    """The app the worker runs uses the consumer above, not Faust's own."""
+    app = create_app(Settings.load(env={}, config_file=None))
+    assert isinstance(app.transport, Transport)
+    assert isinstance(app.consumer, Consumer)
