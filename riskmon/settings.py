@@ -118,7 +118,10 @@ class WorkerSettings(_Frozen):
     max_message_bytes: int = Field(64 * 1024, ge=256, description="larger inputs are dead")
     web_host: str = "127.0.0.1"
     web_port: int = Field(6066, ge=1, le=65535, description="Faust web: /metrics, /health")
-    data_dir: str = "riskmon-data"
+    data_dir: str = Field(
+        "riskmon-data",
+        description="Faust's local state of this worker: one directory per worker process",
+    )
     hold_max_events: int = Field(
         20_000,
         ge=0,
