@@ -85,9 +85,13 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if not wait_for_redis(settings):
         return 1
     if not args.no_create_topics:
-        from riskmon.topics import ensure_topics
+        from riskmon.topics import TopicsError, ensure_topics
 
-        asyncio.run(ensure_topics(settings))
+        try:
+            asyncio.run(ensure_topics(settings))
+        except TopicsError as exc:  # the reason in one line, not a traceback
+            log.error("kafka_unreachable", broker=settings.kafka.bootstrap, error=str(exc))
+            return 1
     app = create_app(settings)
     log.info(
         "worker_starting",

@@ -169,6 +169,18 @@ def test_a_worker_without_redis_waits_then_exits_with_the_reason(isolated) -> No
     assert "waiting_for_redis" in log and "redis_unreachable" in log
 
 
+def test_a_worker_without_kafka_exits_with_the_reason_in_one_line(isolated) -> None:
+    """Started while the broker is unreachable, the worker exits with status 1 and one
+    log line that names the broker (``kafka_unreachable``), not a traceback."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RISKMON_")}
+    env.update(RISKMON_KAFKA__PORT=str(free_port()))
+    cmd = [sys.executable, "-m", "riskmon.cli", "--config", str(isolated.config_file), "worker"]
+    done = subprocess.run(cmd, env=env, capture_output=True, timeout=120)
+    log = (done.stdout + done.stderr).decode()
+    assert done.returncode == 1, log[-3000:]
+    assert "kafka_unreachable" in log and "Traceback" not in log, log[-3000:]
+
+
 def test_a_worker_started_before_redis_starts_once_redis_answers(isolated) -> None:
     """Redis comes up a few seconds after the worker: the worker waits for it, then starts
     and reports itself healthy."""
