@@ -48,6 +48,26 @@ def start_two_workers(isolated: Any, start_worker: Any) -> tuple[Any, Any]:
     return start_worker(isolated, "a"), start_worker(other, "b")
 
 
+async def send_rest_and_read(
+    producer: Any, read_topics: Any, settings: Any, topic: str, events: list[Any], sent: int
+) -> list[dict[str, Any]]:
+    """Send ``events[sent:]``, then read the decisions until every event has one (or 240 s)."""
+    for ev in events[sent:]:
+        await producer.send(topic, orjson.dumps(ev), key=ev["user_id"].encode())
+    await producer.flush()
+    seen = await read_topics(
+        settings,
+        [settings.topics.decisions],
+        until=lambda s: (
+            {d["source_event_id"] for d in s[settings.topics.decisions]}
+            >= {ev["event_id"] for ev in events}
+        ),
+        timeout=240.0,
+    )
+    decisions: list[dict[str, Any]] = seen[settings.topics.decisions]
+    return decisions
+
+
 async def test_two_workers_share_the_partitions_and_one_takes_over_from_the_other(
     isolated: Any, start_worker: Any, producer: Any, read_topics: Any
 ) -> None:
@@ -83,19 +103,7 @@ async def test_two_workers_share_the_partitions_and_one_takes_over_from_the_othe
     assert all(n > 0 for n in decided_by.values()), decided_by  # both had partitions
 
     a.proc.kill()
-    for ev in events[sent:]:
-        await producer.send(topic, orjson.dumps(ev), key=ev["user_id"].encode())
-    await producer.flush()
-    seen = await read_topics(
-        settings,
-        [settings.topics.decisions],
-        until=lambda s: (
-            {d["source_event_id"] for d in s[settings.topics.decisions]}
-            >= {ev["event_id"] for ev in events}
-        ),
-        timeout=240.0,
-    )
-    decisions = seen[settings.topics.decisions]
+    decisions = await send_rest_and_read(producer, read_topics, settings, topic, events, sent)
     ids = [d["source_event_id"] for d in decisions]
     assert set(ids) == {ev["event_id"] for ev in events}
     # decided twice at most: by the killed worker (not committed) and by its successor
@@ -128,19 +136,8 @@ async def test_partitions_the_killed_worker_never_committed_are_decided_from_the
         assert time.monotonic() < deadline, (a.health(), b.health())  # both own partitions
         await asyncio.sleep(0.02)
     a.proc.kill()
-    for ev in events[100:]:
-        await producer.send(topic, orjson.dumps(ev), key=ev["user_id"].encode())
-    await producer.flush()
-    seen = await read_topics(
-        settings,
-        [settings.topics.decisions],
-        until=lambda s: (
-            {d["source_event_id"] for d in s[settings.topics.decisions]}
-            >= {ev["event_id"] for ev in events}
-        ),
-        timeout=240.0,
-    )
-    ids = [d["source_event_id"] for d in seen[settings.topics.decisions]]
+    decisions = await send_rest_and_read(producer, read_topics, settings, topic, events, 100)
+    ids = [d["source_event_id"] for d in decisions]
     assert set(ids) == {ev["event_id"] for ev in events}
     assert max(Counter(ids).values()) <= 2
     assert b.alive() and b.health()["ok"]
