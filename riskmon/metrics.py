@@ -87,3 +87,15 @@ FAILING = Gauge(
     "1 while the worker's last attempt at a batch failed (it retries), else 0",
     registry=REGISTRY,
 )
+INPUT_LAG = Gauge(
+    "riskmon_input_lag_messages",
+    "Records on the broker the worker has not read yet, summed over the input partitions "
+    "it owns, per topic (the broker probe, every worker.broker_check_s)",
+    ["topic"],
+    registry=REGISTRY,
+)
+BROKER_REACHABLE = Gauge(
+    "riskmon_broker_reachable",
+    "1 while the broker answers the worker's probe, 0 from its first unanswered probe",
+    registry=REGISTRY,
+)

@@ -140,6 +140,24 @@ class WorkerSettings(_Frozen):
         description="how often a worker checks that Redis still holds Riskmon's state "
         "(the state mark); a Redis that restarted empty is reported as redis_state_lost",
     )
+    stop_timeout_s: float = Field(
+        60.0,
+        gt=0,
+        description="how long a worker told to stop (SIGTERM, SIGINT) may take to finish "
+        "its batch and commit before it exits with status 1 (nothing undecided is lost)",
+    )
+    broker_check_s: float = Field(
+        10.0,
+        gt=0,
+        description="how often a worker asks the broker, on a connection of its own, for "
+        "the end of its input partitions: the input lag, and whether the broker answers",
+    )
+    broker_grace_s: float = Field(
+        30.0,
+        ge=0,
+        description="how long the broker may go unanswered before /health says "
+        "broker_unreachable (ok: false)",
+    )
 
 
 class Thresholds(_Frozen):

@@ -26,6 +26,7 @@ from riskmon.metrics import REGISTRY
 from riskmon.settings import Settings
 from streams.consumer import AUTO_OFFSET_RESET, Transport
 from streams.order import EventTimeGate, backlogged
+from streams.probe import BrokerProbe, input_lag
 from streams.shell import Shell
 
 log = get_logger("riskmon.streams")
@@ -42,7 +43,7 @@ async def _handle_until_done(shell: Shell, messages: list[Any]) -> None:
             metrics.FAILING.set(0)
             return
         except Exception as exc:
-            shell.stats.last_error = f"{type(exc).__name__}: {exc}"
+            shell.stats.last_error = _error_text(exc)
             metrics.BATCH_FAILURES.inc()
             metrics.FAILING.set(1)
             log.error(
@@ -53,6 +54,21 @@ async def _handle_until_done(shell: Shell, messages: list[Any]) -> None:
             )
             await asyncio.sleep(delay)
             delay = min(delay * 2, 30.0)
+
+
+def _error_text(exc: BaseException) -> str:
+    """``Type: message`` once (aiokafka's messages start with their type already).
+
+    >>> _error_text(TimeoutError())
+    'TimeoutError'
+    >>> from aiokafka.errors import KafkaConnectionError
+    >>> _error_text(KafkaConnectionError("Unable to bootstrap from [...]"))
+    'KafkaConnectionError: Unable to bootstrap from [...]'
+    """
+    name, text = type(exc).__name__, str(exc)
+    if text.startswith(name):
+        return text
+    return f"{name}: {text}" if text else name
 
 
 def _event_time(value: bytes | None) -> float | None:
@@ -196,6 +212,10 @@ def create_app(settings: Settings, shell: Shell | None = None) -> faust.App:
             metrics.HELD_EVENTS.set(len(gate))
 
     async def through_gate(batch: list[Any]) -> None:
+        for e in batch:
+            tp = e.message.tp
+            if e.message.offset > last_offset.get(tp, -1):
+                last_offset[tp] = e.message.offset
         if w.hold_max_events == 0:
             await decide(batch, ack=False)  # take_events acks the batch
             return
@@ -204,10 +224,7 @@ def create_app(settings: Settings, shell: Shell | None = None) -> faust.App:
             # one reference of our own: take_events' ack of the batch does not commit a
             # held event; ours, once it is decided, does
             e.message.incref()
-            tp = e.message.tp
-            if e.message.offset > last_offset.get(tp, -1):
-                last_offset[tp] = e.message.offset
-            offered.append((tp, _event_time(e.value), e))
+            offered.append((e.message.tp, _event_time(e.value), e))
         await decide(gate.offer(offered, await behind()), ack=True)
 
     @app.agent(source, name="riskmon.process")
@@ -226,6 +243,24 @@ def create_app(settings: Settings, shell: Shell | None = None) -> faust.App:
             if released:
                 await decide(released, ack=True)
 
+    probe = BrokerProbe(settings.kafka.bootstrap)
+
+    @app.timer(interval=w.broker_check_s)
+    async def check_broker() -> None:
+        """Ask the broker for the end of this worker's input partitions: the input lag,
+        and whether the broker answers at all (a quiet consumer cannot tell)."""
+        try:
+            mine = [tp for tp in app.consumer.assignment() if tp.topic in inputs]
+        except Exception:  # not started or rebalancing: the broker is asked all the same
+            mine = []
+        try:
+            ends = await probe.ends(mine)
+        except Exception as exc:
+            await probe.close()  # a new connection for the next probe
+            the_shell.broker_failed(_error_text(exc))
+            return
+        the_shell.broker_answered(input_lag(ends, last_offset, positions))
+
     @app.service
     class RuleFeed(faust.Service):  # type: ignore[misc]
         """Follows the rules topic on every worker (no consumer group: all partitions)."""
@@ -235,6 +270,7 @@ def create_app(settings: Settings, shell: Shell | None = None) -> faust.App:
 
         async def on_stop(self) -> None:
             await the_shell.stop()
+            await probe.close()
 
     @app.page("/health")
     class Health(View):

@@ -80,6 +80,10 @@ class Stats:
     last_error: str | None = None
     state_since: str | None = None  # when the state mark this worker holds was set
     state_lost_at: float | None = None  # when this worker last found the state lost
+    broker_ok_at: float | None = None  # the broker's last answer to the probe
+    broker_down_since: float | None = None  # its first unanswered probe since then
+    broker_error: str | None = None
+    input_lag: dict[str, int] | None = None  # per input topic, as of broker_ok_at
     ready: bool = False  # checkpoint restored and rule feed following
 
 
@@ -622,14 +626,49 @@ class Shell:
         if deliveries:
             await asyncio.gather(*deliveries)
 
+    def broker_answered(self, lag: dict[str, int], now: float | None = None) -> None:
+        """The broker answered the probe; ``lag``: records not read yet per input topic
+        (:func:`streams.probe.input_lag`)."""
+        s = self.stats
+        s.broker_ok_at = time.time() if now is None else now
+        if s.broker_down_since is not None:
+            log.info("broker_answers", unanswered_s=round(s.broker_ok_at - s.broker_down_since))
+        s.broker_down_since = None
+        s.broker_error = None
+        s.input_lag = {t: lag.get(t, 0) for t in self._expected}
+        metrics.BROKER_REACHABLE.set(1)
+        for topic, n in s.input_lag.items():
+            metrics.INPUT_LAG.labels(topic=topic).set(n)
+
+    def broker_failed(self, error: str, now: float | None = None) -> None:
+        """The broker did not answer the probe."""
+        s = self.stats
+        at = time.time() if now is None else now
+        if s.broker_down_since is None:
+            s.broker_down_since = at
+            log.error(
+                "broker_unanswered",
+                error=error,
+                broker=self.settings.kafka.bootstrap,
+                runbook="README.md, Runbook: /health says status: broker_unreachable",
+            )
+        s.broker_error = error
+        metrics.BROKER_REACHABLE.set(0)
+
     def health(self) -> dict[str, Any]:
         s = self.stats
         now = time.time()
         lost = s.state_lost_at is not None and now - s.state_lost_at < STATE_LOST_HOLD_S
+        unreachable = (
+            s.broker_down_since is not None
+            and now - s.broker_down_since >= self.settings.worker.broker_grace_s
+        )
         return {
-            "ok": s.ready and s.last_error is None and not lost,
+            "ok": s.ready and s.last_error is None and not lost and not unreachable,
             "status": "starting"
             if not s.ready
+            else "broker_unreachable"
+            if unreachable
             else "failing"
             if s.last_error
             else "state_lost"
@@ -664,4 +703,9 @@ class Shell:
             "last_error": s.last_error,
             "redis_state_since": s.state_since,
             "redis_state_lost_at": None if s.state_lost_at is None else format_ts(s.state_lost_at),
+            "broker_answered_age_s": None
+            if s.broker_ok_at is None
+            else round(now - s.broker_ok_at, 1),
+            "broker_error": s.broker_error,
+            "input_lag": s.input_lag,
         }

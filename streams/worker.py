@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import logging
+import os
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -73,6 +77,59 @@ def wait_for_redis(
             sleep(2.0)
 
 
+def exit_after(
+    seconds: float, exit: Callable[[int], Any] = os._exit, signal_name: str = "SIGTERM"
+) -> threading.Timer:
+    """End the process with status 1 in ``seconds`` unless it has ended by then.
+
+    A worker told to stop finishes its batch in hand and commits; while the broker is
+    away, Faust waits for it without end. Past the deadline, the worker exits as if
+    killed, which loses nothing: what it had not committed is decided again by the
+    worker that takes its partitions.
+    """
+
+    def expire() -> None:
+        log.error(
+            "stop_timeout",
+            signal=signal_name,
+            seconds=seconds,
+            note="the worker did not stop in time (broker or Redis away?); exiting; "
+            "what it had not committed is decided again",
+        )
+        for handler in logging.getLogger().handlers:
+            with contextlib.suppress(Exception):
+                handler.flush()
+        exit(1)
+
+    timer = threading.Timer(seconds, expire)
+    timer.daemon = True
+    timer.start()
+    return timer
+
+
+def _worker_class(base: type[Any]) -> type[Any]:
+    """``faust.Worker`` with a deadline on stopping (:func:`exit_after`) from the first
+    SIGTERM or SIGINT."""
+
+    class Worker(base):  # type: ignore[misc, valid-type]
+        stop_timeout_s: float = 60.0
+        _deadline: threading.Timer | None = None
+
+        def _arm(self, name: str) -> None:
+            if self._deadline is None:
+                self._deadline = exit_after(self.stop_timeout_s, signal_name=name)
+
+        def _on_sigterm(self) -> None:
+            self._arm("SIGTERM")
+            super()._on_sigterm()
+
+        def _on_sigint(self) -> None:
+            self._arm("SIGINT")
+            super()._on_sigint()
+
+    return Worker
+
+
 def run(args: argparse.Namespace, settings: Settings) -> int:
     import faust
 
@@ -100,6 +157,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         app_id=settings.worker.app_id,
         web_port=settings.worker.web_port,
     )
-    worker = faust.Worker(app, loglevel="WARN", quiet=True, override_logging=False)
+    worker = _worker_class(faust.Worker)(app, loglevel="WARN", quiet=True, override_logging=False)
+    worker.stop_timeout_s = settings.worker.stop_timeout_s
     worker.execute_from_commandline()
     return 0  # pragma: no cover - execute_from_commandline exits the process

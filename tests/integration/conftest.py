@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -97,11 +98,16 @@ class WorkerProcess:
     settings: Settings
 
     def health(self) -> dict[str, Any] | None:
+        """What /health says (``ok`` true or false), or ``None`` if it does not answer."""
         url = f"http://127.0.0.1:{self.settings.worker.web_port}/health"
         try:
             with urllib.request.urlopen(url, timeout=2) as resp:
                 data: dict[str, Any] = orjson.loads(resp.read())
                 return data
+        except urllib.error.HTTPError as exc:  # 503: not ok, and why
+            with exc:
+                answer: dict[str, Any] = orjson.loads(exc.read())
+                return answer
         except OSError:
             return None
 
@@ -119,7 +125,7 @@ class WorkerProcess:
 
 @pytest.fixture
 def start_worker() -> Iterator[Callable[[Isolated], WorkerProcess]]:
-    """Start ``riskmon worker`` as its own process; wait until /health answers."""
+    """Start ``riskmon worker`` as its own process; wait until /health says ok."""
     started: list[WorkerProcess] = []
 
     def start(iso: Isolated, name: str = "worker") -> WorkerProcess:
@@ -137,7 +143,7 @@ def start_worker() -> Iterator[Callable[[Isolated], WorkerProcess]]:
         while time.monotonic() < deadline:
             if not handle.alive():
                 raise AssertionError(f"worker exited early:\n{log.read_text()[-4000:]}")
-            if handle.health() is not None:
+            if (handle.health() or {}).get("ok"):
                 return handle
             time.sleep(0.3)
         raise AssertionError(f"worker did not answer /health:\n{log.read_text()[-4000:]}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import time
 from typing import Any
 
 import orjson
@@ -424,3 +425,44 @@ async def test_a_redis_that_lost_the_state_is_reported_as_lost() -> None:
     assert await shell.check_state() is True and lost_counted() - before == 1
     other = Shell.create(settings, store=store)  # another worker, or a restart
     assert await other.check_state() is True and other.health()["redis_state_lost_at"] is None
+
+
+def test_an_unanswering_broker_turns_health_red_after_the_grace_and_green_again() -> None:
+    """One unanswered probe is tolerated for ``worker.broker_grace_s``; past it, /health
+    says ok false, status broker_unreachable, with the error; the metric says 0 from the
+    first miss. The next answer restores ok and sets the input lag per input topic
+    (topics without lag at 0)."""
+    settings = Settings.load(env={"RISKMON_WORKER__BROKER_GRACE_S": "30"}, config_file=None)
+    shell = Shell.create(settings, store=AsyncMemoryStore())
+    shell.stats.ready = True
+
+    def reachable() -> float | None:
+        return REGISTRY.get_sample_value("riskmon_broker_reachable")
+
+    t0 = 1_000_000.0
+    shell.broker_answered({"loan.applications": 7}, now=t0)
+    health = shell.health()
+    assert health["ok"] is True and health["broker_error"] is None
+    assert health["input_lag"] == {
+        t: 7 if t == "loan.applications" else 0 for t in settings.topics.inputs
+    }
+    assert (
+        REGISTRY.get_sample_value("riskmon_input_lag_messages", {"topic": "loan.applications"}) == 7
+    )
+    assert reachable() == 1
+
+    now = time.time()
+    shell.broker_failed("KafkaConnectionError: refused", now=now - 10)
+    shell.broker_failed("KafkaConnectionError: refused", now=now - 5)
+    health = shell.health()  # down for 10 s of a 30 s grace
+    assert health["ok"] is True and health["status"] == "running"
+    assert health["broker_error"] == "KafkaConnectionError: refused" and reachable() == 0
+
+    shell.stats.broker_down_since = now - 31  # the first miss, 31 s ago
+    health = shell.health()
+    assert health["ok"] is False and health["status"] == "broker_unreachable"
+
+    shell.broker_answered({}, now=now)
+    health = shell.health()
+    assert health["ok"] is True and health["status"] == "running" and reachable() == 1
+    assert health["broker_error"] is None and set(health["input_lag"].values()) == {0}

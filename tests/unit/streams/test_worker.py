@@ -95,3 +95,52 @@ async def test_a_failing_batch_shows_in_the_metrics_until_it_succeeds(monkeypatc
     assert metrics.BATCH_FAILURES._value.get() - before == 2
     assert metrics.FAILING._value.get() == 0.0
     assert shell.stats.last_error is None
+
+
+def test_the_stop_deadline_exits_with_status_1_and_says_why(capsys: Any) -> None:
+    """Armed at a stop signal, the deadline ends the process with status 1 once it
+    passes, after a ``stop_timeout`` log line naming the signal."""
+    import threading
+
+    from streams.worker import exit_after
+
+    codes: list[int] = []
+    done = threading.Event()
+
+    def fake_exit(code: int) -> None:
+        codes.append(code)
+        done.set()
+
+    exit_after(0.05, exit=fake_exit, signal_name="SIGTERM")
+    assert done.wait(10), "the deadline never fired"
+    assert codes == [1]
+    out = capsys.readouterr()
+    assert "stop_timeout" in out.out + out.err and "SIGTERM" in out.out + out.err
+
+
+def test_the_worker_arms_one_deadline_at_the_first_stop_signal() -> None:
+    """The worker class arms one deadline at the first stop signal and no more: a second
+    signal (a supervisor repeating itself) keeps the first deadline. The handlers it
+    wraps are Faust's own (``mode.Worker``'s)."""
+    import faust
+
+    from streams.worker import _worker_class
+
+    assert callable(faust.Worker._on_sigterm) and callable(faust.Worker._on_sigint)
+
+    calls: list[str] = []
+
+    class Base:
+        def _on_sigterm(self) -> None:
+            calls.append("term")
+
+        def _on_sigint(self) -> None:
+            calls.append("int")
+
+    worker = _worker_class(Base)()
+    worker.stop_timeout_s = 3600.0
+    worker._on_sigterm()
+    first = worker._deadline
+    worker._on_sigint()
+    assert calls == ["term", "int"] and worker._deadline is first and first.is_alive()
+    first.cancel()
