@@ -27,15 +27,25 @@ PERSONAL_KEYS = frozenset(
 REDACTED = "[redacted]"
 
 
-def _is_personal(key: str) -> bool:
+def is_personal(key: str) -> bool:
+    """Whether a field of that name holds an identifier of a person.
+
+    >>> is_personal("bank_card_hash"), is_personal("wifi_hash"), is_personal("device_id")
+    (True, True, False)
+    """
     return key in PERSONAL_KEYS or key.endswith("_hash")
 
 
-def _scrub(value: Any) -> Any:
+def scrub(value: Any) -> Any:
+    """``value`` with every personal field, at any depth, replaced by ``[redacted]``.
+
+    >>> scrub({"user_id": "u1", "events": [{"phone_hash": "p", "amount": 5}]})
+    {'user_id': 'u1', 'events': [{'phone_hash': '[redacted]', 'amount': 5}]}
+    """
     if isinstance(value, dict):
-        return {k: (REDACTED if _is_personal(str(k)) else _scrub(v)) for k, v in value.items()}
+        return {k: (REDACTED if is_personal(str(k)) else scrub(v)) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return type(value)(_scrub(v) for v in value)
+        return type(value)(scrub(v) for v in value)
     return value
 
 
@@ -44,10 +54,10 @@ def redact_personal(
 ) -> MutableMapping[str, Any]:
     """structlog processor: replace personal identifiers by ``[redacted]``."""
     for key in list(event_dict):
-        if _is_personal(key):
+        if is_personal(key):
             event_dict[key] = REDACTED
         else:
-            event_dict[key] = _scrub(event_dict[key])
+            event_dict[key] = scrub(event_dict[key])
     return event_dict
 
 

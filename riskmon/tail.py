@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from riskmon.logs import REDACTED, _is_personal, _scrub
+from riskmon.logs import REDACTED, is_personal, scrub
 from riskmon.settings import Settings
 
 NAMES = ("alerts", "adjustments", "decisions", "deadletter", "ops")
@@ -49,10 +49,10 @@ def _redact_text(text: str) -> str:
     '{"id_hash": "[redacted]", broken'
     """
     try:
-        return orjson.dumps(_scrub(orjson.loads(text))).decode()
+        return orjson.dumps(scrub(orjson.loads(text))).decode()
     except orjson.JSONDecodeError:
         return _PAIR.sub(
-            lambda m: f'"{m.group(1)}": "{REDACTED}"' if _is_personal(m.group(1)) else m.group(0),
+            lambda m: f'"{m.group(1)}": "{REDACTED}"' if is_personal(m.group(1)) else m.group(0),
             text,
         )
 
@@ -72,7 +72,7 @@ def redact(value: bytes) -> str:
         obj: Any = orjson.loads(value)
     except orjson.JSONDecodeError:
         return _redact_text(text)
-    obj = _scrub(obj)
+    obj = scrub(obj)
     if isinstance(obj, dict):
         if isinstance(obj.get("value"), str):
             obj["value"] = _redact_text(obj["value"])
