@@ -230,8 +230,11 @@ class Shell:
         return True
 
     async def checkpoint(self) -> None:
+        # Batches and rule changes wait (the lock); the event loop does not: a checkpoint
+        # of 200,000 pending vectors takes seconds to pickle and compress, while the
+        # consumer's heartbeats and /health must go on.
         async with self._lock:
-            data = self.core.models.dumps()
+            data = await asyncio.to_thread(self.core.models.dumps)
         await self.store.put_blob(CHECKPOINT, data)
         self.stats.last_checkpoint_at = time.time()
         log.debug("checkpoint_saved", bytes=len(data))

@@ -189,3 +189,23 @@ def test_hst_feature_subset_per_event_type(settings, synth):
     hst = bank.types["transaction"].unsupervised["hst"]
     split_on = {n.feature for t in hst.hst.trees for n in t.iter_dfs() if hasattr(n, "feature")}
     assert split_on <= set(chosen)
+
+
+def test_checkpoint_is_compressed_and_the_previous_version_still_restores(settings, synth):
+    """A checkpoint is the compressed pickle (version 3), much smaller than the pickle
+    itself; an uncompressed checkpoint of version 2 (the worker before an upgrade) is
+    restored too, and scores like the bank it came from. A damaged one fails clearly."""
+    import pickle
+    import struct
+
+    bank = ModelBank(settings)
+    n = warm(bank, synth)
+    data = bank.dumps()
+    plain = pickle.dumps(bank, protocol=pickle.HIGHEST_PROTOCOL)
+    assert data[6:8] == (3).to_bytes(2, "big") and len(data) < len(plain) / 2
+    old = struct.pack(">6sH", b"RMBANK", 2) + plain
+    restored = ModelBank.loads(old, settings)
+    batch = events(synth, np.vstack([synth.normal(90, 61), synth.anomalies(10, 61)]), n)
+    assert restored.score_batch(batch) == bank.score_batch(batch)
+    with pytest.raises(CheckpointError, match="damaged"):
+        ModelBank.loads(data[:-100], settings)
