@@ -23,6 +23,8 @@ from typing import Any, Literal, NotRequired, Required, TypedDict
 import jsonschema_rs
 import orjson
 
+from riskmon.personal import clear_kind, in_clear, might_hold_clear, withheld
+
 INPUT_TYPES = ("application", "device", "transaction", "label")
 DECIDED_TYPES = ("application", "device", "transaction")
 OUTPUT_TYPES = ("decision", "alert", "adjustment")
@@ -275,13 +277,20 @@ def _quoted(value: Any) -> str:
 
 
 class InvalidMessage(ValueError):
-    """A message that breaks the contract: ``code`` is stable, ``reason`` readable."""
+    """A message that breaks the contract: ``code`` is stable, ``reason`` readable.
 
-    def __init__(self, code: str, reason: str, event_id: str | None = None) -> None:
+    ``keep``: what a dead letter may keep of the message instead of its bytes (they
+    hold personal data in clear), or ``None`` when it may keep them.
+    """
+
+    def __init__(
+        self, code: str, reason: str, event_id: str | None = None, keep: bytes | None = None
+    ) -> None:
         super().__init__(f"{code}: {reason}")
         self.code = code
         self.reason = reason
         self.event_id = event_id
+        self.keep = keep
 
 
 class Contract:
@@ -291,6 +300,11 @@ class Contract:
         self.schemas = schemas
         self._validators = {
             name: jsonschema_rs.validator_for(schema, validate_formats=True)
+            for name, schema in schemas.items()
+        }
+        #: per schema, its fields that carry an identifier of a person hashed
+        self.hash_fields = {
+            name: tuple(p for p in schema.get("properties", {}) if p.endswith("_hash"))
             for name, schema in schemas.items()
         }
 
@@ -383,6 +397,17 @@ class Contract:
         if not usable:
             reason = "ts: not an RFC 3339 time with an offset between 1970 and 9000"
             raise InvalidMessage("invalid_format", reason, event_id)
+        hashed = self.hash_fields[event_type]
+        if might_hold_clear(obj, hashed) and (clear := in_clear(obj, hashed)):
+            kinds = sorted({clear_kind(obj[f]) or "an identifier" for f in clear})
+            raise InvalidMessage(
+                "personal_data_in_clear",
+                f"{', '.join(clear)}: {' or '.join(kinds)} in clear (the value is withheld: "
+                "personal data); phone numbers, national ids and bank cards must arrive "
+                "hashed, in *_hash fields",
+                event_id,
+                keep=orjson.dumps(withheld(obj, clear)),
+            )
         return obj
 
 

@@ -381,7 +381,7 @@ class Shell:
             except InvalidMessage as exc:
                 dead.append(
                     dead_letter(
-                        value,
+                        value if exc.keep is None else exc.keep,
                         code=exc.code,
                         reason=exc.reason,
                         topic=topic,

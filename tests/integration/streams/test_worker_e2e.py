@@ -70,8 +70,12 @@ def valid_events(n: int, seed: int = 3) -> list[dict[str, Any]]:
     return out
 
 
+#: a mobile number and an identity number (valid check character) sent in clear
+CLEAR_PHONE, CLEAR_ID = "13812345678", "11010519491231002X"
+
+
 def malformed(topics: dict[str, str]) -> list[tuple[str, bytes, str]]:
-    """50 bad messages, five of each kind: (topic, value, expected code)."""
+    """60 bad messages, five of each kind: (topic, value, expected code)."""
     apps, devs = topics["applications"], topics["devices"]
     good_app = {
         "event_id": "bad-app",
@@ -101,15 +105,19 @@ def malformed(topics: dict[str, str]) -> list[tuple[str, bytes, str]]:
         (apps, app(product="payday"), "invalid_value"),
         (apps, app(ts="28/11/2026"), "invalid_format"),
         (devs, app(), "wrong_event_type"),
+        (apps, app(phone=CLEAR_PHONE), "personal_data_in_clear"),
+        (apps, app(id_hash=CLEAR_ID), "personal_data_in_clear"),
     ]
     return [k for k in kinds for _ in range(5)]
 
 
-async def test_thousand_valid_and_fifty_malformed_events(
+async def test_thousand_valid_and_sixty_malformed_events(
     isolated, start_worker, producer: AIOKafkaProducer, read_topics
 ) -> None:
-    """1,000 valid inputs give exactly 1,000 decisions; 50 bad ones give 50 dead letters,
-    each with its reason, topic, partition and offset; the worker keeps running."""
+    """1,000 valid inputs give exactly 1,000 decisions; 60 bad ones give 60 dead letters,
+    each with its reason, topic, partition and offset; the worker keeps running. Those
+    refused for a phone or id number in clear keep the event with the value withheld,
+    and the number appears in no dead letter and no log line."""
     settings = isolated.settings
     worker = start_worker(isolated)
     topic_for = {
@@ -126,8 +134,8 @@ async def test_thousand_valid_and_fifty_malformed_events(
         await producer.send(
             topic_for[ev["event_type"]], orjson.dumps(ev), key=ev["user_id"].encode()
         )
-        if i % 20 == 0 and i // 20 < len(bad):
-            topic, value, _ = bad[i // 20]
+        if i % 16 == 0 and i // 16 < len(bad):
+            topic, value, _ = bad[i // 16]
             await producer.send(topic, value, key=b"u-bad")
     await producer.flush()
 
@@ -135,14 +143,14 @@ async def test_thousand_valid_and_fifty_malformed_events(
         settings,
         [settings.topics.decisions, settings.topics.deadletter],
         until=lambda s: (
-            len(s[settings.topics.decisions]) >= 1000 and len(s[settings.topics.deadletter]) >= 50
+            len(s[settings.topics.decisions]) >= 1000 and len(s[settings.topics.deadletter]) >= 60
         ),
     )
     decisions = seen[settings.topics.decisions]
     dead = seen[settings.topics.deadletter]
     assert len(decisions) == 1000
     assert {d["source_event_id"] for d in decisions} == {e["event_id"] for e in events}
-    assert len(dead) == 50
+    assert len(dead) == 60
     assert Counter(d["code"] for d in dead) == Counter(code for _, _, code in bad)
     for d in dead:
         assert d["reason"] and d["topic"] in topic_for.values()
@@ -150,6 +158,12 @@ async def test_thousand_valid_and_fifty_malformed_events(
         assert (d["value"] is None) != (d["value_b64"] is None)
         assert d["truncated"] == (d["code"] == "oversized")
         assert len(d["value"] or d["value_b64"]) <= 64 * 1024
+        assert (
+            CLEAR_PHONE not in orjson.dumps(d).decode() and CLEAR_ID not in orjson.dumps(d).decode()
+        )
+    withheld = [orjson.loads(d["value"]) for d in dead if d["code"] == "personal_data_in_clear"]
+    assert sorted(v.get("phone", v.get("id_hash")) for v in withheld) == ["[withheld]"] * 10
+    assert CLEAR_PHONE not in worker.log.read_text() and CLEAR_ID not in worker.log.read_text()
     assert worker.alive(), worker.log.read_text()[-3000:]
     health = worker.health()
     assert health is not None and health["ok"] and health["events"] == 1000

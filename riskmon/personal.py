@@ -1,0 +1,116 @@
+"""Identifiers of people sent in clear where the contract carries them hashed.
+
+Phone numbers, national id numbers and bank cards reach Riskmon hashed, in ``*_hash``
+fields, and must never be stored, logged or shown in clear. A producer that sends one in
+clear, in a ``*_hash`` field or in a field of its own (``phone``, ``id_number``, ...),
+has its event refused: the contract cannot hold the data a law forbids us to keep.
+
+>>> clear_kind("13812345678"), clear_kind("+8613812345678"), clear_kind("p-4e1b")
+('a phone number', 'a phone number', None)
+>>> clear_kind("11010519491231002X"), clear_kind("6222021234567890128")
+('a national id number', 'a bank card number')
+>>> in_clear({"phone_hash": "13812345678", "device_id": "d1"}, ("phone_hash", "id_hash"))
+['phone_hash']
+>>> in_clear({"id_number": "x", "user_id": "u1"}, ())
+['id_number']
+>>> withheld({"phone": "13812345678", "user_id": "u1"}, ["phone"])
+{'phone': '[withheld]', 'user_id': 'u1'}
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+#: Field names that can only mean an identifier in clear (the hashed ones end in _hash).
+CLEAR_FIELDS = frozenset(
+    {
+        "phone",
+        "phone_number",
+        "mobile",
+        "mobile_number",
+        "id_number",
+        "id_no",
+        "id_card",
+        "national_id",
+        "bank_card",
+        "bank_card_number",
+        "card_number",
+        "card_no",
+    }
+)
+WITHHELD = "[withheld]"
+
+_PHONE = re.compile(r"(?:\+?86[- ]?)?1[3-9]\d{9}")
+_ID_NUMBER = re.compile(r"\d{17}[\dXx]")
+_CARD = re.compile(r"\d{16,19}")
+_ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+_ID_CHECK = "10X98765432"
+
+
+def _id_checksum_ok(s: str) -> bool:
+    """The check character of an 18-character resident identity number (GB 11643)."""
+    total = sum(int(c) * w for c, w in zip(s[:17], _ID_WEIGHTS, strict=True))
+    return _ID_CHECK[total % 11] == s[17].upper()
+
+
+def _luhn_ok(s: str) -> bool:
+    total = 0
+    for i, c in enumerate(reversed(s)):
+        d = int(c)
+        if i % 2:
+            d = d * 2 - 9 if d > 4 else d * 2
+        total += d
+    return total % 10 == 0
+
+
+def clear_kind(value: Any) -> str | None:
+    """What ``value`` is in clear, if its shape gives it away: a mainland mobile number,
+    an 18-character identity number with a valid check character, or a 16 to 19 digit
+    card number with a valid Luhn digit; ``None`` for anything else (a hash, a token)."""
+    if not isinstance(value, str) or not (value[-1:].isdigit() or value[-1:] in "Xx"):
+        return None
+    if _PHONE.fullmatch(value):
+        return "a phone number"
+    if _ID_NUMBER.fullmatch(value) and _id_checksum_ok(value):
+        return "a national id number"
+    if _CARD.fullmatch(value) and _luhn_ok(value):
+        return "a bank card number"
+    return None
+
+
+_FIRST = frozenset("+0123456789")
+
+
+def might_hold_clear(event: Mapping[str, Any], hash_fields: Iterable[str]) -> bool:
+    """A quick look before :func:`in_clear`: ``False`` means it finds nothing (every
+    identifier :func:`clear_kind` knows starts with a digit or ``+``).
+
+    >>> might_hold_clear({"phone_hash": "p-4e1b"}, ("phone_hash",))
+    False
+    >>> might_hold_clear({"phone_hash": "13812345678"}, ("phone_hash",))
+    True
+    """
+    for name in hash_fields:
+        value = event.get(name)
+        if value and isinstance(value, str) and value[0] in _FIRST:
+            return True
+    return not CLEAR_FIELDS.isdisjoint(event)
+
+
+def in_clear(event: Mapping[str, Any], hash_fields: Iterable[str]) -> list[str]:
+    """The fields of ``event`` that hold an identifier in clear: any of
+    :data:`CLEAR_FIELDS`, and those of ``hash_fields`` whose value is one in clear."""
+    found = [name for name in hash_fields if clear_kind(event.get(name)) is not None]
+    if not CLEAR_FIELDS.isdisjoint(event):
+        found += sorted(CLEAR_FIELDS.intersection(event))
+    return found
+
+
+def withheld(event: Mapping[str, Any], fields: Iterable[str]) -> dict[str, Any]:
+    """A copy of ``event`` with the values of ``fields`` replaced by ``[withheld]``."""
+    out = dict(event)
+    for name in fields:
+        out[name] = WITHHELD
+    return out
