@@ -547,11 +547,7 @@ class Core:
             score = dec["score"]
             if dec["decision"] in FLAGGING:
                 user["flags"] = user.get("flags", 0) + 1
-            peak = user.get("peak")  # [score, ts] of the worst in 24h
-            if peak is None:
-                peak = user["peak"] = [0.0, 0.0]
-            if score >= peak[0] or ts - peak[1] > 86400.0:
-                peak[0], peak[1] = score, ts
+            add_peak(_peaks(user), ts, score)
             latest["user:" + event["user_id"]] = entry
         if event["event_type"] == "application":
             latest["application:" + event["application_id"]] = entry
@@ -673,7 +669,68 @@ _UNDECIDED: dict[str, Any] = {
 def _user_counters(doc: dict[str, Any], user: dict[str, Any], ts: float) -> None:
     """Add the user's running counters, as of event time ``ts``, to a profile document."""
     actions = user["actions"]
-    doc["peak_score_24h"] = user["peak"][0] if "peak" in user else 0.0
+    doc["peak_score_24h"] = peak_at(_peaks(user), ts)
     doc["actions"] = {a: format_ts(t) for a, t in actions.items() if t > ts} if actions else {}
     doc["confirmed_fraud"] = user["fraud"]
     doc["flags"] = user.get("flags", 0)
+
+
+#: the window of a user profile's ``peak_score_24h``, in seconds of event time
+PEAK_WINDOW_S = 86400.0
+#: scores a user's document keeps for it, at most (older ones go first)
+MAX_PEAKS = 128
+
+
+def _peaks(user: dict[str, Any]) -> list[list[float]]:
+    """The user's ``[ts, score]`` pairs for :func:`peak_at` (a document from before they
+    were kept holds one pair, ``peak``: ``[score, ts]``)."""
+    peaks: list[list[float]] | None = user.get("peaks")
+    if peaks is None:
+        old = user.pop("peak", None)
+        peaks = user["peaks"] = [[old[1], old[0]]] if old else []
+    return peaks
+
+
+def add_peak(peaks: list[list[float]], ts: float, score: float) -> None:
+    """Add one decision to ``peaks``, the pairs ``[ts, score]`` that can still be a 24 h
+    maximum: oldest first, each with a higher score than every later one. A pair with
+    a score at least as high, no older, makes another useless; pairs a day older than
+    the newest can no longer count for any time a profile is written at.
+
+    >>> p = []
+    >>> for ts, score in [(0, 0.9), (3600, 0.5), (7200, 0.7), (7300, 0.2)]:
+    ...     add_peak(p, ts, score)
+    >>> p
+    [[0, 0.9], [7200, 0.7], [7300, 0.2]]
+    >>> add_peak(p, 100, 0.95)  # late: older than the newest, but the highest
+    >>> p
+    [[100, 0.95], [7200, 0.7], [7300, 0.2]]
+    >>> add_peak(p, 100000, 0.1)  # a day later: what is older than a day goes
+    >>> p
+    [[100000, 0.1]]
+    """
+    for i in range(len(peaks) - 1, -1, -1):
+        at, best = peaks[i]
+        if at >= ts and best >= score:
+            return  # no older and no lower: this decision never counts
+        if at <= ts and best <= score:
+            del peaks[i]
+    i = len(peaks)
+    while i and peaks[i - 1][0] > ts:
+        i -= 1
+    peaks.insert(i, [ts, score])
+    newest = peaks[-1][0]
+    while peaks and peaks[0][0] <= newest - PEAK_WINDOW_S:
+        del peaks[0]
+    del peaks[: max(0, len(peaks) - MAX_PEAKS)]
+
+
+def peak_at(peaks: list[list[float]], ts: float) -> float:
+    """The highest score of the decisions in the 24 hours of event time up to ``ts``.
+
+    >>> p = [[0, 0.9], [3600, 0.5], [90000, 0.1]]
+    >>> peak_at(p, 3600), peak_at(p, 89000), peak_at(p, 90000), peak_at(p, 200000)
+    (0.9, 0.5, 0.1, 0.0)
+    """
+    since = ts - PEAK_WINDOW_S
+    return max((score for at, score in peaks if since < at <= ts), default=0.0)

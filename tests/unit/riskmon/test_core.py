@@ -192,3 +192,39 @@ def test_a_verdict_on_one_item_leaves_the_verdicts_on_others_alone() -> None:
     core.run_batch(store, [verdict(12, "tx1", "fraud", 4)], now=0.0)
     core.run_batch(store, [verdict(13, "tx2", "false_positive", 5)], now=0.0)
     assert store.users["u1"]["fraud"] is True  # the fraud on tx1 stands
+
+
+def test_peak_score_24h_is_the_highest_score_of_the_last_24_hours_of_event_time() -> None:
+    """Over random decisions, some arriving late, the kept pairs give at every newest
+    event time exactly what all decisions of the 24 hours up to it give."""
+    import random
+
+    from riskmon.core import add_peak, peak_at
+
+    rng = random.Random(5)
+    for _ in range(200):
+        peaks: list[list[float]] = []
+        seen: list[tuple[float, float]] = []
+        newest = 0.0
+        for _ in range(60):
+            late = rng.random() < 0.2
+            ts = newest - rng.uniform(0, 30000) if late else newest + rng.expovariate(1 / 9000)
+            newest = max(newest, ts)
+            score = round(rng.random(), 2)
+            seen.append((ts, score))
+            add_peak(peaks, ts, score)
+            at = newest + rng.uniform(0, 5000)  # a profile is written at or after the newest
+            truth = max((s for t, s in seen if at - 86400 < t <= at), default=0.0)
+            assert peak_at(peaks, at) == truth
+
+
+def test_a_user_document_from_before_keeps_its_peak() -> None:
+    """A stored user document of the earlier layout (``peak``: ``[score, ts]``) gives
+    its peak for 24 hours after it, then nothing."""
+    from riskmon.core import _peaks, add_peak, peak_at
+
+    user = {"peak": [0.8, 1000.0]}
+    peaks = _peaks(user)
+    assert "peak" not in user and user["peaks"] == [[1000.0, 0.8]]
+    add_peak(peaks, 2000.0, 0.3)
+    assert peak_at(peaks, 2000.0) == 0.8 and peak_at(peaks, 1000.0 + 86400) == 0.3
