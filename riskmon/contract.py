@@ -270,8 +270,12 @@ def _quoted(value: Any) -> str:
 
     >>> _quoted("loan"), _quoted({"phone_hash": "13800138000"}), _quoted("x" * 100)
     ("'loan'", 'a dict', 'a str of 100 characters')
+    >>> _quoted("13800138000")
+    'a value withheld (personal data)'
     """
     if isinstance(value, str):
+        if clear_kind(value) is not None:
+            return "a value withheld (personal data)"
         return repr(value) if len(value) <= 32 else f"a str of {len(value)} characters"
     return "null" if value is None else f"a {type(value).__name__}"
 
@@ -322,11 +326,14 @@ class Contract:
 
         A reason never quotes personal data: the value of a ``*_hash`` field, which
         should have arrived hashed and may not have, is withheld, and so is the whole
-        event, which a check of the event as one value would quote.
+        event, which a check of the event as one value would quote, and any value that
+        looks like a phone, id or card number (:func:`riskmon.personal.clear_kind`).
 
         >>> c = Contract.load()
         >>> c.errors("application", {"id_hash": 110101199003071234})[-1]
         ('wrong_type', 'id_hash: wrong type (the value is withheld: personal data)')
+        >>> c.errors("application", {"amount": "13812345678"})[-1]
+        ('wrong_type', 'amount: wrong type (the value is withheld: personal data)')
         """
         out = []
         for err in self._validators[schema].iter_errors(obj):
@@ -334,8 +341,10 @@ class Contract:
             code = _KIND_CODES.get(kind, "schema_violation")
             path = [str(p) for p in err.instance_path]
             where = "/".join(path)
-            if any(p.endswith("_hash") for p in path) or (
-                not path and kind not in _NAMES_KEYS_ONLY
+            if (
+                any(p.endswith("_hash") for p in path)
+                or (not path and kind not in _NAMES_KEYS_ONLY)
+                or clear_kind(err.instance) is not None
             ):
                 text = _KIND_TEXTS.get(kind, "breaks the contract")
                 message = f"{text} (the value is withheld: personal data)"
