@@ -140,6 +140,13 @@ class WorkerSettings(_Frozen):
         description="how often a worker checks that Redis still holds Riskmon's state "
         "(the state mark); a Redis that restarted empty is reported as redis_state_lost",
     )
+    session_timeout_s: float = Field(
+        15.0,
+        ge=6,
+        le=90,
+        description="how long the consumer group waits for a worker that stopped "
+        "answering (killed, host lost) before its partitions move to the others",
+    )
     stop_timeout_s: float = Field(
         60.0,
         gt=0,

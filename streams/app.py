@@ -96,6 +96,8 @@ def create_app(settings: Settings, shell: Shell | None = None) -> faust.App:
         web_in_thread=False,
         consumer_auto_offset_reset=AUTO_OFFSET_RESET,
         producer_linger_ms=5,
+        # heartbeats come from the consumer's own thread, every 3 s, whatever the batches do
+        broker_session_timeout=settings.worker.session_timeout_s,
         broker_commit_every=500,
         broker_commit_interval=1.0,
     )
