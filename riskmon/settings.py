@@ -148,10 +148,12 @@ class WorkerSettings(_Frozen):
         "answering (killed, host lost) before its partitions move to the others",
     )
     stop_timeout_s: float = Field(
-        60.0,
+        25.0,
         gt=0,
         description="how long a worker told to stop (SIGTERM, SIGINT) may take to finish "
-        "its batch and commit before it exits with status 1 (nothing undecided is lost)",
+        "its batch and commit before it exits with status 1 (nothing undecided is lost); "
+        "below the supervisor's own grace (docker compose's stop_grace_period, 30 s, "
+        "Kubernetes' terminationGracePeriodSeconds, 30 s by default)",
     )
     broker_check_s: float = Field(
         10.0,

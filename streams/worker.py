@@ -112,7 +112,7 @@ def _worker_class(base: type[Any]) -> type[Any]:
     SIGTERM or SIGINT."""
 
     class Worker(base):  # type: ignore[misc, valid-type]
-        stop_timeout_s: float = 60.0
+        stop_timeout_s: float = 25.0
         _deadline: threading.Timer | None = None
 
         def _arm(self, name: str) -> None:

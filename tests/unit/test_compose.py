@@ -173,3 +173,13 @@ def test_docker_compose_accepts_the_file() -> None:
         cwd=Path(COMPOSE_FILE).parent,
     )
     assert done.returncode == 0, done.stderr
+
+
+def test_a_stopping_worker_meets_its_own_deadline_before_compose_kills_it(
+    compose: dict[str, Any],
+) -> None:
+    """Compose kills a container ``stop_grace_period`` after SIGTERM; the worker's own
+    deadline (``worker.stop_timeout_s``) comes first, so it exits saying why."""
+    grace = compose["services"]["worker"]["stop_grace_period"]
+    assert grace.endswith("s")
+    assert Settings.load(env={}, config_file=None).worker.stop_timeout_s < float(grace[:-1])
