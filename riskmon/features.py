@@ -120,6 +120,8 @@ _IDENT_SPECS: dict[str, tuple[tuple[str, str, tuple[str, ...], tuple[str, ...] |
     )
     for etype, fields in IDENT_FIELDS.items()
 }
+#: per event type: (event field, key prefix ``kind:``) of the identifiers it carries
+_KEY_FIELDS = {etype: tuple(spec[:2] for spec in specs) for etype, specs in _IDENT_SPECS.items()}
 _ZEROS: dict[str, float] = dict.fromkeys(FEATURE_NAMES, 0.0)
 #: an event's features with a user before :func:`_user_features` reads the user's state:
 #: what it leaves them at when that state has nothing to say (no earlier device, SIM
@@ -145,7 +147,7 @@ def ident_keys(event: dict[str, Any]) -> list[str]:
     ['device:d', 'account:c']
     """
     out = []
-    for fld, prefix, _, _ in _IDENT_SPECS.get(event["event_type"], ()):
+    for fld, prefix in _KEY_FIELDS.get(event["event_type"], ()):
         value = event.get(fld)
         if value:
             out.append(prefix + value if type(value) is str else f"{prefix}{value}")
