@@ -424,9 +424,12 @@ class Contract:
 _EARLIEST, _LATEST = 0.0, 221_845_392_000.0  # 1970-01-01, 9000-01-01 (UTC)
 
 
+@lru_cache(maxsize=8192)
 def parse_ts(ts: str) -> float:
     """RFC 3339 event time -> epoch seconds (float). RFC 3339 allows ``t`` and ``z`` in
-    lower case too.
+    lower case too. An event's time is read where it is checked, where a batch finds its
+    decision time and where it is put in order: the times of the latest few batches are
+    kept, so it is converted once.
 
     >>> parse_ts("2026-11-28T10:15:30.123Z"), parse_ts("2026-11-28t10:15:30.123z")
     (1795860930.123, 1795860930.123)

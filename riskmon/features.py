@@ -97,6 +97,15 @@ FEATURE_NAMES: tuple[str, ...] = (
 )
 
 
+#: the ``minutes_since_*`` feature of each time kept in a user's ``last``
+_SINCE_FEATURES = {
+    "new_device": "minutes_since_new_device",
+    "sim_change": "minutes_since_sim_change",
+    "password_reset": "minutes_since_password_reset",
+    "failed_login": "minutes_since_failed_login",
+    "new_account": "minutes_since_new_payout_account",
+}
+
 #: per event type: (event field, key prefix ``kind:``, the kind's link feature names, its
 #: application velocity feature names or ``None``)
 _IDENT_SPECS: dict[str, tuple[tuple[str, str, tuple[str, ...], tuple[str, ...] | None], ...]] = {
@@ -111,7 +120,24 @@ _IDENT_SPECS: dict[str, tuple[tuple[str, str, tuple[str, ...], tuple[str, ...] |
     )
     for etype, fields in IDENT_FIELDS.items()
 }
+#: per event type: (event field, key prefix ``kind:``) of the identifiers it carries
+_KEY_FIELDS = {etype: tuple(spec[:2] for spec in specs) for etype, specs in _IDENT_SPECS.items()}
 _ZEROS: dict[str, float] = dict.fromkeys(FEATURE_NAMES, 0.0)
+#: an event's features with a user before :func:`_user_features` reads the user's state:
+#: what it leaves them at when that state has nothing to say (no earlier device, SIM
+#: change or password reset, failed login, payout account or disbursement, no
+#: applications or money out in the windows, no amount to compare)
+_USER_ZEROS: dict[str, float] = {
+    **_ZEROS,
+    **dict.fromkeys(_SINCE_FEATURES.values(), NEVER),
+    "minutes_since_disbursement": NEVER,
+    "amount_to_max_ratio": 1.0,
+    "amount_to_mean_ratio": 1.0,
+    "income_change_ratio": 1.0,
+    # counts: whole numbers, as the user's state gives them
+    "failed_logins_24h": 0,
+    **{name: 0 for name in VELOCITY_FEATURES if name != "geo_speed_kmh"},
+}
 
 
 def ident_keys(event: dict[str, Any]) -> list[str]:
@@ -121,7 +147,7 @@ def ident_keys(event: dict[str, Any]) -> list[str]:
     ['device:d', 'account:c']
     """
     out = []
-    for fld, prefix, _, _ in _IDENT_SPECS.get(event["event_type"], ()):
+    for fld, prefix in _KEY_FIELDS.get(event["event_type"], ()):
         value = event.get(fld)
         if value:
             out.append(prefix + value if type(value) is str else f"{prefix}{value}")
@@ -160,7 +186,7 @@ def observe(
     ``idents`` maps identifier keys to their state and gains entries for new ones.
     """
     etype = event["event_type"]
-    f = _ZEROS.copy()
+    f = _ZEROS.copy() if user is None else _USER_ZEROS.copy()
     uid = event.get("user_id") or ""
     event_id = event["event_id"]
 
@@ -170,7 +196,7 @@ def observe(
     application = None
     if etype == "application" and event.get("amount") is not None:
         application = event.get("application_id")
-    for fld, prefix, names, app_names in _IDENT_SPECS.get(etype, ()):
+    for fld, prefix, (n1, n2, n3, n4, n5, n6, n7), app_names in _IDENT_SPECS.get(etype, ()):
         value = event.get(fld)
         if not value:
             continue
@@ -179,7 +205,6 @@ def observe(
         state = idents.get(key)
         if state is None:
             state = idents[key] = IdentState()
-        n1, n2, n3, n4, n5, n6, n7 = names
         f[n1], f[n2], f[n3], f[n4], f[n5], f[n6], f[n7] = state.record(uid, event_id, ts)
         if app_names is not None:
             if application:
@@ -194,9 +219,10 @@ def observe(
     if dev is not None:
         attrs = dev.attrs
         if etype == "device":
-            for name in ("is_emulator", "is_rooted"):
-                if name in event:
-                    dev.set_attr(name, "1" if event[name] else "0", ts)
+            if "is_emulator" in event:
+                dev.set_attr("is_emulator", "1" if event["is_emulator"] else "0", ts)
+            if "is_rooted" in event:
+                dev.set_attr("is_rooted", "1" if event["is_rooted"] else "0", ts)
             if "loan_apps_installed" in event:
                 dev.set_attr("loan_apps_installed", str(int(event["loan_apps_installed"])), ts)
         f["is_emulator"] = float(attrs.get("is_emulator", "0"))
@@ -277,14 +303,8 @@ def _user_features(
     f["user_devices_count"] = len(devices)
     f["user_sims_count"] = len(sims)
     f["user_ips_24h"] = _since(day, ts, ips.values(), late)  # seen in the 24 h to ts
-    # (a time after ``ts`` had not come yet for this event: it arrived late)
-    for name, what in _SINCE:
-        then = last.get(what)
-        if then is None or then > ts:
-            f[name] = NEVER
-        else:
-            f[name] = (ts - then) / 60.0
-    f["failed_logins_24h"] = _since(day, ts, failed, late) if failed else 0
+    if failed:
+        f["failed_logins_24h"] = _since(day, ts, failed, late)
 
     # amounts against the user's own history of the same kind
     amount = event.get("amount")
@@ -297,11 +317,7 @@ def _user_features(
             f["amount_to_mean_ratio"] = (
                 amount / mean if mean > 0 else (1.0 if amount == 0 else 10.0)
             )
-        else:
-            f["amount_to_max_ratio"] = f["amount_to_mean_ratio"] = 1.0
         user["amounts"][akey] = [count + 1, total + amount, max(peak, amount)]
-    else:
-        f["amount_to_max_ratio"] = f["amount_to_mean_ratio"] = 1.0
 
     # applications: velocity, declared income
     apps = user["apps"]
@@ -310,8 +326,6 @@ def _user_features(
         prev = user["income"]
         if income is not None and prev:
             f["income_change_ratio"] = income / prev
-        else:
-            f["income_change_ratio"] = 1.0
         if income is not None:
             user["income"] = income
         f["prior_applications"] = user["n_apps"]
@@ -322,7 +336,6 @@ def _user_features(
             apps.pop(0)
         del apps[:-64]
     else:
-        f["income_change_ratio"] = 1.0
         f["prior_applications"] = user["n_apps"]
     if apps:
         week = ts - WEEK
@@ -342,9 +355,6 @@ def _user_features(
         f["user_apps_7d"] = n_week
         f["user_amount_24h"] = sum(recent)
         f["user_distinct_amounts_24h"] = len(set(recent))
-    else:
-        f["user_apps_1h"] = f["user_apps_24h"] = f["user_apps_7d"] = 0
-        f["user_amount_24h"] = f["user_distinct_amounts_24h"] = 0
 
     # money movements
     repay = user["repay"]
@@ -380,23 +390,22 @@ def _user_features(
             del outs[:-32]
             if user["disb"] is not None:
                 user["disb"][2] += float(amount or 0.0)
-    then = last.get("new_account")
-    if then is None or then > ts:
-        f["minutes_since_new_payout_account"] = NEVER
-    else:
-        f["minutes_since_new_payout_account"] = (ts - then) / 60.0
+    # (a time after ``ts`` had not come yet for this event: it arrived late)
+    for what, then in last.items():
+        name = _SINCE_FEATURES.get(what)
+        if name is not None and not then > ts:
+            f[name] = (ts - then) / 60.0
     f["failed_repayments"] = repay[0]
     f["late_repayments"] = repay[1]
     f["max_days_past_due"] = repay[2]
     f["repaid_loans"] = repay[3]
-    f["user_txn_out_1h"] = _since(hour, ts, outs, late) if outs else 0
+    if outs:
+        f["user_txn_out_1h"] = _since(hour, ts, outs, late)
     disb = user["disb"]
     if disb is not None and disb[0] <= ts:
         f["minutes_since_disbursement"] = _minutes_since(ts, disb[0])
         f["disbursed_amount"] = disb[1]
         f["outflow_share"] = min(disb[2] / disb[1], 5.0) if disb[1] > 0 else 0.0
-    else:
-        f["minutes_since_disbursement"] = NEVER
 
     # speed between the places of consecutive events
     geo = event.get("geo")
@@ -424,15 +433,6 @@ def _since(start: float, ts: float, times: Iterable[float], late: bool) -> int:
     if late:
         return sum(start <= t <= ts for t in times)
     return sum(map(start.__le__, times))
-
-
-#: ``minutes_since_*`` features read from the user's ``last`` times
-_SINCE = (
-    ("minutes_since_new_device", "new_device"),
-    ("minutes_since_sim_change", "sim_change"),
-    ("minutes_since_password_reset", "password_reset"),
-    ("minutes_since_failed_login", "failed_login"),
-)
 
 
 #: the event's own numbers :func:`event_vector` adds, per event type

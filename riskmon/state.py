@@ -71,29 +71,46 @@ class IdentState:
         es = self._event_ts
         if es is None or len(es) != len(events):
             es = self._event_ts = sorted(events.values())
-        seen_later = False  # the user was last seen after ``ts``: this event is late
+        late = 0  # 1: the user was last seen after ``ts``, so this event is late
         if user_id:
             old = users.get(user_id)
             if old is None:
                 if ts > _NEG_INF:
                     users[user_id] = self.new_users[user_id] = ts
-                    insort(us, ts)
+                    if us and us[-1] > ts:
+                        insort(us, ts)
+                    else:
+                        us.append(ts)
             elif ts > old:
                 users[user_id] = self.new_users[user_id] = ts
-                _replace(us, old, ts)
-            else:
-                seen_later = old > ts
+                if us[-1] == old:  # the newest score moves up: it stays the newest
+                    us[-1] = ts
+                else:
+                    _replace(us, old, ts)
+            elif old > ts:
+                late = 1
         old = events.get(event_id)
         events[event_id] = self.new_events[event_id] = ts
-        if old is None:
+        if old is not None:
+            _replace(es, old, ts)
+        elif es and es[-1] > ts:
             insort(es, ts)
         else:
-            _replace(es, old, ts)
-        counts = _window_counts(us, es, len(self.fraud), ts)
-        if seen_later:  # the windows end at ``ts``, where this event puts its user
-            u1, u2, u3, e1, e2, e3, share = counts
-            return u1 + 1, u2 + 1, u3 + 1, e1, e2, e3, share
-        return counts
+            es.append(ts)
+        hour, day, week = ts - 3600.0, ts - 86400.0, ts - WEEK
+        if es[0] >= hour and es[-1] <= ts:
+            e1 = e2 = e3 = len(es)
+        else:
+            e1, e2, e3 = _windows(es, ts, hour, day, week)
+        if not us:
+            return 0, 0, 0, e1, e2, e3, 0.0
+        if us[0] >= hour and us[-1] <= ts:  # often: the one user, seen just now
+            u1 = u2 = u3 = len(us)
+        else:
+            u1, u2, u3 = _windows(us, ts, hour, day, week)
+        fraud = len(self.fraud)
+        share = fraud / len(us) if fraud else 0.0
+        return u1 + late, u2 + late, u3 + late, e1, e2, e3, 1.0 if share > 1.0 else share
 
     def add_application(self, application_id: str, amount: float, ts: float) -> None:
         """Remember a loan application that carried this identifier."""
@@ -259,6 +276,25 @@ def _window_counts(
         ne - bisect_left(es, d, 0, ne),
         ne - bisect_left(es, w, 0, ne),
         1.0 if share > 1.0 else share,
+    )
+
+
+def _windows(
+    sorted_ts: list[float], ts: float, hour: float, day: float, week: float
+) -> tuple[int, int, int]:
+    """How many of the sorted, non-empty ``sorted_ts`` fall in ``[hour, ts]``, ``[day,
+    ts]`` and ``[week, ts]`` (as :func:`_window_counts` counts), without the bisections
+    that a window reaching back past the oldest score does not need."""
+    n = len(sorted_ts)
+    if sorted_ts[-1] > ts:
+        n = bisect_right(sorted_ts, ts)
+    first = sorted_ts[0]
+    if first >= hour:
+        return n, n, n
+    return (
+        n - bisect_left(sorted_ts, hour, 0, n),
+        n if first >= day else n - bisect_left(sorted_ts, day, 0, n),
+        n if first >= week else n - bisect_left(sorted_ts, week, 0, n),
     )
 
 

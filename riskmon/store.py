@@ -169,18 +169,12 @@ class MemoryStore:
         self.profiles: dict[str, dict[str, Any]] = {}
 
     def load(self, needs: Needs) -> BatchState:
-        state = BatchState()
         users, idents, seen = self.users, self.idents, self.seen
-        for uid in needs.users:
-            doc = users.get(uid)
-            if doc is not None:
-                state.users[uid] = doc
-        for key in needs.idents:
-            ident = idents.get(key)
-            if ident is not None:
-                state.idents[key] = ident
-        state.seen = {e for e, _ in needs.events if e in seen}
-        return state
+        return BatchState(
+            users={uid: doc for uid in needs.users if (doc := users.get(uid)) is not None},
+            idents={key: i for key in needs.idents if (i := idents.get(key)) is not None},
+            seen={e for e, _ in needs.events if e in seen},
+        )
 
     def save(self, state: BatchState) -> None:
         now = state.now

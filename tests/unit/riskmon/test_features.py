@@ -229,3 +229,29 @@ def test_a_late_event_does_not_move_the_users_history_back() -> None:
     f = tl.feed(605, **dev(kind="login", ip="2.2.2.2"))
     assert f["minutes_since_sim_change"] == pytest.approx(5.0)
     assert f["user_ips_24h"] == 2
+
+
+def test_a_user_without_history_gets_the_neutral_values_in_their_types() -> None:
+    """What the user's state says when it says nothing: times never, ratios 1, counts
+    as whole numbers; an event without a user keeps every user feature at 0.0."""
+    tl = Timeline()
+    f = tl.feed(0, **dev(kind="app_open"))
+    for name in (
+        "minutes_since_new_device",
+        "minutes_since_sim_change",
+        "minutes_since_password_reset",
+        "minutes_since_failed_login",
+        "minutes_since_new_payout_account",
+        "minutes_since_disbursement",
+    ):
+        assert f[name] == NEVER
+    assert f["amount_to_max_ratio"] == f["amount_to_mean_ratio"] == f["income_change_ratio"] == 1.0
+    counts = ("failed_logins_24h", "user_apps_1h", "user_apps_24h", "user_apps_7d")
+    counts += ("user_amount_24h", "user_distinct_amounts_24h", "user_txn_out_1h")
+    assert [(f[name], type(f[name])) for name in counts] == [(0, int)] * len(counts)
+    assert f["geo_speed_kmh"] == f["outflow_share"] == 0.0
+    assert type(f["geo_speed_kmh"]) is float
+
+    anonymous = tl.feed(1, **dev(kind="install", user_id="", device_id="d2"))
+    user_names = ("minutes_since_new_device", "amount_to_max_ratio", "failed_logins_24h")
+    assert [(anonymous[n], type(anonymous[n])) for n in user_names] == [(0.0, float)] * 3
