@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         print("bench_store: Redis not answering; `riskmon stack up`", file=sys.stderr)
         return 1
     events_path, _ = simulate(args.users, args.days, args.seed, args.work)
-    contract = Contract.load(settings.contract_dir)
+    contract = Contract.load(settings.contract_dir, settings.privacy.kinds)
     events = [contract.parse(raw, None) for raw in read_lines(events_path)]
     batches = [events[i : i + args.batch_size] for i in range(0, len(events), args.batch_size)]
     n = len(events)

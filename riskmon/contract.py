@@ -23,7 +23,14 @@ from typing import Any, Literal, NotRequired, Required, TypedDict
 import jsonschema_rs
 import orjson
 
-from riskmon.personal import clear_kind, in_clear, might_hold_clear, withheld
+from riskmon.personal import (
+    KINDS,
+    clear_kind,
+    holds_identifier,
+    in_clear,
+    might_hold_clear,
+    withheld,
+)
 
 INPUT_TYPES = ("application", "device", "transaction", "label")
 DECIDED_TYPES = ("application", "device", "transaction")
@@ -273,9 +280,9 @@ def _quoted(value: Any) -> str:
     >>> _quoted("13800138000")
     'a value withheld (personal data)'
     """
+    if clear_kind(value) is not None:
+        return "a value withheld (personal data)"
     if isinstance(value, str):
-        if clear_kind(value) is not None:
-            return "a value withheld (personal data)"
         return repr(value) if len(value) <= 32 else f"a str of {len(value)} characters"
     return "null" if value is None else f"a {type(value).__name__}"
 
@@ -300,7 +307,9 @@ class InvalidMessage(ValueError):
 class Contract:
     """Compiled validators for every schema of the contract."""
 
-    def __init__(self, schemas: dict[str, dict[str, Any]]) -> None:
+    def __init__(
+        self, schemas: dict[str, dict[str, Any]], clear_kinds: frozenset[str] = KINDS
+    ) -> None:
         self.schemas = schemas
         self._validators = {
             name: jsonschema_rs.validator_for(schema, validate_formats=True)
@@ -311,15 +320,20 @@ class Contract:
             name: tuple(p for p in schema.get("properties", {}) if p.endswith("_hash"))
             for name, schema in schemas.items()
         }
+        self.all_hash_fields = tuple(sorted({f for fs in self.hash_fields.values() for f in fs}))
+        #: the shapes refused in ``*_hash`` fields (``privacy.refuse_in_clear``)
+        self.clear_kinds = clear_kinds
 
     @classmethod
-    def load(cls, contract_dir: str | Path | None = None) -> "Contract":
+    def load(
+        cls, contract_dir: str | Path | None = None, clear_kinds: frozenset[str] = KINDS
+    ) -> "Contract":
         base = Path(contract_dir) if contract_dir else DEFAULT_CONTRACT_DIR
         schemas = {}
         for name in SCHEMA_NAMES:
             path = base / f"{name}.schema.json"
             schemas[name] = json.loads(path.read_text(encoding="utf-8"))
-        return cls(schemas)
+        return cls(schemas, clear_kinds)
 
     def errors(self, schema: str, obj: Any) -> list[tuple[str, str]]:
         """All contract violations of ``obj`` as ``(code, readable reason)`` pairs.
@@ -344,7 +358,7 @@ class Contract:
             if (
                 any(p.endswith("_hash") for p in path)
                 or (not path and kind not in _NAMES_KEYS_ONLY)
-                or clear_kind(err.instance) is not None
+                or holds_identifier(err.instance)
             ):
                 text = _KIND_TEXTS.get(kind, "breaks the contract")
                 message = f"{text} (the value is withheld: personal data)"
@@ -388,6 +402,20 @@ class Contract:
             raise InvalidMessage("not_object", f"JSON {type(obj).__name__}, expected an object")
         event_type = obj.get("event_type")
         event_id = obj.get("event_id") if isinstance(obj.get("event_id"), str) else None
+        # before anything else is said of it: a refused event's dead letter keeps the
+        # event, and must keep it without the identifier
+        hashed = self.hash_fields.get(event_type if isinstance(event_type, str) else "", ())
+        hashed = hashed or self.all_hash_fields
+        if might_hold_clear(obj, hashed) and (clear := in_clear(obj, hashed, self.clear_kinds)):
+            kinds = sorted({clear_kind(obj[f]) or "an identifier" for f in clear})
+            raise InvalidMessage(
+                "personal_data_in_clear",
+                f"{', '.join(clear)}: {' or '.join(kinds)} in clear (the value is withheld: "
+                "personal data); phone numbers, national ids and bank cards must arrive "
+                "hashed, in *_hash fields",
+                None if clear_kind(event_id) else event_id,
+                keep=orjson.dumps(withheld(obj, clear)),
+            )
         if expected_type is not None and event_type != expected_type:
             raise InvalidMessage(
                 "wrong_event_type",
@@ -406,17 +434,6 @@ class Contract:
         if not usable:
             reason = "ts: not an RFC 3339 time with an offset between 1970 and 9000"
             raise InvalidMessage("invalid_format", reason, event_id)
-        hashed = self.hash_fields[event_type]
-        if might_hold_clear(obj, hashed) and (clear := in_clear(obj, hashed)):
-            kinds = sorted({clear_kind(obj[f]) or "an identifier" for f in clear})
-            raise InvalidMessage(
-                "personal_data_in_clear",
-                f"{', '.join(clear)}: {' or '.join(kinds)} in clear (the value is withheld: "
-                "personal data); phone numbers, national ids and bank cards must arrive "
-                "hashed, in *_hash fields",
-                event_id,
-                keep=orjson.dumps(withheld(obj, clear)),
-            )
         return obj
 
 

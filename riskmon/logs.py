@@ -19,11 +19,10 @@ from typing import Any
 import orjson
 import structlog
 
+from riskmon.personal import CLEAR_FIELDS
 from riskmon.settings import Settings
 
-PERSONAL_KEYS = frozenset(
-    {"phone", "phone_hash", "id_hash", "id_number", "bank_card", "bank_card_hash", "card"}
-)
+PERSONAL_KEYS = CLEAR_FIELDS | {"phone_hash", "id_hash", "bank_card_hash", "card"}
 REDACTED = "[redacted]"
 
 

@@ -65,19 +65,45 @@ def _luhn_ok(s: str) -> bool:
     return total % 10 == 0
 
 
-def clear_kind(value: Any) -> str | None:
+#: the shapes :func:`clear_kind` knows (the names of ``privacy.refuse_in_clear``)
+KINDS = frozenset({"phone", "id_number", "bank_card"})
+_TEXT = {
+    "phone": "a phone number",
+    "id_number": "a national id number",
+    "bank_card": "a bank card number",
+}
+
+
+def clear_kind(value: Any, kinds: frozenset[str] = KINDS) -> str | None:
     """What ``value`` is in clear, if its shape gives it away: a mainland mobile number,
     an 18-character identity number with a valid check character, or a 16 to 19 digit
-    card number with a valid Luhn digit; ``None`` for anything else (a hash, a token)."""
+    card number with a valid Luhn digit (of ``kinds`` only), as a string or a JSON
+    number; ``None`` for anything else (a hash, a token).
+
+    >>> clear_kind(13812345678), clear_kind("6222021234567890128", frozenset({"phone"}))
+    ('a phone number', None)
+    """
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
     if not isinstance(value, str) or not (value[-1:].isdigit() or value[-1:] in "Xx"):
         return None
-    if _PHONE.fullmatch(value):
-        return "a phone number"
-    if _ID_NUMBER.fullmatch(value) and _id_checksum_ok(value):
-        return "a national id number"
-    if _CARD.fullmatch(value) and _luhn_ok(value):
-        return "a bank card number"
+    if "phone" in kinds and _PHONE.fullmatch(value):
+        return _TEXT["phone"]
+    if "id_number" in kinds and _ID_NUMBER.fullmatch(value) and _id_checksum_ok(value):
+        return _TEXT["id_number"]
+    if "bank_card" in kinds and _CARD.fullmatch(value) and _luhn_ok(value):
+        return _TEXT["bank_card"]
     return None
+
+
+def holds_identifier(value: Any) -> bool:
+    """Whether a value may not be quoted in a reason: one of any shape :func:`clear_kind`
+    knows, or a long string, which may hold one among other things.
+
+    >>> holds_identifier(13812345678), holds_identifier("+86 138" * 6), holds_identifier("ok")
+    (True, True, False)
+    """
+    return clear_kind(value) is not None or (isinstance(value, str) and len(value) > 32)
 
 
 _FIRST = frozenset("+0123456789")
@@ -85,7 +111,7 @@ _FIRST = frozenset("+0123456789")
 
 def might_hold_clear(event: Mapping[str, Any], hash_fields: Iterable[str]) -> bool:
     """A quick look before :func:`in_clear`: ``False`` means it finds nothing (every
-    identifier :func:`clear_kind` knows starts with a digit or ``+``).
+    identifier :func:`clear_kind` knows starts with a digit or ``+``, or is a number).
 
     >>> might_hold_clear({"phone_hash": "p-4e1b"}, ("phone_hash",))
     False
@@ -94,15 +120,17 @@ def might_hold_clear(event: Mapping[str, Any], hash_fields: Iterable[str]) -> bo
     """
     for name in hash_fields:
         value = event.get(name)
-        if value and isinstance(value, str) and value[0] in _FIRST:
+        if value and (value[0] in _FIRST if isinstance(value, str) else isinstance(value, int)):
             return True
     return not CLEAR_FIELDS.isdisjoint(event)
 
 
-def in_clear(event: Mapping[str, Any], hash_fields: Iterable[str]) -> list[str]:
+def in_clear(
+    event: Mapping[str, Any], hash_fields: Iterable[str], kinds: frozenset[str] = KINDS
+) -> list[str]:
     """The fields of ``event`` that hold an identifier in clear: any of
-    :data:`CLEAR_FIELDS`, and those of ``hash_fields`` whose value is one in clear."""
-    found = [name for name in hash_fields if clear_kind(event.get(name)) is not None]
+    :data:`CLEAR_FIELDS`, and those of ``hash_fields`` whose value is one of ``kinds``."""
+    found = [name for name in hash_fields if clear_kind(event.get(name), kinds) is not None]
     if not CLEAR_FIELDS.isdisjoint(event):
         found += sorted(CLEAR_FIELDS.intersection(event))
     return found

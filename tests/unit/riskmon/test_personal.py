@@ -30,6 +30,7 @@ APPLICATION = {
         ("11010519491231002x", "a national id number"),
         ("6222021234567890128", "a bank card number"),
         ("4111111111111111", "a bank card number"),
+        (13812345678, "a phone number"),  # a JSON number: the schema would refuse it later
     ],
 )
 def test_identifiers_in_clear_are_recognised(value: str, kind: str) -> None:
@@ -49,7 +50,8 @@ def test_identifiers_in_clear_are_recognised(value: str, kind: str) -> None:
         "123456789012345",  # 15 digits: nothing in particular
         "",
         None,
-        13812345678,  # not a string: the schema refuses it first
+        True,
+        12.5,
     ],
 )
 def test_hashes_tokens_and_near_misses_are_not_taken_for_identifiers(value: object) -> None:
@@ -79,3 +81,72 @@ def test_the_contract_refuses_an_event_with_a_number_in_clear_and_withholds_it()
     assert orjson.loads(exc.keep) == {**APPLICATION, "bank_card_hash": "[withheld]"}
     hashed = contract.parse(orjson.dumps({**APPLICATION, "bank_card_hash": "c-1a2b"}))
     assert hashed["bank_card_hash"] == "c-1a2b"
+
+
+@pytest.mark.parametrize(
+    ("extra", "field"),
+    [
+        ({"phone_hash": "13812345678", "amount": -5.0}, "phone_hash"),  # out of range too
+        ({"phone_hash": 13812345678}, "phone_hash"),  # a number, not a string
+        ({"mobile": "13812345678", "product": "payday"}, "mobile"),  # a bad product too
+        ({"card_no": "6222021234567890128", "ts": "28/11/2026"}, "card_no"),  # a bad ts too
+        ({"id_hash": "11010519491231002X", "event_type": "nonsense"}, "id_hash"),
+    ],
+)
+def test_an_identifier_in_clear_is_refused_before_any_other_fault_is_named(
+    extra: dict[str, object], field: str
+) -> None:
+    """Whatever else is wrong with the event, the identifier in clear is what refuses it,
+    so that its dead letter keeps the event only with the value withheld."""
+    raw = orjson.dumps({**APPLICATION, **extra})
+    with pytest.raises(InvalidMessage) as caught:
+        Contract.load().parse(raw)
+    exc = caught.value
+    assert exc.code == "personal_data_in_clear" and field in exc.reason
+    assert exc.keep is not None and orjson.loads(exc.keep)[field] == "[withheld]"
+    assert str(extra[field]).encode() not in exc.keep
+
+
+@pytest.mark.parametrize(
+    ("extra", "number"),
+    [
+        ({"amount": 13812345678}, "13812345678"),
+        ({"term_days": 13812345678}, "13812345678"),
+        ({"ip": "+86 138 1234 5678 " * 4}, "1234 5678"),
+    ],
+)
+def test_reasons_never_quote_a_number_or_a_long_value(
+    extra: dict[str, object], number: str
+) -> None:
+    """A phone number sent as a number, in a field that is not a hash, is withheld from
+    the reason; so is a long string, which may hold one among other things."""
+    with pytest.raises(InvalidMessage) as caught:
+        Contract.load().parse(orjson.dumps({**APPLICATION, **extra}))
+    assert caught.value.code != "personal_data_in_clear"
+    assert number not in caught.value.reason and "withheld" in caught.value.reason
+
+
+def test_a_deployment_with_decimal_hashes_can_leave_the_card_shape_out() -> None:
+    """With ``privacy.refuse_in_clear`` leaving ``bank_card`` out, a decimal hash that
+    happens to pass the Luhn check is accepted; a phone number in clear still is not."""
+    from riskmon.settings import Settings
+
+    settings = Settings.load(
+        env={"RISKMON_PRIVACY__REFUSE_IN_CLEAR": "phone,id_number"}, config_file=None
+    )
+    contract = Contract.load(settings.contract_dir, settings.privacy.kinds)
+    hashed = contract.parse(orjson.dumps({**APPLICATION, "bank_card_hash": "6222021234567890128"}))
+    assert hashed["bank_card_hash"] == "6222021234567890128"
+    with pytest.raises(InvalidMessage, match="personal_data_in_clear"):
+        contract.parse(orjson.dumps({**APPLICATION, "phone_hash": "13812345678"}))
+    with pytest.raises(ValueError):
+        Settings.load(env={"RISKMON_PRIVACY__REFUSE_IN_CLEAR": "phone,email"}, config_file=None)
+
+
+def test_logs_redact_every_field_named_for_an_identifier() -> None:
+    """The log processor withholds ``mobile``, ``card_no`` and the other names refused in
+    inputs, not only ``*_hash`` fields."""
+    from riskmon.logs import redact_personal
+
+    out = redact_personal(None, "info", {"event": "x", "ev": {"mobile": "1", "card_no": "2"}})
+    assert out["ev"] == {"mobile": "[redacted]", "card_no": "[redacted]"}
