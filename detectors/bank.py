@@ -440,8 +440,10 @@ class ModelBank:
         body = data[_HEADER.size :]
         try:
             bank = pickle.loads(zlib.decompress(body) if _READABLE[version] else body)
-        except (zlib.error, pickle.UnpicklingError, EOFError) as exc:
-            raise CheckpointError(f"model bank checkpoint damaged: {exc}") from None
+        except Exception as exc:  # a damaged pickle fails in many ways
+            raise CheckpointError(
+                f"model bank checkpoint damaged: {type(exc).__name__}: {exc}"
+            ) from None
         if not isinstance(bank, cls):
             raise CheckpointError(f"checkpoint holds a {type(bank).__name__}, not a ModelBank")
         bank.settings = settings

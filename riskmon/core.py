@@ -677,7 +677,7 @@ def _user_counters(doc: dict[str, Any], user: dict[str, Any], ts: float) -> None
 
 #: the window of a user profile's ``peak_score_24h``, in seconds of event time
 PEAK_WINDOW_S = 86400.0
-#: scores a user's document keeps for it, at most (older ones go first)
+#: scores a user's document keeps for it, at most (the lowest go first)
 MAX_PEAKS = 128
 
 
@@ -722,7 +722,7 @@ def add_peak(peaks: list[list[float]], ts: float, score: float) -> None:
     newest = peaks[-1][0]
     while peaks and peaks[0][0] <= newest - PEAK_WINDOW_S:
         del peaks[0]
-    del peaks[: max(0, len(peaks) - MAX_PEAKS)]
+    del peaks[MAX_PEAKS:]  # past the cap, the lowest go: the highest is what counts now
 
 
 def peak_at(peaks: list[list[float]], ts: float) -> float:

@@ -251,16 +251,28 @@ def create_app(settings: Settings, shell: Shell | None = None) -> faust.App:
     async def check_broker() -> None:
         """Ask the broker for the end of this worker's input partitions: the input lag,
         and whether the broker answers at all (a quiet consumer cannot tell)."""
+        if probe.stopped:  # the worker is stopping
+            return
+        mine: list[Any] | None
         try:
             mine = [tp for tp in app.consumer.assignment() if tp.topic in inputs]
         except Exception:  # not started or rebalancing: the broker is asked all the same
-            mine = []
+            mine = None
         try:
-            ends = await probe.ends(mine)
+            ends = await probe.ends(mine or [])
         except Exception as exc:
             await probe.close()  # a new connection for the next probe
-            the_shell.broker_failed(_error_text(exc))
+            if not probe.stopped:
+                the_shell.broker_failed(_error_text(exc))
             return
+        if mine is None:  # the lag is unknown: the last one stands
+            the_shell.broker_answered(None)
+            return
+        # partitions not read yet whose start the assignment could not record (the
+        # consumer was busy): asked again, or their lag would count for nothing
+        unknown = [tp for tp in mine if tp not in last_offset and positions.get(tp) is None]
+        got = await asyncio.gather(*(position(tp) for tp in unknown))
+        positions.update(zip(unknown, got, strict=True))
         the_shell.broker_answered(input_lag(ends, last_offset, positions))
 
     @app.service
@@ -271,8 +283,8 @@ def create_app(settings: Settings, shell: Shell | None = None) -> faust.App:
             await the_shell.start()
 
         async def on_stop(self) -> None:
+            await probe.stop()
             await the_shell.stop()
-            await probe.close()
 
     @app.page("/health")
     class Health(View):

@@ -55,6 +55,7 @@ class BrokerProbe:
         self.bootstrap = bootstrap
         self.timeout_s = timeout_s
         self._consumer: Any = None
+        self.stopped = False
 
     async def ends(self, partitions: Iterable[Partition]) -> dict[Partition, int]:
         """The end offset of each partition; raises when the broker does not answer
@@ -64,6 +65,8 @@ class BrokerProbe:
     async def _ends(self, partitions: list[Partition]) -> dict[Partition, int]:
         from aiokafka import AIOKafkaConsumer, TopicPartition
 
+        if self.stopped:
+            raise RuntimeError("the broker probe is stopped")
         if self._consumer is None:
             ms = int(self.timeout_s * 1000)
             consumer = AIOKafkaConsumer(
@@ -84,6 +87,11 @@ class BrokerProbe:
             return {}
         got = await consumer.end_offsets([TopicPartition(t, p) for t, p in partitions])
         return {(tp.topic, tp.partition): int(end) for tp, end in got.items()}
+
+    async def stop(self) -> None:
+        """Close for good: a probe asked after this raises, and opens nothing."""
+        self.stopped = True
+        await self.close()
 
     async def close(self) -> None:
         """Drop the connection (the next probe opens a new one); never raises."""

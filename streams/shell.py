@@ -150,7 +150,7 @@ class Shell:
             )
         await self.restore()
         await self.load_reverted()
-        self._tasks.append(asyncio.create_task(self._follow_rules(), name="riskmon-rules"))
+        self._tasks.append(asyncio.create_task(self._keep_following(), name="riskmon-rules"))
         every = self.settings.detection.checkpoint_every_s
         ckpt = self._every(every, self.checkpoint, "checkpoint_failed", "error")
         self._tasks.append(asyncio.create_task(ckpt, name="riskmon-ckpt"))
@@ -234,7 +234,14 @@ class Shell:
         # of 200,000 pending vectors takes seconds to pickle and compress, while the
         # consumer's heartbeats and /health must go on.
         async with self._lock:
-            data = await asyncio.to_thread(self.core.models.dumps)
+            dumping = asyncio.ensure_future(asyncio.to_thread(self.core.models.dumps))
+            try:
+                data = await asyncio.shield(dumping)
+            except asyncio.CancelledError:
+                # the thread reads the models to its end: the lock is held until then
+                with contextlib.suppress(Exception):
+                    await dumping
+                raise
         await self.store.put_blob(CHECKPOINT, data)
         self.stats.last_checkpoint_at = time.time()
         log.debug("checkpoint_saved", bytes=len(data))
@@ -250,6 +257,23 @@ class Shell:
                 await step()
             except Exception as exc:
                 getattr(log, level)(failed, error=str(exc))
+
+    async def _keep_following(self, first_delay: float = 1.0) -> None:
+        """:meth:`_follow_rules`, started again when it fails (the broker away when the
+        worker starts, say): a worker that stopped following would judge with old rules
+        for good. Reading the topic again from its start applies nothing twice."""
+        delay = first_delay
+        while True:
+            try:
+                await self._follow_rules()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.error(
+                    "rules_feed_failed", error=f"{type(exc).__name__}: {exc}", retry_in_s=delay
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
 
     async def _follow_rules(self) -> None:
         """Every worker reads the whole rules topic (all partitions, no group)."""
@@ -629,17 +653,19 @@ class Shell:
         if deliveries:
             await asyncio.gather(*deliveries)
 
-    def broker_answered(self, lag: dict[str, int], now: float | None = None) -> None:
+    def broker_answered(self, lag: dict[str, int] | None, now: float | None = None) -> None:
         """The broker answered the probe; ``lag``: records not read yet per input topic
-        (:func:`streams.probe.input_lag`)."""
+        (:func:`streams.probe.input_lag`), ``None`` when unknown (the last one stands)."""
         s = self.stats
         s.broker_ok_at = time.time() if now is None else now
         if s.broker_down_since is not None:
             log.info("broker_answers", unanswered_s=round(s.broker_ok_at - s.broker_down_since))
         s.broker_down_since = None
         s.broker_error = None
-        s.input_lag = {t: lag.get(t, 0) for t in self._expected}
         metrics.BROKER_REACHABLE.set(1)
+        if lag is None:
+            return
+        s.input_lag = {t: lag.get(t, 0) for t in self._expected}
         for topic, n in s.input_lag.items():
             metrics.INPUT_LAG.labels(topic=topic).set(n)
 

@@ -149,9 +149,11 @@ def test_a_worker_told_to_stop_while_the_broker_is_away_exits_by_its_deadline(
     os.kill(kafka_pid, signal.SIGKILL)
     _until(lambda: (proc.health() or {}).get("broker_error"), 30, "a probe missed", proc.log)
     proc.proc.send_signal(signal.SIGTERM)
+    told = time.monotonic()
     try:
         code = proc.proc.wait(timeout=60)
     except subprocess.TimeoutExpired:
         tail = proc.log.read_text()[-3000:]
         raise AssertionError(f"still running 60 s after SIGTERM:\n{tail}") from None
     assert code == 1 and "stop_timeout" in proc.log.read_text()
+    assert time.monotonic() - told >= 5.0  # by its deadline, not before

@@ -228,3 +228,14 @@ def test_a_user_document_from_before_keeps_its_peak() -> None:
     assert "peak" not in user and user["peaks"] == [[1000.0, 0.8]]
     add_peak(peaks, 2000.0, 0.3)
     assert peak_at(peaks, 2000.0) == 0.8 and peak_at(peaks, 1000.0 + 86400) == 0.3
+
+
+def test_past_the_cap_the_lowest_scores_go_and_the_peak_stays_exact() -> None:
+    """More falling scores in a day than a document keeps: the highest still counts."""
+    from riskmon.core import MAX_PEAKS, add_peak, peak_at
+
+    peaks: list[list[float]] = []
+    for i in range(MAX_PEAKS + 20):
+        add_peak(peaks, 100.0 * i, 0.99 - 0.001 * i)
+    assert len(peaks) == MAX_PEAKS
+    assert peak_at(peaks, 100.0 * (MAX_PEAKS + 19)) == 0.99

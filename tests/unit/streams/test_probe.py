@@ -27,3 +27,17 @@ def test_partitions_keyed_by_named_tuples_match_plain_pairs() -> None:
     from faust.types import TP
 
     assert input_lag({("a", 0): 5}, {TP("a", 0): 1}, {}) == {"a": 3}
+
+
+async def test_a_stopped_probe_opens_no_connection() -> None:
+    """Once the worker stops the probe, a timer that still fires gets an error at once
+    and nothing is connected (the address here answers nothing)."""
+    import pytest
+
+    from streams.probe import BrokerProbe
+
+    probe = BrokerProbe("127.0.0.1:9", timeout_s=5.0)
+    await probe.stop()
+    with pytest.raises(RuntimeError, match="stopped"):
+        await probe.ends([("a", 0)])
+    assert probe._consumer is None

@@ -462,10 +462,13 @@ def test_an_unanswering_broker_turns_health_red_after_the_grace_and_green_again(
     health = shell.health()
     assert health["ok"] is False and health["status"] == "broker_unreachable"
 
-    shell.broker_answered({}, now=now)
+    shell.broker_answered(None, now=now)  # answered, with the assignment unknown
     health = shell.health()
     assert health["ok"] is True and health["status"] == "running" and reachable() == 1
-    assert health["broker_error"] is None and set(health["input_lag"].values()) == {0}
+    assert health["broker_error"] is None and health["input_lag"]["loan.applications"] == 7
+
+    shell.broker_answered({}, now=now)
+    assert set(shell.health()["input_lag"].values()) == {0}
 
 
 async def test_a_phone_number_in_clear_is_dead_lettered_without_the_number(
@@ -489,3 +492,55 @@ async def test_a_phone_number_in_clear_is_dead_lettered_without_the_number(
     assert decided == ["dev-1"] and len(dead) == 1
     assert dead[0]["code"] == "personal_data_in_clear" and dead[0]["event_id"] == "dev-2"
     assert orjson.loads(dead[0]["value"])["sim_hash"] == "[withheld]"
+
+
+async def test_the_rule_feed_starts_again_after_it_fails() -> None:
+    """The rules topic's reader failing (no broker at start) is logged and the reader
+    started again, rather than the worker going on without rule changes for good."""
+    settings = Settings.load(env={}, config_file=None)
+    shell = Shell.create(settings, store=AsyncMemoryStore())
+    calls: list[int] = []
+    following = asyncio.Event()
+
+    async def follow() -> None:
+        calls.append(1)
+        if len(calls) < 3:
+            raise ConnectionError("no broker")
+        following.set()
+        await asyncio.sleep(3600)
+
+    shell._follow_rules = follow  # type: ignore[method-assign]
+    task = asyncio.create_task(shell._keep_following(first_delay=0.01))
+    await asyncio.wait_for(following.wait(), 10)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert len(calls) == 3
+
+
+async def test_a_cancelled_checkpoint_holds_the_lock_until_its_thread_is_done() -> None:
+    """A checkpoint pickles the models in a thread under the shell's lock; cancelled
+    meanwhile (the worker stopping), it keeps the lock until the thread has finished
+    reading the models, so no batch changes them under it."""
+    import threading
+
+    settings = Settings.load(env={}, config_file=None)
+    shell = Shell.create(settings, store=AsyncMemoryStore())
+    started, release = threading.Event(), threading.Event()
+    real = shell.core.models.dumps
+
+    def slow() -> bytes:
+        started.set()
+        release.wait(10)
+        return real()
+
+    shell.core.models.dumps = slow  # type: ignore[method-assign]
+    task = asyncio.create_task(shell.checkpoint())
+    assert await asyncio.to_thread(started.wait, 10)
+    task.cancel()
+    await asyncio.sleep(0.05)
+    assert shell._lock.locked() and not task.done()
+    release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert not shell._lock.locked()
