@@ -42,7 +42,7 @@ CLEAR_FIELDS = frozenset(
 )
 WITHHELD = "[withheld]"
 
-_PHONE = re.compile(r"(?:\+?86[- ]?)?1[3-9]\d{9}")
+_PHONE = re.compile(r"(?:\+?86[- ]?)?1[3-9]\d[- ]?\d{4}[- ]?\d{4}")
 _ID_NUMBER = re.compile(r"\d{17}[\dXx]")
 _CARD = re.compile(r"\d{16,19}")
 _ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)

@@ -26,6 +26,8 @@ APPLICATION = {
         ("13812345678", "a phone number"),
         ("+86 13812345678", "a phone number"),
         ("8613812345678", "a phone number"),
+        ("138-1234-5678", "a phone number"),
+        ("+86 138 1234 5678", "a phone number"),
         ("11010519491231002X", "a national id number"),
         ("11010519491231002x", "a national id number"),
         ("6222021234567890128", "a bank card number"),
