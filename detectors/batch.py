@@ -214,10 +214,12 @@ class _ECODModel(FittedModel):
     Each column keeps its sorted distinct training values, how many training values lie
     below each and how many equal it, so one search per cell gives both tail counts.
     Columns are grouped by table size (padded to a power of two with ``+inf``) and each
-    group is searched for all its cells at once, without branches.
+    group is searched for all its cells at once, without branches. A cell's score depends
+    only on where the search ends and whether the value is a training value, so the
+    scores of both cases are tabled once per fit, next to the counts.
     """
 
-    __slots__ = ("groups", "skew_sign")
+    __slots__ = ("_scores", "groups", "skew_sign")
 
     def __init__(
         self, columns: _SortedColumns, fill: np.ndarray, ref: np.ndarray, skew_sign: np.ndarray
@@ -243,13 +245,37 @@ class _ECODModel(FittedModel):
                 equal[g, : len(p)] = np.diff(p, append=m)
             self.groups.append((np.asarray(cols, dtype=np.intp), values, below, equal))
         self.skew_sign = skew_sign
+        self._scores = self._score_tables()
+
+    def _score_tables(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per group, the score of a cell whose search ends at each table entry: when the
+        value is that entry's training value, and when it lies below it."""
+        m = self.n_rows
+        tables = []
+        for cols, _, below, equal in self.groups:
+            s = self.skew_sign[cols][:, None]
+            u_r = np.log((m + 1.0) / (m - below + 1.0))
+            pair = []
+            for le in (below + equal, below):
+                u_l = np.log((m + 1.0) / (le + 1.0))
+                u_skew = u_l * -np.sign(s - 1) + u_r * np.sign(s + 1)
+                pair.append(np.maximum(np.maximum(u_l, u_r), u_skew))
+            tables.append((pair[0], pair[1]))
+        return tables
+
+    def __getstate__(self) -> tuple[None, dict[str, Any]]:
+        names = ("fill", "groups", "n_rows", "ref", "skew_sign")
+        return None, {k: getattr(self, k) for k in names}
+
+    def __setstate__(self, state: tuple[None, dict[str, Any]]) -> None:
+        for k, v in state[1].items():
+            setattr(self, k, v)
+        self._scores = self._score_tables()
 
     def raw(self, X: np.ndarray) -> np.ndarray:
-        m = self.n_rows
         XT = np.ascontiguousarray(X.T)
-        le = np.empty(XT.shape)
-        lt = np.empty(XT.shape)
-        for cols, values, below, equal in self.groups:
+        cells = np.empty(XT.shape)  # column x row: the row sums run over the columns in order
+        for (cols, values, _, _), (hit, miss) in zip(self.groups, self._scores, strict=True):
             x = XT[cols]
             size = values.shape[1]
             if 2 * len(cols) <= size.bit_length():
@@ -257,9 +283,7 @@ class _ECODModel(FittedModel):
                 # vectorised steps over the group
                 for g, j in enumerate(cols.tolist()):
                     pos_g = np.searchsorted(values[g], x[g], side="left")
-                    below_g = below[g][pos_g]
-                    lt[j] = below_g
-                    le[j] = below_g + equal[g][pos_g] * (values[g][pos_g] == x[g])
+                    cells[j] = np.where(values[g][pos_g] == x[g], hit[g][pos_g], miss[g][pos_g])
                 continue
             flat = values.ravel()
             offset = (np.arange(len(cols)) * size)[:, None]
@@ -269,14 +293,8 @@ class _ECODModel(FittedModel):
                 pos += (flat[offset + pos + (half - 1)] < x) * half
                 half //= 2
             at = offset + pos
-            below_x = below.ravel()[at]
-            lt[cols] = below_x
-            le[cols] = below_x + equal.ravel()[at] * (flat[at] == x)
-        u_l = np.log((m + 1.0) / (le.T + 1.0))
-        u_r = np.log((m + 1.0) / (m - lt.T + 1.0))
-        s = self.skew_sign
-        u_skew = u_l * -np.sign(s - 1) + u_r * np.sign(s + 1)
-        return np.asarray(np.maximum(np.maximum(u_l, u_r), u_skew).sum(axis=1), dtype=float)
+            cells[cols] = np.where(flat[at] == x, hit.ravel()[at], miss.ravel()[at])
+        return np.asarray(cells.T.sum(axis=1), dtype=float)
 
 
 class ECODDetector(BatchDetector):
