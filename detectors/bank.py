@@ -353,14 +353,17 @@ class ModelBank:
         """Learn the vectors that matured unlabelled by event time ``ts`` as negatives."""
         self.watermark = max(self.watermark, ts)
         learned = 0
-        for block, rows in self.pending.expire_rows(ts):
-            self.counts["matured"] += len(rows)
-            tm = self.types.get(block.event_type)
+        # each type has its own classifier: only the order within a type matters
+        for event_type, runs in self.pending.expire_rows_by_type(ts).items():
+            matured = sum(len(rows) for _, rows in runs)
+            self.counts["matured"] += matured
+            tm = self.types.get(event_type)
             if tm is None or tm.supervised is None:
                 continue
-            _learn_rows(tm.supervised, block.xs, rows.tolist(), False)
-            tm.counts["neg"] += len(rows)
-            learned += len(rows)
+            for block, rows in runs:
+                _learn_rows(tm.supervised, block.xs, rows.tolist(), False)
+            tm.counts["neg"] += matured
+            learned += matured
         self.counts["taught_negative"] += learned
         return learned
 
