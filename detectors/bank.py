@@ -35,6 +35,8 @@ import struct
 import zlib
 from collections.abc import ItemsView, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import repeat
+from operator import attrgetter
 from typing import Any, NamedTuple, overload
 
 import numpy as np
@@ -79,6 +81,9 @@ class ModelInput(NamedTuple):
     targets: tuple[str, ...]
     ts: float
     x: dict[str, float]
+
+
+_EVENT_ID, _TARGETS, _USER_ID, _TS = map(attrgetter, ("event_id", "targets", "user_id", "ts"))
 
 
 class _Schema:
@@ -274,14 +279,16 @@ class ModelBank:
             for name, scores in zip(names, columns, strict=True):
                 self.drift.update_many(f"{name}:{event_type}", scores)
             if names:
-                for i, row in zip(idxs, zip(*columns, strict=True), strict=True):
-                    out[i] = dict(zip(names, row, strict=True))
-            group = [items[i] for i in idxs]
+                # one {name: score} dict per row
+                rows = map(dict, map(zip, repeat(tuple(names)), zip(*columns, strict=True)))
+                for i, row_scores in zip(idxs, rows, strict=True):
+                    out[i] = row_scores
+            group = list(map(items.__getitem__, idxs))
             self.pending.add_many(
-                [it.event_id for it in group],
-                [it.targets for it in group],
-                [it.user_id for it in group],
-                [it.ts for it in group],
+                list(map(_EVENT_ID, group)),
+                list(map(_TARGETS, group)),
+                list(map(_USER_ID, group)),
+                list(map(_TS, group)),
                 event_type,
                 FeatureRows(tm.schema, X),
             )
