@@ -35,6 +35,8 @@ import struct
 import zlib
 from collections.abc import ItemsView, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import repeat
+from operator import attrgetter
 from typing import Any, NamedTuple, overload
 
 import numpy as np
@@ -81,6 +83,9 @@ class ModelInput(NamedTuple):
     targets: tuple[str, ...]
     ts: float
     x: dict[str, float]
+
+
+_EVENT_ID, _TARGETS, _USER_ID, _TS = map(attrgetter, ("event_id", "targets", "user_id", "ts"))
 
 
 class _Schema:
@@ -276,14 +281,16 @@ class ModelBank:
             for name, scores in zip(names, columns, strict=True):
                 self.drift.update_many(f"{name}:{event_type}", scores)
             if names:
-                for i, row in zip(idxs, zip(*columns, strict=True), strict=True):
-                    out[i] = dict(zip(names, row, strict=True))
-            group = [items[i] for i in idxs]
+                # one {name: score} dict per row
+                rows = map(dict, map(zip, repeat(tuple(names)), zip(*columns, strict=True)))
+                for i, row_scores in zip(idxs, rows, strict=True):
+                    out[i] = row_scores
+            group = list(map(items.__getitem__, idxs))
             self.pending.add_many(
-                [it.event_id for it in group],
-                [it.targets for it in group],
-                [it.user_id for it in group],
-                [it.ts for it in group],
+                list(map(_EVENT_ID, group)),
+                list(map(_TARGETS, group)),
+                list(map(_USER_ID, group)),
+                list(map(_TS, group)),
                 event_type,
                 FeatureRows(tm.schema, X),
             )
@@ -355,14 +362,17 @@ class ModelBank:
         """Learn the vectors that matured unlabelled by event time ``ts`` as negatives."""
         self.watermark = max(self.watermark, ts)
         learned = 0
-        for block, rows in self.pending.expire_rows(ts):
-            self.counts["matured"] += len(rows)
-            tm = self.types.get(block.event_type)
+        # each type has its own classifier: only the order within a type matters
+        for event_type, runs in self.pending.expire_rows_by_type(ts).items():
+            matured = sum(len(rows) for _, rows in runs)
+            self.counts["matured"] += matured
+            tm = self.types.get(event_type)
             if tm is None or tm.supervised is None:
                 continue
-            _learn_rows(tm.supervised, block.xs, rows.tolist(), False)
-            tm.counts["neg"] += len(rows)
-            learned += len(rows)
+            for block, rows in runs:
+                _learn_rows(tm.supervised, block.xs, rows.tolist(), False)
+            tm.counts["neg"] += matured
+            learned += matured
         self.counts["taught_negative"] += learned
         return learned
 

@@ -214,23 +214,25 @@ class _ECODModel(FittedModel):
     Each column keeps its sorted distinct training values, how many training values lie
     below each and how many equal it, so one search per cell gives both tail counts.
     Columns are grouped by table size (padded to a power of two with ``+inf``) and each
-    group is searched for all its cells at once, without branches.
+    group is searched for all its cells at once, without branches. A cell's score depends
+    only on where the search ends and whether the value is a training value, so the
+    scores of both cases are tabled once per fit, next to the counts.
     """
 
-    __slots__ = ("groups", "skew_sign")
+    __slots__ = ("_scores", "groups", "skew_sign")
 
-    def __init__(self, R: np.ndarray, fill: np.ndarray, ref: np.ndarray, skew_sign: np.ndarray):
-        super().__init__(fill, ref, len(R))
-        m = len(R)
-        S = np.sort(R, axis=0)
-        first = np.ones(S.shape, dtype=bool)
-        first[1:] = S[1:] != S[:-1]
+    def __init__(
+        self, columns: _SortedColumns, fill: np.ndarray, ref: np.ndarray, skew_sign: np.ndarray
+    ) -> None:
+        m = columns.values.shape[1]
+        super().__init__(fill, ref, m)
         by_size: dict[int, list[int]] = {}
         starts = []
-        for j in range(S.shape[1]):
-            p = np.flatnonzero(first[:, j])  # first index of each distinct value
+        for j, first in enumerate(columns.new_value):
+            p = np.flatnonzero(first)  # first index of each distinct value
             starts.append(p)
             by_size.setdefault(1 << len(p).bit_length(), []).append(j)
+        S = columns.values
         self.groups: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
         for size, cols in sorted(by_size.items()):
             values = np.full((len(cols), size), np.inf)
@@ -238,18 +240,42 @@ class _ECODModel(FittedModel):
             equal = np.zeros((len(cols), size), dtype=np.intp)  # training values == value
             for g, j in enumerate(cols):
                 p = starts[j]
-                values[g, : len(p)] = S[p, j]
+                values[g, : len(p)] = S[j, p]
                 below[g, : len(p)] = p
                 equal[g, : len(p)] = np.diff(p, append=m)
             self.groups.append((np.asarray(cols, dtype=np.intp), values, below, equal))
         self.skew_sign = skew_sign
+        self._scores = self._score_tables()
+
+    def _score_tables(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per group, the score of a cell whose search ends at each table entry: when the
+        value is that entry's training value, and when it lies below it."""
+        m = self.n_rows
+        tables = []
+        for cols, _, below, equal in self.groups:
+            s = self.skew_sign[cols][:, None]
+            u_r = np.log((m + 1.0) / (m - below + 1.0))
+            pair = []
+            for le in (below + equal, below):
+                u_l = np.log((m + 1.0) / (le + 1.0))
+                u_skew = u_l * -np.sign(s - 1) + u_r * np.sign(s + 1)
+                pair.append(np.maximum(np.maximum(u_l, u_r), u_skew))
+            tables.append((pair[0], pair[1]))
+        return tables
+
+    def __getstate__(self) -> tuple[None, dict[str, Any]]:
+        names = ("fill", "groups", "n_rows", "ref", "skew_sign")
+        return None, {k: getattr(self, k) for k in names}
+
+    def __setstate__(self, state: tuple[None, dict[str, Any]]) -> None:
+        for k, v in state[1].items():
+            setattr(self, k, v)
+        self._scores = self._score_tables()
 
     def raw(self, X: np.ndarray) -> np.ndarray:
-        m = self.n_rows
         XT = np.ascontiguousarray(X.T)
-        le = np.empty(XT.shape)
-        lt = np.empty(XT.shape)
-        for cols, values, below, equal in self.groups:
+        cells = np.empty(XT.shape)  # column x row: the row sums run over the columns in order
+        for (cols, values, _, _), (hit, miss) in zip(self.groups, self._scores, strict=True):
             x = XT[cols]
             size = values.shape[1]
             if 2 * len(cols) <= size.bit_length():
@@ -257,9 +283,7 @@ class _ECODModel(FittedModel):
                 # vectorised steps over the group
                 for g, j in enumerate(cols.tolist()):
                     pos_g = np.searchsorted(values[g], x[g], side="left")
-                    below_g = below[g][pos_g]
-                    lt[j] = below_g
-                    le[j] = below_g + equal[g][pos_g] * (values[g][pos_g] == x[g])
+                    cells[j] = np.where(values[g][pos_g] == x[g], hit[g][pos_g], miss[g][pos_g])
                 continue
             flat = values.ravel()
             offset = (np.arange(len(cols)) * size)[:, None]
@@ -269,14 +293,8 @@ class _ECODModel(FittedModel):
                 pos += (flat[offset + pos + (half - 1)] < x) * half
                 half //= 2
             at = offset + pos
-            below_x = below.ravel()[at]
-            lt[cols] = below_x
-            le[cols] = below_x + equal.ravel()[at] * (flat[at] == x)
-        u_l = np.log((m + 1.0) / (le.T + 1.0))
-        u_r = np.log((m + 1.0) / (m - lt.T + 1.0))
-        s = self.skew_sign
-        u_skew = u_l * -np.sign(s - 1) + u_r * np.sign(s + 1)
-        return np.asarray(np.maximum(np.maximum(u_l, u_r), u_skew).sum(axis=1), dtype=float)
+            cells[cols] = np.where(flat[at] == x, hit.ravel()[at], miss.ravel()[at])
+        return np.asarray(cells.T.sum(axis=1), dtype=float)
 
 
 class ECODDetector(BatchDetector):
@@ -300,38 +318,62 @@ class ECODDetector(BatchDetector):
                 sk[varying] = skew(R[:, varying], axis=0)
         usable = np.isfinite(sk)
         skew_sign = np.sign(np.where(usable, sk, 0.0))
+        columns = _SortedColumns(R)
         if usable.any():
             # the skewness of the same columns is known already when none was left out
             known = sk[usable] if usable[varying].all() else None
-            ref = np.sort(ecod_training_scores(R[:, usable], known))
+            if known is None:
+                known = skew(R[:, usable], axis=0)
+            scores = _training_scores(columns.order[usable], columns.new_value[usable], known)
+            ref = np.sort(scores)
         else:
             ref = np.zeros(len(R))
-        return _ECODModel(R, fill, ref, skew_sign)
+        return _ECODModel(columns, fill, ref, skew_sign)
 
 
-def _column_ecdfs(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """pyod's ``column_ecdf(X)`` and ``column_ecdf(-X)``, from one sort of ``X``.
-
-    Both are ``linspace(1/n, 1, n)`` read at ``#{values <= x} - 1`` and
-    ``#{values >= x} - 1`` of each cell's column.
+class _SortedColumns:
+    """The columns of a matrix, each sorted: one row per column (``values``), the row
+    order that sorts it (``order``) and where a new distinct value starts (``new_value``).
     """
-    n, d = X.shape
-    order = np.argsort(X, axis=0)
-    S = np.take_along_axis(X, order, axis=0)
-    rows = np.arange(n)[:, None]
-    new_value = np.ones((n, d), dtype=bool)
-    new_value[1:] = S[1:] != S[:-1]
-    last_of_value = np.ones((n, d), dtype=bool)
-    last_of_value[:-1] = new_value[1:]
-    # sorted position p: its value's run is [first, last]: #{<= x} = last + 1, #{< x} = first
-    first = np.maximum.accumulate(np.where(new_value, rows, 0), axis=0)
-    last = np.minimum.accumulate(np.where(last_of_value, rows, n - 1)[::-1], axis=0)[::-1]
-    probabilities = np.linspace(1.0 / n, 1.0, n)
-    left = np.empty((n, d))
-    right = np.empty((n, d))
-    np.put_along_axis(left, order, probabilities[last], axis=0)
-    np.put_along_axis(right, order, probabilities[n - 1 - first], axis=0)
-    return left, right
+
+    __slots__ = ("new_value", "order", "values")
+
+    def __init__(self, X: np.ndarray) -> None:
+        XT = np.ascontiguousarray(X.T)
+        # ties may come in any order: every statistic below is the same for equal values
+        self.order = np.argsort(XT, axis=1, kind="stable")
+        self.values = np.take_along_axis(XT, self.order, axis=1)
+        self.new_value = np.ones(XT.shape, dtype=bool)
+        self.new_value[:, 1:] = self.values[:, 1:] != self.values[:, :-1]
+
+
+def _training_scores(order: np.ndarray, new_value: np.ndarray, skewness: np.ndarray) -> np.ndarray:
+    """:func:`ecod_training_scores` of a matrix from its :class:`_SortedColumns` ``order``
+    and ``new_value``.
+
+    pyod's ECDFs are ``linspace(1/n, 1, n)`` read at ``#{values <= x} - 1`` (left tail) and
+    ``#{values >= x} - 1`` (right tail) of each cell's column. Equal values of a column are
+    a run of sorted positions ``[first, last]`` (``#{< x} = first``, ``#{<= x} = last + 1``),
+    so the tail scores are computed once per run, then spread over the run's cells and put
+    back in the rows' order for pyod's row sums.
+    """
+    d, n = new_value.shape
+    flat = new_value.ravel()
+    starts = np.flatnonzero(flat)  # flat position of each run's first cell
+    col = starts // n  # a run never spans two columns: each column starts a run
+    first = starts - col * n
+    last = np.append(starts[1:], d * n) - 1 - col * n
+    neg_log = -1 * np.log(np.linspace(1.0 / n, 1.0, n))
+    U_l = neg_log[last]
+    U_r = neg_log[n - 1 - first]
+    sign = np.sign(skewness)[col]
+    U_skew = U_l * -1 * np.sign(sign - 1) + U_r * np.sign(sign + 1)
+    outlying = np.maximum(U_l, U_r)
+    outlying = np.maximum(U_skew, outlying)
+    spread = np.repeat(outlying, np.diff(starts, append=d * n)).reshape(d, n)
+    cells = np.empty((n, d))  # rows x columns, C order: pyod's row sums run over it
+    np.put_along_axis(cells.T, order, spread, axis=1)
+    return np.asarray(cells.sum(axis=1), dtype=float)
 
 
 def ecod_training_scores(X: np.ndarray, skewness: np.ndarray | None = None) -> np.ndarray:
@@ -344,14 +386,8 @@ def ecod_training_scores(X: np.ndarray, skewness: np.ndarray | None = None) -> n
         from scipy.stats import skew
 
         skewness = skew(X, axis=0)
-    ecdf_l, ecdf_r = _column_ecdfs(X)
-    U_l = -1 * np.log(ecdf_l)
-    U_r = -1 * np.log(ecdf_r)
-    skewness = np.sign(skewness)
-    U_skew = U_l * -1 * np.sign(skewness - 1) + U_r * np.sign(skewness + 1)
-    outlying = np.maximum(U_l, U_r)
-    outlying = np.maximum(U_skew, outlying)
-    return np.asarray(outlying.sum(axis=1).ravel(), dtype=float)
+    columns = _SortedColumns(X)
+    return _training_scores(columns.order, columns.new_value, skewness)
 
 
 class _IForestModel(FittedModel):

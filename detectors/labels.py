@@ -299,6 +299,20 @@ class PendingStore:
 
     def expire_rows(self, now_ts: float) -> list[tuple[PendingBlock, np.ndarray]]:
         """``expire`` as runs of rows of one block each: the same items in the same order."""
+        return _merge(self._expire_runs(now_ts))
+
+    def expire_rows_by_type(
+        self, now_ts: float
+    ) -> dict[str, list[tuple[PendingBlock, np.ndarray]]]:
+        """``expire_rows`` per event type: the runs of each type in the same order, without
+        ordering the items of different types against each other."""
+        by_type: dict[str, list[tuple[PendingBlock, np.ndarray]]] = {}
+        for block, rows in self._expire_runs(now_ts):
+            by_type.setdefault(block.event_type, []).append((block, rows))
+        return {event_type: _merge(runs) for event_type, runs in by_type.items()}
+
+    def _expire_runs(self, now_ts: float) -> list[tuple[PendingBlock, np.ndarray]]:
+        """The rows that matured, per block in block order (each in time order)."""
         found: list[tuple[PendingBlock, np.ndarray]] = []
         if self.maturity_s < self.ttl_s:
             cutoff = now_ts - self.maturity_s
@@ -317,7 +331,7 @@ class PendingStore:
                 emptied |= block.n_alive == 0
         if emptied:
             self._prune()
-        return _merge(found)
+        return found
 
     def _evict(self, count: int) -> None:
         """Drop the ``count`` oldest pending items (by ``(ts, seq)``)."""

@@ -108,30 +108,36 @@ class _FlatForest:
             right = np.where(gap, heavier_right, right)
         return np.asarray(2 * node + 1 + right)
 
-    def paths(self, S: np.ndarray) -> list[np.ndarray] | None:
-        """The node of every tree and row of ``S`` at each depth, root first.
+    def paths(self, S: np.ndarray) -> np.ndarray | None:
+        """The node of every tree and row of ``S`` at each depth, root first: an array
+        depth x tree x row.
 
         ``None`` when ``S`` has gaps: a gap sends a row to the busier child, so its path
         depends on the masses at the time; without gaps it depends on ``S`` alone.
         """
         if np.isnan(S).any():
             return None
-        T, n = len(self.nodes), S.shape[0]
-        tix = np.arange(T)[:, None]
-        rows = np.arange(n)[None, :]
-        node = np.zeros((T, n), dtype=np.intp)
-        out = [node]
-        for _ in range(self.height):
-            right = ~(S[rows, self.feat[tix, node]] < self.thr[tix, node])
-            node = np.asarray(2 * node + 1 + right)
-            out.append(node)
+        T, (n, d) = len(self.nodes), S.shape
+        # flat positions: tree t's inner node k in feat / thr, row r's feature f in S
+        tree_base = np.arange(T)[:, None] * self.feat.shape[1]
+        row_base = np.arange(n)[None, :] * d
+        values = np.ascontiguousarray(S).ravel()
+        out = np.empty((self.height + 1, T, n), dtype=np.intp)
+        node = out[0]
+        node[...] = 0
+        for depth in range(self.height):
+            inner = node + tree_base
+            v = values.take(self.feat.take(inner) + row_base)
+            right = ~(v < self.thr.take(inner))
+            node = out[depth + 1]
+            np.add(2 * out[depth] + 1, right, out=node)
         return out
 
     def score(
         self,
         S: np.ndarray,
         hst: anomaly.HalfSpaceTrees,
-        paths: list[np.ndarray] | None = None,
+        paths: np.ndarray | None = None,
     ) -> np.ndarray:
         """River's ``HalfSpaceTrees.score_one`` of every row of ``S`` (``nan`` = missing).
 
@@ -139,18 +145,18 @@ class _FlatForest:
         """
         l_mass, r_mass = self.arrays()
         T, n = len(self.nodes), S.shape[0]
-        tix = np.arange(T)[:, None]
         size_limit = 0.1 * hst.window_size
+        max_score = hst.n_trees * hst.window_size * (2 ** (self.height + 1) - 1)
+        tree_base = np.arange(T)[:, None] * r_mass.shape[1]  # flat positions in the masses
         node = np.zeros((T, n), dtype=np.intp)
         total = np.zeros((T, n), dtype=np.int64)
         alive = np.ones((T, n), dtype=bool)
         for depth in range(self.height):
-            r = r_mass[tix, node]
+            r = r_mass.take(node + tree_base)
             total += np.where(alive, r << depth, 0)
             alive &= r >= size_limit
             node = self._step(S, node, l_mass) if paths is None else paths[depth + 1]
-        total += np.where(alive, r_mass[tix, node] << self.height, 0)
-        max_score = hst.n_trees * hst.window_size * (2 ** (self.height + 1) - 1)
+        total += np.where(alive, r_mass.take(node + tree_base) << self.height, 0)
         return np.asarray(1.0 - total.sum(axis=0) / max_score, dtype=float)
 
     def learn(
@@ -158,7 +164,7 @@ class _FlatForest:
         S: np.ndarray,
         hst: anomaly.HalfSpaceTrees,
         names: Sequence[str],
-        paths: list[np.ndarray] | None = None,
+        paths: np.ndarray | None = None,
     ) -> None:
         """River's ``learn_one`` of every row of ``S`` in order, window pivots included.
 
@@ -184,14 +190,15 @@ class _FlatForest:
                 l_mass, r_mass = self.arrays()
                 continue
             if paths is not None:
-                visited = [p[:, i - take : i] for p in paths]
+                visited = paths[:, :, i - take : i]
             else:
                 node = np.zeros((T, take), dtype=np.intp)
-                visited = [node]
+                steps = [node]
                 for _ in range(self.height):
                     node = self._step(block, node, l_mass)
-                    visited.append(node)
-            flat = (np.stack(visited) + tix * width).ravel()
+                    steps.append(node)
+                visited = np.stack(steps)
+            flat = (visited + tix * width).ravel()
             l_mass += np.bincount(flat, minlength=T * width).reshape(T, width)
             hst.counter += take
             if hst.counter == hst.window_size:
@@ -443,7 +450,7 @@ class HSTDetector(BaseDetector):
             if raws is not None:
                 samples = raws[picked]
             else:
-                picked_paths = None if paths is None else [p[:, picked] for p in paths]
+                picked_paths = None if paths is None else paths[:, :, picked]
                 samples = forest.score(S[picked], self.hst, picked_paths)
         assert self.features is not None
         forest.learn(S, self.hst, self.features, paths)
@@ -493,10 +500,10 @@ class HSTDetector(BaseDetector):
                 first = start + (-(self.n_learned + start)) % self.calib_every
                 picked = np.arange(first, stop, self.calib_every)
                 if len(picked):
-                    raws = forest.score(S[picked], hst, [p[:, picked] for p in paths])
+                    raws = forest.score(S[picked], hst, paths[:, :, picked])
                     for raw in raws.tolist():
                         self.calibrator.add(raw)
-            forest.learn(S[start:stop], hst, features, [p[:, start:stop] for p in paths])
+            forest.learn(S[start:stop], hst, features, paths[:, :, start:stop])
             start = stop
         self.n_learned += n
         return True

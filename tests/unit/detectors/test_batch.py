@@ -168,3 +168,31 @@ def test_training_scores_are_pyods_bit_for_bit(synth, layout):
     X = np.asarray(X, order=layout)
     expected = ECOD().fit(X).decision_scores_
     assert ecod_training_scores(X).tobytes() == expected.tobytes()
+
+
+def test_fit_reference_is_pyods_training_scores_of_the_varying_columns(synth):
+    """A fit's reference is pyod's training scores of the reservoir without its constant
+    columns, sorted, bit for bit."""
+    from pyod.models.ecod import ECOD
+
+    X = synth.normal(400, 22)
+    X[:, 0] = 2.0  # constant: left out of the fit
+    X[:, 5] = np.round(X[:, 5] / 10.0)  # few distinct values
+    det = ECODDetector(reservoir_size=400, refit_every=10**6, warmup=400)
+    det.learn_array(X, synth.names)
+    assert det.model is not None
+    expected = np.sort(ECOD().fit(X[:, 1:]).decision_scores_)
+    assert det.model.ref.tobytes() == expected.tobytes()
+
+
+def test_a_pickled_detector_scores_the_same(synth):
+    """A detector restored from a pickle scores exactly as the original."""
+    import pickle
+
+    det = ecod()
+    det.learn_array(synth.normal(300, 23), synth.names)
+    probe = np.vstack([synth.normal(40, 24), synth.anomalies(10, 24)])
+    copy = pickle.loads(pickle.dumps(det))
+    assert copy.score_array(probe, synth.names).tobytes() == (
+        det.score_array(probe, synth.names).tobytes()
+    )

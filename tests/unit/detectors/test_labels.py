@@ -175,3 +175,31 @@ def test_pickled_store_carries_on():
     copy = __import__("pickle").loads(__import__("pickle").dumps(s))
     assert ids(copy.match("user", "u1", "u1")) == ids(s.match("user", "u1", "u1"))
     assert ids(copy.expire(31 * DAY)) == ids(s.expire(31 * DAY)) == ["other"]
+
+
+def test_maturity_by_type_keeps_the_order_within_each_type():
+    """expire_rows_by_type gives, per event type, the items of expire in the same order."""
+
+    def add_batches(s: PendingStore) -> None:
+        for b in range(6):
+            for event_type in ("device", "transaction"):
+                n = 4
+                s.add_many(
+                    [f"{event_type}-{b}-{k}" for k in range(n)],
+                    [()] * n,
+                    ["u"] * n,
+                    [float((b * 7 + k * 5) % 11) * DAY for k in range(n)],
+                    event_type,
+                    [{} for _ in range(n)],
+                )
+
+    merged, by_type = store(), store()
+    add_batches(merged)
+    add_batches(by_type)
+    for now in (31 * DAY, 35 * DAY, 42 * DAY):
+        items = merged.expire(now)
+        runs = by_type.expire_rows_by_type(now)
+        for event_type in ("device", "transaction"):
+            got = [block.ids[k] for block, rows in runs.get(event_type, []) for k in rows.tolist()]
+            assert got == [i.event_id for i in items if i.event_type == event_type]
+        assert sum(len(rows) for r in runs.values() for _, rows in r) == len(items)
