@@ -709,16 +709,21 @@ def add_peak(peaks: list[list[float]], ts: float, score: float) -> None:
     >>> p
     [[100000, 0.1]]
     """
-    for i in range(len(peaks) - 1, -1, -1):
-        at, best = peaks[i]
-        if at >= ts and best >= score:
-            return  # no older and no lower: this decision never counts
-        if at <= ts and best <= score:
-            del peaks[i]
-    i = len(peaks)
-    while i and peaks[i - 1][0] > ts:
-        i -= 1
-    peaks.insert(i, [ts, score])
+    if not peaks or ts > peaks[-1][0]:  # the newest, as most are: what it beats goes
+        while peaks and peaks[-1][1] <= score:
+            peaks.pop()
+        peaks.append([ts, score])
+    else:
+        for i in range(len(peaks) - 1, -1, -1):
+            at, best = peaks[i]
+            if at >= ts and best >= score:
+                return  # no older and no lower: this decision never counts
+            if at <= ts and best <= score:
+                del peaks[i]
+        i = len(peaks)
+        while i and peaks[i - 1][0] > ts:
+            i -= 1
+        peaks.insert(i, [ts, score])
     newest = peaks[-1][0]
     while peaks and peaks[0][0] <= newest - PEAK_WINDOW_S:
         del peaks[0]
