@@ -27,6 +27,7 @@ from riskmon.contract import Contract, InvalidMessage, format_ts, parse_ts
 from riskmon.core import Core, Outputs
 from riskmon.deadletter import dead_letter
 from riskmon.logs import get_logger
+from riskmon.personal import WITHHELD, clear_kind
 from riskmon.settings import Settings
 from riskmon.store import AsyncMemoryStore, BatchState, RedisStore
 from rules.engine import RuleError
@@ -85,6 +86,18 @@ class Stats:
     broker_error: str | None = None
     input_lag: dict[str, int] | None = None  # per input topic, as of broker_ok_at
     ready: bool = False  # checkpoint restored and rule feed following
+
+
+def _key_kept(key: bytes | None) -> bytes | None:
+    """A message key as a dead letter keeps it: withheld when it is a phone, identity or
+    card number in clear (a producer keying by phone number).
+
+    >>> _key_kept(b"u-1001"), _key_kept(b"13812345678")
+    (b'u-1001', b'[withheld]')
+    """
+    if key is not None and len(key) <= 19 and clear_kind(key.decode(errors="replace")):
+        return WITHHELD.encode()
+    return key
 
 
 def _rule_id_of(key: bytes | None, value: bytes | None) -> str:
@@ -411,7 +424,7 @@ class Shell:
                         topic=topic,
                         partition=partition,
                         offset=offset,
-                        key=key,
+                        key=_key_kept(key),
                         event_id=exc.event_id,
                         now=now,
                     )

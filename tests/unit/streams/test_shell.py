@@ -475,18 +475,19 @@ async def test_a_phone_number_in_clear_is_dead_lettered_without_the_number(
     shell_and_sent: tuple[Shell, list[tuple[str, bytes | None, bytes]]],
 ) -> None:
     """An event carrying a phone number in clear is not decided; its dead letter keeps the
-    event with the number withheld, and nothing the shell sends contains the number. The
-    valid event beside it is decided."""
+    event with the number withheld (and its Kafka key, a phone number too), and nothing
+    the shell sends contains either. The valid event beside it is decided."""
     shell, sent = shell_and_sent
     leaky = orjson.loads(_device(2))
     leaky["sim_hash"] = "13812345678"
     await shell.handle(
         [
             ("device.events", 0, 10, b"u1", _device(1)),
-            ("device.events", 0, 11, b"u2", orjson.dumps(leaky)),
+            ("device.events", 0, 11, b"13912345678", orjson.dumps(leaky)),  # keyed by phone
         ]
     )
     assert all(b"13812345678" not in value for _, _, value in sent)
+    assert all(b"13912345678" not in value for _, _, value in sent)
     dead = [orjson.loads(v) for t, _, v in sent if t == "risk.deadletter"]
     decided = [orjson.loads(v)["source_event_id"] for t, _, v in sent if t == "risk.decisions"]
     assert decided == ["dev-1"] and len(dead) == 1
