@@ -60,6 +60,21 @@ def redact_personal(
     return event_dict
 
 
+def error_text(exc: BaseException) -> str:
+    """``Type: message`` once (aiokafka's messages start with their type already).
+
+    >>> error_text(TimeoutError())
+    'TimeoutError'
+    >>> from aiokafka.errors import KafkaConnectionError
+    >>> error_text(KafkaConnectionError("Unable to bootstrap from [...]"))
+    'KafkaConnectionError: Unable to bootstrap from [...]'
+    """
+    name, text = type(exc).__name__, str(exc)
+    if text.startswith(name):
+        return text
+    return f"{name}: {text}" if text else name
+
+
 def _orjson_dumps(obj: Any, default: Any = None) -> str:
     return orjson.dumps(obj, default=default or str).decode()
 

@@ -41,6 +41,8 @@ CLEAR_FIELDS = frozenset(
     }
 )
 WITHHELD = "[withheld]"
+#: characters of the longest shape known: a card of 19 digits (+86 138 1234 5678 has 17)
+LONGEST = 19
 
 _PHONE = re.compile(r"(?:\+?86[- ]?)?1[3-9]\d[- ]?\d{4}[- ]?\d{4}")
 _ID_NUMBER = re.compile(r"\d{17}[\dXx]")
@@ -85,7 +87,11 @@ def clear_kind(value: Any, kinds: frozenset[str] = KINDS) -> str | None:
     """
     if isinstance(value, int) and not isinstance(value, bool):
         value = str(value)
-    if not isinstance(value, str) or not (value[-1:].isdigit() or value[-1:] in "Xx"):
+    if (
+        not isinstance(value, str)
+        or len(value) > LONGEST
+        or not (value[-1:].isdigit() or value[-1:] in "Xx")
+    ):
         return None
     if "phone" in kinds and _PHONE.fullmatch(value):
         return _TEXT["phone"]
@@ -111,8 +117,8 @@ _FIRST = frozenset("+0123456789")
 
 def might_hold_clear(event: Mapping[str, Any], hash_fields: Iterable[str]) -> bool:
     """A quick look before :func:`in_clear`: ``False`` means it finds nothing (every
-    identifier :func:`clear_kind` knows is a number, or a string of at most 19 characters
-    starting with a digit or ``+``).
+    identifier :func:`clear_kind` knows is a number, or a string of at most
+    :data:`LONGEST` characters starting with a digit or ``+``).
 
     >>> might_hold_clear({"phone_hash": "p-4e1b"}, ("phone_hash",))
     False
@@ -124,9 +130,8 @@ def might_hold_clear(event: Mapping[str, Any], hash_fields: Iterable[str]) -> bo
         if value is None:
             continue
         if isinstance(value, str):
-            # the longest shape known, +86 138 1234 5678 or a card, has 19 characters; a
-            # digest is longer, or has letters
-            if len(value) <= 19 and value and value[0] in _FIRST:
+            # a digest is longer, or has letters
+            if len(value) <= LONGEST and value and value[0] in _FIRST:
                 return True
         elif isinstance(value, int):
             return True

@@ -21,7 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from riskmon import metrics
 from riskmon.contract import parse_ts
-from riskmon.logs import get_logger
+from riskmon.logs import error_text, get_logger
 from riskmon.metrics import REGISTRY
 from riskmon.settings import Settings
 from streams.consumer import AUTO_OFFSET_RESET, Transport
@@ -43,7 +43,7 @@ async def _handle_until_done(shell: Shell, messages: list[Any]) -> None:
             metrics.FAILING.set(0)
             return
         except Exception as exc:
-            shell.stats.last_error = _error_text(exc)
+            shell.stats.last_error = error_text(exc)
             metrics.BATCH_FAILURES.inc()
             metrics.FAILING.set(1)
             log.error(
@@ -54,21 +54,6 @@ async def _handle_until_done(shell: Shell, messages: list[Any]) -> None:
             )
             await asyncio.sleep(delay)
             delay = min(delay * 2, 30.0)
-
-
-def _error_text(exc: BaseException) -> str:
-    """``Type: message`` once (aiokafka's messages start with their type already).
-
-    >>> _error_text(TimeoutError())
-    'TimeoutError'
-    >>> from aiokafka.errors import KafkaConnectionError
-    >>> _error_text(KafkaConnectionError("Unable to bootstrap from [...]"))
-    'KafkaConnectionError: Unable to bootstrap from [...]'
-    """
-    name, text = type(exc).__name__, str(exc)
-    if text.startswith(name):
-        return text
-    return f"{name}: {text}" if text else name
 
 
 def _event_time(value: bytes | None) -> float | None:
@@ -263,7 +248,7 @@ def create_app(settings: Settings, shell: Shell | None = None) -> faust.App:
         except Exception as exc:
             await probe.close()  # a new connection for the next probe
             if not probe.stopped:
-                the_shell.broker_failed(_error_text(exc))
+                the_shell.broker_failed(error_text(exc))
             return
         if mine is None:  # the lag is unknown: the last one stands
             the_shell.broker_answered(None)

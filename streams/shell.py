@@ -26,7 +26,7 @@ from riskmon import metrics
 from riskmon.contract import Contract, InvalidMessage, format_ts, parse_ts
 from riskmon.core import Core, Outputs
 from riskmon.deadletter import dead_letter
-from riskmon.logs import get_logger
+from riskmon.logs import error_text, get_logger
 from riskmon.personal import WITHHELD, clear_kind
 from riskmon.settings import Settings
 from riskmon.store import AsyncMemoryStore, BatchState, RedisStore
@@ -95,7 +95,7 @@ def _key_kept(key: bytes | None) -> bytes | None:
     >>> _key_kept(b"u-1001"), _key_kept(b"13812345678")
     (b'u-1001', b'[withheld]')
     """
-    if key is not None and len(key) <= 19 and clear_kind(key.decode(errors="replace")):
+    if key is not None and clear_kind(key.decode(errors="replace")):
         return WITHHELD.encode()
     return key
 
@@ -282,9 +282,7 @@ class Shell:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.error(
-                    "rules_feed_failed", error=f"{type(exc).__name__}: {exc}", retry_in_s=delay
-                )
+                log.error("rules_feed_failed", error=error_text(exc), retry_in_s=delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30.0)
 

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from riskmon.logs import get_logger
+from riskmon.logs import error_text, get_logger
 from riskmon.settings import Settings
 
 log = get_logger("riskmon.worker")
@@ -69,7 +69,7 @@ def wait_for_redis(
                 client.close()
             return True
         except Exception as exc:
-            error = f"{type(exc).__name__}: {exc}"
+            error = error_text(exc)
             if clock() >= deadline:
                 log.error("redis_unreachable", redis=settings.redis.url, error=error)
                 return False
