@@ -25,10 +25,14 @@ import orjson
 
 from riskmon.personal import (
     KINDS,
+    FieldPath,
     clear_kind,
+    clear_paths,
     holds_identifier,
-    in_clear,
     might_hold_clear,
+    might_hold_clear_beyond,
+    path_text,
+    value_at,
     withheld,
 )
 
@@ -321,6 +325,22 @@ class Contract:
             for name, schema in schemas.items()
         }
         self.all_hash_fields = tuple(sorted({f for fs in self.hash_fields.values() for f in fs}))
+        #: per schema, its fields, and those of them that hold objects
+        self.fields = {
+            name: frozenset(schema.get("properties", {})) for name, schema in schemas.items()
+        }
+        self.object_fields = {
+            name: tuple(
+                p
+                for p, spec in schema.get("properties", {}).items()
+                if spec.get("type") == "object"
+            )
+            for name, schema in schemas.items()
+        }
+        self.all_input_fields = frozenset().union(*(self.fields[t] for t in INPUT_TYPES))
+        self.all_object_fields = tuple(
+            sorted({p for t in INPUT_TYPES for p in self.object_fields[t]})
+        )
         #: the shapes refused in ``*_hash`` fields (``privacy.refuse_in_clear``)
         self.clear_kinds = clear_kinds
 
@@ -359,6 +379,8 @@ class Contract:
                 any(p.endswith("_hash") for p in path)
                 or (not path and kind not in _NAMES_KEYS_ONLY)
                 or holds_identifier(err.instance)
+                # an object or a list quoted whole: it may hold a name, an address
+                or (isinstance(err.instance, dict | list) and kind not in _NAMES_KEYS_ONLY)
             ):
                 text = _KIND_TEXTS.get(kind, "breaks the contract")
                 message = f"{text} (the value is withheld: personal data)"
@@ -404,18 +426,46 @@ class Contract:
         event_id = obj.get("event_id") if isinstance(obj.get("event_id"), str) else None
         # before anything else is said of it: a refused event's dead letter keeps the
         # event, and must keep it without the identifier
-        hashed = self.hash_fields.get(event_type if isinstance(event_type, str) else "", ())
-        hashed = hashed or self.all_hash_fields
-        if might_hold_clear(obj, hashed) and (clear := in_clear(obj, hashed, self.clear_kinds)):
-            kinds = sorted({clear_kind(obj[f]) or "an identifier" for f in clear})
-            raise InvalidMessage(
-                "personal_data_in_clear",
-                f"{', '.join(clear)}: {' or '.join(kinds)} in clear (the value is withheld: "
-                "personal data); phone numbers, national ids and bank cards must arrive "
-                "hashed, in *_hash fields",
-                None if clear_kind(event_id) else event_id,
-                keep=orjson.dumps(withheld(obj, clear)),
-            )
+        schema = event_type if event_type in INPUT_TYPES else ""
+        hashed = self.hash_fields.get(schema) or self.all_hash_fields
+        known = self.fields.get(schema) or self.all_input_fields
+        objects = self.object_fields.get(schema) or self.all_object_fields
+        if (might_hold_clear(obj, hashed) or might_hold_clear_beyond(obj, known, objects)) and (
+            clear := clear_paths(obj, hashed, known, self.clear_kinds)
+        ):
+            raise self._refused(obj, clear, event_id)
+        try:
+            self._check_event(obj, event_type, event_id, expected_type)
+        except InvalidMessage:
+            # a field of the contract may hold an object it should not (which the quick
+            # look above leaves to the contract): the refusal comes first all the same
+            if clear := clear_paths(obj, hashed, known, self.clear_kinds):
+                raise self._refused(obj, clear, event_id) from None
+            raise
+        return obj
+
+    @staticmethod
+    def _refused(
+        obj: dict[str, Any], clear: list[FieldPath], event_id: str | None
+    ) -> InvalidMessage:
+        """The refusal of an event with identifiers in clear at ``clear``."""
+        kinds = sorted({clear_kind(value_at(obj, p)) or "an identifier" for p in clear})
+        return InvalidMessage(
+            "personal_data_in_clear",
+            f"{', '.join(path_text(p) for p in clear)}: {' or '.join(kinds)} in clear (the "
+            "value is withheld: personal data); phone numbers, national ids and bank cards "
+            "must arrive hashed, in *_hash fields",
+            None if clear_kind(event_id) else event_id,
+            keep=orjson.dumps(withheld(obj, clear)),
+        )
+
+    def _check_event(
+        self,
+        obj: dict[str, Any],
+        event_type: Any,
+        event_id: str | None,
+        expected_type: str | None,
+    ) -> None:
         if expected_type is not None and event_type != expected_type:
             raise InvalidMessage(
                 "wrong_event_type",
@@ -434,7 +484,6 @@ class Contract:
         if not usable:
             reason = "ts: not an RFC 3339 time with an offset between 1970 and 9000"
             raise InvalidMessage("invalid_format", reason, event_id)
-        return obj
 
 
 #: event times a worker can compute with (actions expire later, and dates print)

@@ -15,6 +15,12 @@ has its event refused: the contract cannot hold the data a law forbids us to kee
 ['id_number']
 >>> withheld({"phone": "13812345678", "user_id": "u1"}, ["phone"])
 {'phone': '[withheld]', 'user_id': 'u1'}
+
+Beyond the contract's own fields, where a producer's extras go, any value of those shapes
+is refused, at any depth (:func:`clear_paths`):
+
+>>> clear_paths({"user_id": "u1", "contact": {"tel": "13812345678"}}, (), frozenset({"user_id"}))
+[('contact', 'tel')]
 """
 
 from __future__ import annotations
@@ -149,9 +155,112 @@ def in_clear(
     return found
 
 
-def withheld(event: Mapping[str, Any], fields: Iterable[str]) -> dict[str, Any]:
-    """A copy of ``event`` with the values of ``fields`` replaced by ``[withheld]``."""
+#: where a value sits in an event: field names and list positions, from the top
+FieldPath = tuple[str | int, ...]
+
+
+def _walk(value: Any, at: FieldPath, kinds: frozenset[str], found: list[FieldPath]) -> None:
+    """Collect in ``found`` the places under ``at`` (an object or a list the contract does
+    not define) that hold an identifier in clear: a field named for one, whatever it
+    holds, and any value of one of ``kinds``' shapes."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key in CLEAR_FIELDS:
+                found.append((*at, key))
+            else:
+                _walk(item, (*at, key), kinds, found)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _walk(item, (*at, i), kinds, found)
+    elif clear_kind(value, kinds) is not None:
+        found.append(at)
+
+
+def clear_paths(
+    event: Mapping[str, Any],
+    hash_fields: Iterable[str],
+    known: frozenset[str],
+    kinds: frozenset[str] = KINDS,
+) -> list[FieldPath]:
+    """Every place in ``event`` that holds an identifier in clear, as a path of field
+    names and list positions: what :func:`in_clear` finds among the top-level fields,
+    and, outside the contract's own fields (``known``), a value of one of ``kinds``'
+    shapes or a field named for one, at any depth. Objects and lists are searched
+    whichever field holds them: the contract's own (``geo``, ``kyc``) hold numbers and
+    flags only.
+
+    >>> clear_paths({"kyc": {"id_number": "x"}, "refs": ["13812345678"]}, (), frozenset())
+    [('kyc', 'id_number'), ('refs', 0)]
+    >>> clear_paths({"note": "13812345678", "channel": "13812345678"}, (), frozenset({"channel"}))
+    [('note',)]
+    """
+    found: list[FieldPath] = [(name,) for name in in_clear(event, hash_fields, kinds)]
+    for name, value in event.items():
+        if name in CLEAR_FIELDS:
+            continue  # named already
+        if isinstance(value, dict | list) or name not in known:
+            _walk(value, (name,), kinds, found)
+    return found
+
+
+def might_hold_clear_beyond(
+    event: Mapping[str, Any], known: frozenset[str], objects: Iterable[str] = ()
+) -> bool:
+    """A quick look before :func:`clear_paths` goes beyond :func:`in_clear`: ``False``
+    means that ``event`` has only fields of the contract (``known``), and that those of
+    them that hold objects (``objects``: ``geo``, ``kyc``) hold only floats and flags.
+    A contract field of another type that holds an object breaks the contract: a check
+    of the whole event before it is refused finds what that object holds.
+
+    >>> geo = {"geo": {"lat": 23.1, "lon": 113.3}}
+    >>> might_hold_clear_beyond(geo, frozenset({"geo"}), ["geo"])
+    False
+    >>> might_hold_clear_beyond(geo, frozenset()), might_hold_clear_beyond(
+    ...     {"geo": {"lat": "13812345678"}}, frozenset({"geo"}), ["geo"])
+    (True, True)
+    """
+    if not known.issuperset(event):
+        return True
+    for name in objects:
+        value = event.get(name)
+        if value is not None:
+            if type(value) is not dict:
+                return True
+            for item in value.values():
+                if type(item) is not float and type(item) is not bool:
+                    return True
+    return False
+
+
+def path_text(path: FieldPath) -> str:
+    """A path as a reason names it: ``kyc/id_number``, ``refs/0``."""
+    return "/".join(str(p) for p in path)
+
+
+def value_at(event: Mapping[str, Any], path: FieldPath) -> Any:
+    value: Any = event
+    for step in path:
+        value = value[step]
+    return value
+
+
+def withheld(event: Mapping[str, Any], fields: Iterable[str | FieldPath]) -> dict[str, Any]:
+    """A copy of ``event`` with the values of ``fields`` (names, or paths as
+    :func:`clear_paths` gives them) replaced by ``[withheld]``; the event is left as it
+    is.
+
+    >>> e = {"a": {"b": ["x", "13812345678"]}, "c": 1}
+    >>> withheld(e, [("a", "b", 1)]), e["a"]["b"][1]
+    ({'a': {'b': ['x', '[withheld]']}, 'c': 1}, '13812345678')
+    """
     out = dict(event)
-    for name in fields:
-        out[name] = WITHHELD
+    for field in fields:
+        path = (field,) if isinstance(field, str) else field
+        parent: Any = out
+        for step in path[:-1]:  # copy each object or list on the way down
+            child = parent[step]
+            child = dict(child) if isinstance(child, dict) else list(child)
+            parent[step] = child
+            parent = child
+        parent[path[-1]] = WITHHELD
     return out

@@ -214,7 +214,8 @@ class PrivacySettings(_Frozen):
         "phone,id_number,bank_card",
         pattern=r"^((phone|id_number|bank_card)(,(phone|id_number|bank_card))*)?$",
         description="comma-separated shapes that make an input refused when a *_hash "
-        "field holds one (riskmon/personal.py): a mobile number, an identity number with "
+        "field, a field the contract does not define, or any object or list in the input "
+        "holds one (riskmon/personal.py): a mobile number, an identity number with "
         "its check character, a card number with its Luhn digit. Fields named for one "
         "(phone, id_number, bank_card, ...) are refused whatever this says. Hashes written "
         "as decimal numbers take a card's shape by chance (about 1 in 10 of 16 to 19 "

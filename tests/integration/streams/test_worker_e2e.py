@@ -75,7 +75,7 @@ CLEAR_PHONE, CLEAR_ID = "13812345678", "11010519491231002X"
 
 
 def malformed(topics: dict[str, str]) -> list[tuple[str, bytes, str]]:
-    """60 bad messages, five of each kind: (topic, value, expected code)."""
+    """65 bad messages, five of each kind: (topic, value, expected code)."""
     apps, devs = topics["applications"], topics["devices"]
     good_app = {
         "event_id": "bad-app",
@@ -107,16 +107,18 @@ def malformed(topics: dict[str, str]) -> list[tuple[str, bytes, str]]:
         (devs, app(), "wrong_event_type"),
         (apps, app(phone=CLEAR_PHONE), "personal_data_in_clear"),
         (apps, app(id_hash=CLEAR_ID), "personal_data_in_clear"),
+        (apps, app(contacts=[{"tel": CLEAR_PHONE}]), "personal_data_in_clear"),
     ]
     return [k for k in kinds for _ in range(5)]
 
 
-async def test_thousand_valid_and_sixty_malformed_events(
+async def test_thousand_valid_and_sixty_five_malformed_events(
     isolated, start_worker, producer: AIOKafkaProducer, read_topics
 ) -> None:
-    """1,000 valid inputs give exactly 1,000 decisions; 60 bad ones give 60 dead letters,
+    """1,000 valid inputs give exactly 1,000 decisions; 65 bad ones give 65 dead letters,
     each with its reason, topic, partition and offset; the worker keeps running. Those
-    refused for a phone or id number in clear keep the event with the value withheld,
+    refused for a phone or id number in clear (in a field of its own, a hash, or a list
+    of contacts) keep the event with the value withheld,
     and the number appears in no dead letter and no log line."""
     settings = isolated.settings
     worker = start_worker(isolated)
@@ -134,8 +136,8 @@ async def test_thousand_valid_and_sixty_malformed_events(
         await producer.send(
             topic_for[ev["event_type"]], orjson.dumps(ev), key=ev["user_id"].encode()
         )
-        if i % 16 == 0 and i // 16 < len(bad):
-            topic, value, _ = bad[i // 16]
+        if i % 15 == 0 and i // 15 < len(bad):
+            topic, value, _ = bad[i // 15]
             await producer.send(topic, value, key=b"u-bad")
     await producer.flush()
 
@@ -143,14 +145,14 @@ async def test_thousand_valid_and_sixty_malformed_events(
         settings,
         [settings.topics.decisions, settings.topics.deadletter],
         until=lambda s: (
-            len(s[settings.topics.decisions]) >= 1000 and len(s[settings.topics.deadletter]) >= 60
+            len(s[settings.topics.decisions]) >= 1000 and len(s[settings.topics.deadletter]) >= 65
         ),
     )
     decisions = seen[settings.topics.decisions]
     dead = seen[settings.topics.deadletter]
     assert len(decisions) == 1000
     assert {d["source_event_id"] for d in decisions} == {e["event_id"] for e in events}
-    assert len(dead) == 60
+    assert len(dead) == 65
     assert Counter(d["code"] for d in dead) == Counter(code for _, _, code in bad)
     for d in dead:
         assert d["reason"] and d["topic"] in topic_for.values()
@@ -162,7 +164,13 @@ async def test_thousand_valid_and_sixty_malformed_events(
             CLEAR_PHONE not in orjson.dumps(d).decode() and CLEAR_ID not in orjson.dumps(d).decode()
         )
     withheld = [orjson.loads(d["value"]) for d in dead if d["code"] == "personal_data_in_clear"]
-    assert sorted(v.get("phone", v.get("id_hash")) for v in withheld) == ["[withheld]"] * 10
+    assert (
+        sorted(
+            v.get("phone", v.get("id_hash", v.get("contacts", [{}])[0].get("tel")))
+            for v in withheld
+        )
+        == ["[withheld]"] * 15
+    )
     assert CLEAR_PHONE not in worker.log.read_text() and CLEAR_ID not in worker.log.read_text()
     assert worker.alive(), worker.log.read_text()[-3000:]
     health = worker.health()

@@ -152,3 +152,72 @@ def test_logs_redact_every_field_named_for_an_identifier() -> None:
 
     out = redact_personal(None, "info", {"event": "x", "ev": {"mobile": "1", "card_no": "2"}})
     assert out["ev"] == {"mobile": "[redacted]", "card_no": "[redacted]"}
+
+
+@pytest.mark.parametrize(
+    ("extra", "where", "number"),
+    [
+        ({"kyc": {"face_match_score": 0.9, "id_number": "x"}}, "kyc/id_number", None),
+        ({"emergency_contact": "13812345678"}, "emergency_contact", "13812345678"),
+        ({"contacts": [{"name": "mum", "tel": "+86 139 1234 5678"}]}, "contacts/0/tel", None),
+        ({"meta": {"cards": ["6222021234567890128"]}}, "meta/cards/0", "6222021234567890128"),
+        ({"refs": [110105194912310020, "11010519491231002X"]}, "refs/1", "11010519491231002X"),
+    ],
+)
+def test_an_identifier_in_clear_beyond_the_contracts_fields_is_refused_at_any_depth(
+    extra: dict[str, object], where: str, number: str | None
+) -> None:
+    """A producer's extra field, or an object or list at any depth, holding a value of a
+    phone, identity or card number's shape (or a field named for one) refuses the event;
+    the reason names the place, and the dead letter keeps the rest of the event."""
+    raw = orjson.dumps({**APPLICATION, **extra})
+    with pytest.raises(InvalidMessage) as caught:
+        Contract.load().parse(raw, "application")
+    exc = caught.value
+    assert exc.code == "personal_data_in_clear" and where in exc.reason
+    assert exc.keep is not None
+    kept = orjson.loads(exc.keep)
+    assert {k: v for k, v in kept.items() if k not in extra} == APPLICATION
+    value = kept
+    for step in where.split("/"):
+        value = value[int(step) if isinstance(value, list) else step]
+    assert value == "[withheld]"
+    if number is not None:
+        assert number.encode() not in exc.keep and number not in exc.reason
+
+
+def test_values_beyond_the_contract_that_give_nothing_away_are_accepted() -> None:
+    """Extra fields and objects holding tokens, hashes, short numbers or numbers of no
+    identifier's shape (a wrong check digit) are left be, and so is the event."""
+    extra = {
+        "campaign": "spring-13812345678-promo",  # longer than any identifier
+        "meta": {"phone_hash": "p-4e1b", "attempt": 3, "ratio": 0.5, "ok": True},
+        "refs": ["110105194912310021", 6222021234567890123, None],
+        "kyc": {"face_match_score": 1, "liveness_pass": True},  # an int where a float goes
+    }
+    event = Contract.load().parse(orjson.dumps({**APPLICATION, **extra}), "application")
+    assert event["refs"][1] == 6222021234567890123
+
+
+def test_an_object_where_the_contract_wants_a_string_is_refused_for_what_it_holds() -> None:
+    """A contract field of the wrong type that holds a number in clear: the refusal is
+    for the number (its dead letter withholds it), not the wrong type. Without one, the
+    reason for the wrong type does not quote the object (a name, an address)."""
+    raw = orjson.dumps({**APPLICATION, "product": {"phone": "13812345678"}})
+    with pytest.raises(InvalidMessage) as caught:
+        Contract.load().parse(raw, "application")
+    assert caught.value.code == "personal_data_in_clear"
+    assert caught.value.keep is not None and b"13812345678" not in caught.value.keep
+    with pytest.raises(InvalidMessage) as caught:
+        Contract.load().parse(orjson.dumps({**APPLICATION, "product": {"note": "Li Lei"}}))
+    assert caught.value.code == "invalid_value" and "Li Lei" not in caught.value.reason
+
+
+def test_the_shapes_left_out_by_the_setting_are_accepted_beyond_the_contract_too() -> None:
+    """``privacy.refuse_in_clear`` without ``bank_card``: a producer's decimal order
+    number that passes the Luhn check is accepted in an extra field as in a hash."""
+    contract = Contract.load(None, frozenset({"phone", "id_number"}))
+    event = contract.parse(orjson.dumps({**APPLICATION, "order_no": 6222021234567890128}))
+    assert event["order_no"] == 6222021234567890128
+    with pytest.raises(InvalidMessage, match="personal_data_in_clear"):
+        contract.parse(orjson.dumps({**APPLICATION, "order": {"tel": "13812345678"}}))
