@@ -199,6 +199,8 @@ class Core:
         pending: list[_Pending] = []
         batch_seen: set[str] = set()
         labelled: dict[str, tuple[dict[str, Any], float]] = {}  # user, label time
+        # verdicts that may lift account actions: (label, time, user, fraud taken back)
+        clearing: list[tuple[dict[str, Any], float, dict[str, Any], bool]] = []
         newest = state.now
         # Event-time order within the micro-batch: the input topics are consumed side by
         # side, so a device event may arrive after the transaction it preceded.
@@ -216,8 +218,12 @@ class Core:
             user = state.user_for(uid, ts)
             if event["event_type"] == "label":
                 out.labels += 1
-                if self._label(event, ts, user, state) and user is not None:
-                    labelled[uid] = (user, ts)
+                changed = self._label(event, ts, user, state)
+                if user is not None:
+                    if changed:
+                        labelled[uid] = (user, ts)
+                    if event["label"] in UNDO_FRAUD:
+                        clearing.append((event, ts, user, changed))
                 continue
             features = observe(event, ts, user, state.idents)
             evaluation = self.rules.evaluate(event["event_type"], event, features)
@@ -244,6 +250,11 @@ class Core:
         latest: _Latest = {}
         for p, model_scores, mi in zip(pending, scores, inputs, strict=True):
             self._decide(p, model_scores, mi.x, state, out, ts_text, per_event_ms, latest)
+        # after the batch's decisions, so that the actions they took are there to lift
+        for event, ts, user, undone in clearing:
+            if self._lift(event, ts, user, undone, out, ts_text):
+                uid = event["user_id"]
+                labelled[uid] = (user, max(ts, labelled[uid][1]) if uid in labelled else ts)
         # a label's verdict shows in the profile at once, not at the user's next event
         _write_profiles(latest, state.profiles, labelled)
         for drift in self.models.drain_drift():
@@ -272,16 +283,72 @@ class Core:
         if user is not None and label in VERDICTS:
             was = user["fraud"]
             user["fraud"] = _take_verdict(user, event["target_type"], event["target_id"], label, ts)
+            # Taken back, the verdict leaves the user's events judged as anyone's again
+            # (the account actions are lifted after the batch's decisions, see _lift).
+            # The identifiers keep their fraud marks (they only grow, see riskmon.state).
             changed = user["fraud"] != was
-            if was and not user["fraud"]:
-                # The verdict taken back: the user's events are judged as anyone's again,
-                # and the account actions in force are lifted in Riskmon's decisions.
-                # Adjustments already sent keep their expiry in the lending flows (the
-                # contract has no action to lift one). The identifiers keep their fraud
-                # marks (they only grow, see riskmon.state).
-                user["actions"] = {}
         self.models.on_label(event["target_type"], event["target_id"], uid, label, ts)
         return changed
+
+    def _lift(
+        self,
+        label: dict[str, Any],
+        ts: float,
+        user: dict[str, Any],
+        undone: bool,
+        out: Outputs,
+        ts_text: str,
+    ) -> bool:
+        """Lift the account actions in force that a verdict that is not fraud
+        (``legit``, ``false_positive``) clears: all of them when it is on the user or
+        takes a fraud verdict back (``undone``), else those that only flags on the item
+        it names caused; ``True`` if one was lifted. A lifted freeze is sent as an
+        ``unfreeze`` adjustment. Actions taken by events later than the label stay, and
+        nothing is lifted while the user is still a confirmed fraudster.
+        """
+        actions = user["actions"]
+        if user["fraud"] or not actions:
+            return False
+        everything = undone or label["target_type"] == "user"
+        item = _item_key(label["target_type"], label["target_id"])
+        by: dict[str, list[list[Any]]] = user.setdefault("action_by", {})
+        lifted = False
+        for action, until in list(actions.items()):
+            if until <= ts:
+                continue  # expired by the label's time
+            causes = by.get(action)
+            if causes is None:  # taken before causes were kept: only all can be lifted
+                if not everything:
+                    continue
+                causes = []
+            left = [c for c in causes if c[1] > ts or not (everything or c[0] == item)]
+            if left:
+                by[action] = left
+                continue
+            del actions[action]
+            by.pop(action, None)
+            lifted = True
+            if action != "freeze":
+                continue  # the contract has no action that restores a limit: it expires
+            what = "user" if label["target_type"] == "user" else label["target_type"]
+            adj: Adjustment = {
+                "adjustment_id": _stable_id("adj", label["event_id"], "unfreeze"),
+                "source_event_id": label["event_id"],
+                "user_id": label["user_id"],
+                "event_ts": label["ts"],
+                "ts": ts_text,
+                "reasons": [
+                    {
+                        "code": f"label:{label['label']}",
+                        "detail": f"the risk team found the {what} {label['target_id']} "
+                        f"{label['label'].replace('_', ' ')}: the freeze it caused is lifted",
+                        "value": label["label"],
+                    }
+                ],
+                "action": "unfreeze",
+            }
+            out.adjustments.append(adj)
+        return lifted
 
     def _rule_errors(
         self, evaluation: Evaluation, event: dict[str, Any], out: Outputs, wall: float
@@ -512,10 +579,18 @@ class Core:
         user = p.user
         for action in dict.fromkeys(actions):
             if action in ("freeze", "reduce_limit") and user is not None:
+                # what caused it, for a verdict on that item to lift it (see _lift)
+                cause = [_cause_key(event), p.ts]
+                by = user.setdefault("action_by", {})
                 active_until = user["actions"].get(action)
                 if active_until is not None and active_until > p.ts:
-                    continue  # already in force: one action, not one per event
+                    # already in force: one action, not one per event
+                    causes = by.setdefault(action, [])
+                    causes.append(cause)
+                    del causes[:-MAX_CAUSES]
+                    continue
                 user["actions"][action] = expires
+                by[action] = [cause]
             adj: Adjustment = {
                 "adjustment_id": _stable_id("adj", event["event_id"], action),
                 "source_event_id": event["event_id"],
@@ -554,6 +629,32 @@ class Core:
         device = event.get("device_id")
         if device:
             latest["device:" + device] = entry
+
+
+#: causes kept per account action in force (the oldest go first)
+MAX_CAUSES = 32
+
+
+def _item_key(target_type: str, target_id: str) -> str:
+    """What a label names (an application or a transaction), as causes record it."""
+    return f"{target_type}:{target_id}"
+
+
+def _cause_key(event: dict[str, Any]) -> str:
+    """The item whose flag caused an account action: what a label can name, or the
+    event itself (a device event, which only a verdict on the user clears).
+
+    >>> _cause_key({"event_type": "transaction", "txn_id": "t1", "event_id": "e1"})
+    'transaction:t1'
+    >>> _cause_key({"event_type": "device", "event_id": "e2"})
+    'event:e2'
+    """
+    etype = event["event_type"]
+    if etype == "transaction" and event.get("txn_id"):
+        return _item_key("transaction", event["txn_id"])
+    if etype == "application" and event.get("application_id"):
+        return _item_key("application", event["application_id"])
+    return "event:" + event["event_id"]
 
 
 def _profile_doc(event: dict[str, Any], dec: Decision, ts: float) -> dict[str, Any]:

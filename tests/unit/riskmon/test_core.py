@@ -166,8 +166,9 @@ def test_verdicts_on_a_new_user_and_out_of_order_and_taken_back() -> None:
     assert "freeze" in store.users["new"]["actions"]
     undo = {**label(4, "new", "user", "new"), "label": "false_positive"}
     undo["ts"] = "2026-11-07T10:00:00.000Z"
-    core.run_batch(store, [undo], now=0.0)
+    lifted = core.run_batch(store, [undo], now=0.0).adjustments
     assert store.users["new"]["actions"] == {}
+    assert [(a["action"], a["source_event_id"]) for a in lifted] == [("unfreeze", "l4")]
     again = {**txn(5, "new", "shop", 2), "kind": "withdrawal", "ts": "2026-11-08T10:00:00Z"}
     assert core.run_batch(store, [again], now=0.0).decisions[0]["decision"] == "pass"
 
@@ -192,6 +193,103 @@ def test_a_verdict_on_one_item_leaves_the_verdicts_on_others_alone() -> None:
     core.run_batch(store, [verdict(12, "tx1", "fraud", 4)], now=0.0)
     core.run_batch(store, [verdict(13, "tx2", "false_positive", 5)], now=0.0)
     assert store.users["u1"]["fraud"] is True  # the fraud on tx1 stands
+
+
+def freezing_core() -> Core:
+    """A core with one more rule: a withdrawal above 1,000 is declined, with a freeze."""
+    core = Core.create(Settings.load(env={}, config_file=None), deterministic=True)
+    core.apply_rule(
+        {
+            "rule_id": "test_big_withdrawal",
+            "version": 1,
+            "applies_to": ["transaction"],
+            "when": "event.kind == 'withdrawal' && event.amount > 1000.0",
+            "score": 0.9,
+            "severity": "high",
+            "action": "freeze",
+            "mode": "active",
+            "reason": "A large withdrawal.",
+            "enabled": True,
+        }
+    )
+    return core
+
+
+def withdrawal(i: int, amount: float, minute: int) -> dict[str, Any]:
+    return {**txn(i, "u1", "shop-a", minute), "kind": "withdrawal", "amount": amount}
+
+
+def verdict_on(i: int, target_type: str, target: str, what: str, minute: int) -> dict[str, Any]:
+    return {
+        **label(i, "u1", target_type, target),
+        "label": what,
+        "ts": f"2026-11-01T11:{minute:02d}:00.000Z",
+    }
+
+
+def test_a_false_positive_on_the_flagged_transaction_lifts_its_freeze() -> None:
+    """The risk team finds the withdrawal that froze the account a false positive: one
+    ``unfreeze`` adjustment, with the verdict as its reason and an id of the label's; the
+    profile no longer shows the freeze and the next withdrawal passes. A verdict on some
+    other transaction lifts nothing, and the same label delivered twice lifts once."""
+    core, store = freezing_core(), MemoryStore()
+    out = core.run_batch(store, [withdrawal(1, 5000.0, 1)], now=0.0)
+    assert [a["action"] for a in out.adjustments] == ["freeze"]
+
+    other = core.run_batch(store, [verdict_on(2, "transaction", "tx-other", "legit", 1)])
+    assert other.adjustments == [] and "freeze" in store.users["u1"]["actions"]
+
+    clear = verdict_on(3, "transaction", "tx1", "false_positive", 2)
+    out = core.run_batch(store, [clear], now=0.0)
+    assert [(a["action"], a["source_event_id"]) for a in out.adjustments] == [("unfreeze", "l3")]
+    (unfreeze,) = out.adjustments
+    assert unfreeze["reasons"][0]["code"] == "label:false_positive"
+    assert "tx1" in unfreeze["reasons"][0]["detail"]
+    assert unfreeze["adjustment_id"].startswith("adj") and "expires_at" not in unfreeze
+    profile = store.get_profile("user", "u1")
+    assert profile is not None and "freeze" not in profile["actions"]
+    assert core.run_batch(store, [clear], now=0.0).adjustments == []  # a duplicate
+
+    out = core.run_batch(store, [withdrawal(4, 200.0, 30)], now=0.0)
+    assert out.decisions[0]["decision"] == "pass"
+
+
+def test_a_freeze_two_flags_caused_is_lifted_when_both_are_cleared() -> None:
+    """A second large withdrawal while frozen is declined and becomes a cause of the
+    freeze too: clearing the first leaves the account frozen, clearing both lifts it."""
+    core, store = freezing_core(), MemoryStore()
+    core.run_batch(store, [withdrawal(1, 5000.0, 1)], now=0.0)
+    out = core.run_batch(store, [withdrawal(2, 6000.0, 2)], now=0.0)
+    assert out.decisions[0]["decision"] == "decline" and out.adjustments == []
+    first = core.run_batch(store, [verdict_on(3, "transaction", "tx1", "false_positive", 1)])
+    assert first.adjustments == [] and "freeze" in store.users["u1"]["actions"]
+    second = core.run_batch(store, [verdict_on(4, "transaction", "tx2", "legit", 2)])
+    assert [a["action"] for a in second.adjustments] == ["unfreeze"]
+    assert "freeze" not in store.users["u1"]["actions"]
+
+
+def test_a_verdict_on_the_user_leaves_an_action_taken_after_it_in_force() -> None:
+    """In one batch: a freezing withdrawal, a legit verdict on the user, then another
+    freezing withdrawal. The verdict clears what came before it, not the later flag: the
+    account stays frozen. A later verdict on the user lifts the freeze."""
+    core, store = freezing_core(), MemoryStore()
+    user_verdict = {**verdict_on(2, "user", "u1", "legit", 0), "ts": "2026-11-01T10:02:00Z"}
+    batch = [withdrawal(1, 5000.0, 1), user_verdict, withdrawal(3, 5000.0, 3)]
+    out = core.run_batch(store, batch, now=0.0)
+    assert [a["action"] for a in out.adjustments] == ["freeze"]
+    assert "freeze" in store.users["u1"]["actions"]
+    later = core.run_batch(store, [verdict_on(4, "user", "u1", "legit", 5)], now=0.0)
+    assert [a["action"] for a in later.adjustments] == ["unfreeze"]
+
+
+def test_nothing_is_lifted_while_the_user_is_a_confirmed_fraudster() -> None:
+    """A false positive on the withdrawal that froze the account lifts nothing while a
+    fraud verdict on another transaction of the user stands."""
+    core, store = freezing_core(), MemoryStore()
+    core.run_batch(store, [withdrawal(1, 5000.0, 1), txn(2, "u1", "shop-b", 2)], now=0.0)
+    core.run_batch(store, [verdict_on(3, "transaction", "tx2", "fraud", 1)], now=0.0)
+    out = core.run_batch(store, [verdict_on(4, "transaction", "tx1", "false_positive", 2)])
+    assert out.adjustments == [] and "freeze" in store.users["u1"]["actions"]
 
 
 def test_peak_score_24h_is_the_highest_score_of_the_last_24_hours_of_event_time() -> None:
