@@ -38,7 +38,6 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -87,8 +86,8 @@ class PendingBlock:
     """
 
     __slots__ = (
-        "_targets_set",
-        "_users_set",
+        "_target_rows",
+        "_user_rows",
         "alive",
         "event_type",
         "ids",
@@ -134,8 +133,9 @@ class PendingBlock:
             self.sorted_ts = ts[self.order]
         self.n_mature = 0
         self.n_drop = 0
-        self._users_set: set[str] | None = None
-        self._targets_set: set[str] | None = None
+        # the rows of each user and each target id, built when a label first asks
+        self._user_rows: dict[str, list[int]] | None = None
+        self._target_rows: dict[str, list[int]] | None = None
 
     def item(self, k: int) -> PendingItem:
         return PendingItem(
@@ -162,29 +162,46 @@ class PendingBlock:
         return rows if len(rows) else None
 
     def rows_of_user(self, user_id: str) -> list[int]:
-        if self._users_set is None:
-            self._users_set = set(self.users)
-        if user_id not in self._users_set:
+        """The alive rows of ``user_id``, in order."""
+        index = self._user_rows
+        if index is None:
+            index = self._user_rows = {}
+            for k, u in enumerate(self.users):
+                index.setdefault(u, []).append(k)
+        rows = index.get(user_id)
+        if rows is None:
             return []
         alive = self.alive
-        return [k for k, u in enumerate(self.users) if u == user_id and alive[k]]
+        return [k for k in rows if alive[k]]
 
     def rows_of_target(self, target_id: str) -> list[int]:
-        if self._targets_set is None:
-            self._targets_set = set(chain.from_iterable(self.targets))
-        if target_id not in self._targets_set:
+        """The alive rows whose targets include ``target_id``, in order."""
+        index = self._target_rows
+        if index is None:
+            index = self._target_rows = {}
+            for k, targets in enumerate(self.targets):
+                for t in dict.fromkeys(targets):  # a row once, whatever it repeats
+                    index.setdefault(t, []).append(k)
+        rows = index.get(target_id)
+        if rows is None:
             return []
         alive = self.alive
-        return [k for k, t in enumerate(self.targets) if target_id in t and alive[k]]
+        return [k for k in rows if alive[k]]
 
     def __getstate__(self) -> dict[str, Any]:
         state = {k: getattr(self, k) for k in self.__slots__}
-        state["_users_set"] = state["_targets_set"] = None
+        state["_user_rows"] = state["_target_rows"] = None  # built again when asked
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         for k, v in state.items():
-            setattr(self, k, v)
+            if k not in _OLD_INDEXES:
+                setattr(self, k, v)
+        self._user_rows = self._target_rows = None
+
+
+#: the indexes that blocks of older checkpoints carry (sets of ids): built again instead
+_OLD_INDEXES = frozenset({"_users_set", "_targets_set"})
 
 
 class PendingStore:

@@ -177,6 +177,22 @@ def test_pickled_store_carries_on():
     assert ids(copy.expire(31 * DAY)) == ids(s.expire(31 * DAY)) == ["other"]
 
 
+def test_a_block_pickled_with_the_older_id_sets_loads_and_matches():
+    """A checkpoint's blocks from before the row indexes carried sets of ids: they load,
+    and a label after a match (which builds the indexes) finds what it names."""
+    s = filled()
+    s.match("user", "u2", "u2")  # builds the first block's index
+    block = s._blocks[0]
+    state = block.__getstate__()
+    del state["_user_rows"], state["_target_rows"]
+    state["_users_set"], state["_targets_set"] = {"u1"}, {"A1", "T1"}
+    old = object.__new__(type(block))
+    old.__setstate__(state)
+    s._blocks[0] = old
+    assert ids(s.match("application", "A1", "u1")) == ["app", "txn"]
+    assert ids(s.match("user", "u1", "u1")) == ["dev"]
+
+
 def test_maturity_by_type_keeps_the_order_within_each_type():
     """expire_rows_by_type gives, per event type, the items of expire in the same order."""
 
