@@ -33,7 +33,7 @@ import math
 import pickle
 import struct
 import zlib
-from collections.abc import ItemsView, Iterator, Mapping, Sequence
+from collections.abc import ItemsView, Iterable, Iterator, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from itertools import repeat
 from operator import attrgetter
@@ -55,6 +55,7 @@ __all__ = [
     "CheckpointError",
     "FeatureRow",
     "FeatureRows",
+    "Learned",
     "ModelBank",
     "ModelInput",
 ]
@@ -86,6 +87,43 @@ class ModelInput(NamedTuple):
 
 
 _EVENT_ID, _TARGETS, _USER_ID, _TS = map(attrgetter, ("event_id", "targets", "user_id", "ts"))
+_NONE: frozenset[str] = frozenset()
+
+
+class Learned:
+    """What the models took in during one attempt at a micro-batch: event ids by step.
+
+    A step is one way of learning an event: one detector learning the events of one
+    type (``"hst:transaction"``), the drift streams fed their scores
+    (``"drift:transaction"``), their vectors kept for labels (``"pending:transaction"``),
+    a label teaching the classifier (``"label"``). :meth:`ModelBank.score_batch` and
+    :meth:`ModelBank.on_label` note each step once it is done. When the attempt fails
+    and the core decides the batch again event by event, the same record goes along:
+    a step that already holds an event scores it without learning it again, so the
+    models learn every event once. Matured vectors need no record: ``on_time`` takes
+    each one once, whatever its calls.
+
+    >>> learned = Learned()
+    >>> learned.add("hst:device", ["e1", "e2"])
+    >>> sorted(learned.held("hst:device")), learned.held("ecod:device")
+    (['e1', 'e2'], frozenset())
+    """
+
+    __slots__ = ("_steps",)
+
+    def __init__(self) -> None:
+        self._steps: dict[str, set[str]] = {}
+
+    def add(self, step: str, event_ids: Iterable[str]) -> None:
+        held = self._steps.get(step)
+        if held is None:
+            self._steps[step] = set(event_ids)
+        else:
+            held.update(event_ids)
+
+    def held(self, step: str) -> Set[str]:
+        """The events ``step`` took in so far (empty when none)."""
+        return self._steps.get(step, _NONE)
 
 
 class _Schema:
@@ -256,14 +294,23 @@ class ModelBank:
             self.types[event_type] = tm
         return tm
 
-    def score_batch(self, items: Sequence[ModelInput]) -> list[dict[str, float]]:
-        """Model scores per event (ready models only), then learn from the batch."""
+    def score_batch(
+        self, items: Sequence[ModelInput], learned: Learned | None = None
+    ) -> list[dict[str, float]]:
+        """Model scores per event (ready models only), then learn from the batch.
+
+        ``learned``: the record of the attempt at the micro-batch, noted step by step
+        (see :class:`Learned`); an event a step already holds is scored by it, not
+        learned again.
+        """
         out: list[dict[str, float]] = [{} for _ in items]
         groups: dict[str, list[int]] = {}
         for i, item in enumerate(items):
             groups.setdefault(item.event_type, []).append(i)
         for event_type, idxs in groups.items():
-            xs = [items[i].x for i in idxs]
+            group = list(map(items.__getitem__, idxs))
+            ids = list(map(_EVENT_ID, group))
+            xs = [item.x for item in group]
             tm = self._models(event_type, xs)
             cols = tm.schema.columns
             X = to_matrix(xs, cols)
@@ -274,27 +321,53 @@ class ModelBank:
                 names.append(sup.name)
                 columns.append(_score(sup, X, cols, xs))
             for name, det in tm.unsupervised.items():
-                scores = _score_learn(det, X, cols, xs)
+                new = _new_rows(learned, f"{name}:{event_type}", ids)
+                if new is None:
+                    scores = _score_learn(det, X, cols, xs)
+                else:  # the batch decided again, event by event, after a failed attempt
+                    scores = _score(det, X, cols, xs) if det.ready else None
+                    if new:
+                        _learn_some(det, X, cols, xs, new)
+                if learned is not None:
+                    learned.add(f"{name}:{event_type}", ids)
                 if scores is not None:
                     names.append(name)
                     columns.append(scores)
+            new = _new_rows(learned, f"drift:{event_type}", ids)
             for name, scores in zip(names, columns, strict=True):
-                self.drift.update_many(f"{name}:{event_type}", scores)
+                fed = scores if new is None else [scores[k] for k in new]
+                self.drift.update_many(f"{name}:{event_type}", fed)
+            if learned is not None:
+                learned.add(f"drift:{event_type}", ids)
             if names:
                 # one {name: score} dict per row
                 rows = map(dict, map(zip, repeat(tuple(names)), zip(*columns, strict=True)))
                 for i, row_scores in zip(idxs, rows, strict=True):
                     out[i] = row_scores
-            group = list(map(items.__getitem__, idxs))
-            self.pending.add_many(
-                list(map(_EVENT_ID, group)),
-                list(map(_TARGETS, group)),
-                list(map(_USER_ID, group)),
-                list(map(_TS, group)),
-                event_type,
-                FeatureRows(tm.schema, X),
-            )
-            tm.counts["scored"] += len(idxs)
+            new = _new_rows(learned, f"pending:{event_type}", ids)
+            if new is None:
+                self.pending.add_many(
+                    ids,
+                    list(map(_TARGETS, group)),
+                    list(map(_USER_ID, group)),
+                    list(map(_TS, group)),
+                    event_type,
+                    FeatureRows(tm.schema, X),
+                )
+                tm.counts["scored"] += len(idxs)
+            elif new:
+                kept = [group[k] for k in new]
+                self.pending.add_many(
+                    [ids[k] for k in new],
+                    list(map(_TARGETS, kept)),
+                    list(map(_USER_ID, kept)),
+                    list(map(_TS, kept)),
+                    event_type,
+                    FeatureRows(tm.schema, X[new]),
+                )
+                tm.counts["scored"] += len(new)
+            if learned is not None:
+                learned.add(f"pending:{event_type}", ids)
         return out
 
     def combined(self, scores: Mapping[str, float]) -> float:
@@ -340,12 +413,28 @@ class ModelBank:
     # -- labels ----------------------------------------------------------------------
 
     def on_label(
-        self, target_type: str, target_id: str, user_id: str, label: str, ts: float
+        self,
+        target_type: str,
+        target_id: str,
+        user_id: str,
+        label: str,
+        ts: float,
+        *,
+        event_id: str | None = None,
+        learned: Learned | None = None,
     ) -> int:
         """Teach the classifier the pending vectors a label names; returns how many.
 
-        The classifier may keep only a sample of the negatives it is taught.
+        The classifier may keep only a sample of the negatives it is taught. With
+        ``learned`` (the record of the attempt at the micro-batch, see :class:`Learned`),
+        a label ``event_id`` it holds already taught the models: nothing happens.
         """
+        if learned is not None and event_id is not None:
+            if event_id in learned.held("label"):
+                return 0
+            taught = self.on_label(target_type, target_id, user_id, label, ts)
+            learned.add("label", (event_id,))
+            return taught
         y = label_value(label)
         self.watermark = max(self.watermark, ts)
         self.counts["labels"] += 1
@@ -471,6 +560,32 @@ def _learn_rows(det: Detector, xs: Sequence[Mapping[str, float]], rows: list[int
         return
     for k in rows:
         det.learn_one(xs[k], y)
+
+
+def _new_rows(learned: Learned | None, step: str, ids: list[str]) -> list[int] | None:
+    """The rows of ``ids`` that ``step`` has not taken in yet, or ``None`` when it has
+    taken in none of them (a first attempt at a batch: every row is new)."""
+    if learned is None:
+        return None
+    held = learned.held(step)
+    if not held or held.isdisjoint(ids):
+        return None
+    return [k for k, eid in enumerate(ids) if eid not in held]
+
+
+def _learn_some(
+    det: Detector,
+    X: np.ndarray,
+    cols: tuple[str, ...],
+    xs: Sequence[Mapping[str, float]],
+    rows: list[int],
+) -> None:
+    """Learn rows ``rows`` of the batch, in order."""
+    learn_array = getattr(det, "learn_array", None)
+    if learn_array is not None:
+        learn_array(X[rows], cols)
+    else:
+        det.learn_many([xs[k] for k in rows])
 
 
 def _score_learn(

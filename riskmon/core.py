@@ -1,8 +1,8 @@
 """The processing core: valid events in, decisions and actions out.
 
 Plain Python with no Faust in it. The stream worker and the offline replay both call
-:meth:`Core.process` on micro-batches with state loaded from a feature store, so a
-backtest means what production means::
+:meth:`Core.process` on micro-batches with state loaded from a feature store, and
+:meth:`Core.isolate` when it fails on one, so a backtest means what production means::
 
     event -> features (riskmon.features) -> rules (rules.engine) + models (detectors)
           -> decision, alert, adjustment, profile (this module)
@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple, cast
 
-from detectors.bank import ModelBank, ModelInput
+from detectors.bank import Learned, ModelBank, ModelInput
 from riskmon.contract import Adjustment, Alert, Decision, Reason, format_ts, parse_ts
 from riskmon.features import MODEL_COLUMNS, event_vector, ident_keys, observe
 from riskmon.logs import get_logger
@@ -52,6 +52,26 @@ UNDO_FRAUD = frozenset({"legit", "false_positive"})
 VERDICTS = UNDO_FRAUD | {"fraud"}
 #: transactions that pay money out of the lender's reach
 MONEY_OUT = frozenset({"disbursement", "withdrawal", "transfer_out"})
+#: the dead-letter code of an event the core failed on
+PROCESSING_ERROR = "processing_error"
+
+
+class Failure(NamedTuple):
+    """An event the core failed on when it decided its batch event by event
+    (:meth:`Core.isolate`): not decided, for the caller's dead letter."""
+
+    position: int  # the event's place in the batch as given
+    event: dict[str, Any]
+    error: str  # the exception's type: never its text, which may quote the event's values
+
+    @property
+    def reason(self) -> str:
+        """A dead letter's reason, without the failure's text.
+
+        >>> Failure(0, {}, "KeyError").reason
+        'the core failed on this event (KeyError)'
+        """
+        return f"the core failed on this event ({self.error})"
 
 
 @dataclass
@@ -66,6 +86,7 @@ class Outputs:
     rule_hits: list[tuple[str, int, str]] = field(default_factory=list)  # id, version, mode
     labels: int = 0
     duplicates: int = 0
+    failed: list[Failure] = field(default_factory=list)  # left out by Core.isolate
 
     def merge(self, other: Outputs) -> None:
         """Append ``other``'s outputs (of the events after this one's) to these."""
@@ -77,6 +98,7 @@ class Outputs:
         self.rule_hits += other.rule_hits
         self.labels += other.labels
         self.duplicates += other.duplicates
+        self.failed += other.failed
 
 
 class _Pending(NamedTuple):
@@ -141,6 +163,9 @@ class Core:
         self.clock = clock
         self.t = settings.thresholds
         self.d = settings.detection
+        #: the rules in force when the last :meth:`process` began, and what it taught the
+        #: models: what :meth:`isolate` needs when that attempt failed
+        self._attempt: tuple[RuleSet, Learned] | None = None
 
     @classmethod
     def create(
@@ -183,16 +208,96 @@ class Core:
     def run_batch(
         self, store: MemoryStore, events: list[dict[str, Any]], now: float | None = None
     ) -> Outputs:
-        """Load, process and save one batch on an in-process store (replay, tests)."""
-        state = store.load(self.needs(events))
-        out = self.process(events, state, now)
+        """Load, process and save one batch on an in-process store (replay, tests); a
+        batch the core fails on is decided event by event (:meth:`isolate`), as the
+        worker does.
+
+        The in-process store hands out its live objects, so the second load finds what
+        the failed attempt changed in the users and identifiers it already held (the
+        worker loads them again from Redis as they were): the events that attempt took
+        in before it failed count twice in their users' histories, and an alert or an
+        account action it already noted is not raised again. Copying the state of
+        every batch, to have it as it was, would add about a fifth to the replay's
+        time.
+        """
+        needs = self.needs(events)
+        state = store.load(needs)
+        try:
+            out = self.process(events, state, now)
+        except Exception as exc:
+            log.error("batch_core_failed", error=type(exc).__name__)
+            state = store.load(needs)
+            out = self.isolate(events, state, now)
         store.save(state)
         return out
 
     def process(
         self, events: list[dict[str, Any]], state: BatchState, now: float | None = None
     ) -> Outputs:
-        """Decide every non-label event of the batch, in order; labels feed learning."""
+        """Decide every non-label event of the batch, in order; labels feed learning.
+
+        Raises when the core fails (a fault of the code, not of the input): the caller
+        then loads the batch's state again and calls :meth:`isolate`.
+        """
+        learned = Learned()
+        self._attempt = (self.rules, learned)
+        return self._process(events, state, now, learned)
+
+    def isolate(
+        self, events: list[dict[str, Any]], state: BatchState, now: float | None = None
+    ) -> Outputs:
+        """Decide a batch that :meth:`process` failed on, event by event, on its state
+        loaded again: an event the core fails on once more is left out (in
+        ``failed``, with the kind of failure, for the caller's dead letter); every other
+        event is decided.
+
+        The events go in event time, as :meth:`process` takes them; a failed event is
+        not marked seen (it may come again, fixed). The models learn no event twice:
+        what the failed attempt already taught them (its :class:`Learned` record) they
+        score without learning. A rule version the failed attempt reverted stays
+        reverted, and ``ops`` report it (that attempt's outputs are lost).
+        """
+        before, learned = self._attempt or (self.rules, Learned())
+        self._attempt = None
+        wall = self.clock() if now is None else now
+        total = Outputs()
+        total.ops += self._lost_reverts(before, wall)
+        order = sorted(range(len(events)), key=lambda i: (parse_ts(events[i]["ts"]), i))
+        for i in order:
+            event = events[i]
+            try:
+                out = self._process([event], state, now, learned)
+            except Exception as exc:
+                state.new_seen.pop(event["event_id"], None)
+                total.failed.append(Failure(i, event, type(exc).__name__))
+                continue
+            total.merge(out)
+        return total
+
+    def _lost_reverts(self, before: RuleSet, wall: float) -> list[dict[str, Any]]:
+        """``rule_reverted`` ops for the rule versions of ``before`` that a failed attempt
+        at a batch reverted (its outputs were dropped): so that the revert is reported
+        and remembered."""
+        now = self.rules.versions()
+        return [
+            {
+                "kind": "rule_reverted",
+                "rule_id": rule_id,
+                "version": version,
+                "error": "failed on an event of a batch the core then decided event by event",
+                "ts": format_ts(wall),
+            }
+            for rule_id, version in before.versions().items()
+            if now.get(rule_id) != version
+        ]
+
+    def _process(
+        self,
+        events: list[dict[str, Any]],
+        state: BatchState,
+        now: float | None,
+        learned: Learned,
+    ) -> Outputs:
         wall = self.clock() if now is None else now
         started = time.perf_counter()
         out = Outputs()
@@ -218,7 +323,7 @@ class Core:
             user = state.user_for(uid, ts)
             if event["event_type"] == "label":
                 out.labels += 1
-                changed = self._label(event, ts, user, state)
+                changed = self._label(event, ts, user, state, learned)
                 if user is not None:
                     if changed:
                         labelled[uid] = (user, ts)
@@ -231,7 +336,7 @@ class Core:
                 self._rule_errors(evaluation, event, out, wall)
             pending.append(_Pending(event, ts, features, evaluation, user))
         state.now = newest
-        self.models.on_time(newest)
+        self.models.on_time(newest)  # takes each matured vector once, whatever its calls
         inputs = [
             ModelInput(
                 (ev := p.event)["event_id"],
@@ -243,7 +348,7 @@ class Core:
             )
             for p in pending
         ]
-        scores = self.models.score_batch(inputs) if inputs else []
+        scores = self.models.score_batch(inputs, learned) if inputs else []
         batch_ms = (time.perf_counter() - started) * 1000.0
         per_event_ms = batch_ms / max(1, len(pending))
         ts_text = format_ts(wall)
@@ -264,7 +369,12 @@ class Core:
     # --- pieces -------------------------------------------------------------------
 
     def _label(
-        self, event: dict[str, Any], ts: float, user: dict[str, Any] | None, state: BatchState
+        self,
+        event: dict[str, Any],
+        ts: float,
+        user: dict[str, Any] | None,
+        state: BatchState,
+        learned: Learned,
     ) -> bool:
         """Take a verdict of the risk team; ``True`` if it changed whether the user is a
         confirmed fraudster (what the user's profile says, and what declines)."""
@@ -287,7 +397,15 @@ class Core:
             # (the account actions are lifted after the batch's decisions, see _lift).
             # The identifiers keep their fraud marks (they only grow, see riskmon.state).
             changed = user["fraud"] != was
-        self.models.on_label(event["target_type"], event["target_id"], uid, label, ts)
+        self.models.on_label(
+            event["target_type"],
+            event["target_id"],
+            uid,
+            label,
+            ts,
+            event_id=event["event_id"],
+            learned=learned,
+        )
         return changed
 
     def _lift(

@@ -13,6 +13,13 @@ longer):
 ...                   partition=0, offset=8, now=0.0, keep=10)
 >>> rec["value"], rec["size"], rec["truncated"]
 ('xxxxxxxxxx', 100, True)
+
+A message key that is a phone, identity or card number in clear (a producer keying by
+phone number) is withheld, in the record and so in the key it is sent with:
+
+>>> dead_letter(b"{}", code="c", reason="r", topic="t", partition=0, offset=9, now=0.0,
+...             key=b"13812345678")["key"]
+'[withheld]'
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import base64
 from typing import Any
 
 from riskmon.contract import format_ts
+from riskmon.personal import WITHHELD, clear_kind
 
 #: Input bytes a dead letter keeps (of the value, and of the key): the default input
 #: limit (``worker.max_message_bytes``), so that with it all of any input the worker would
@@ -64,6 +72,8 @@ def dead_letter(
     if key is not None:
         key_text = key[:keep].decode("utf-8", errors="replace")
         truncated = truncated or len(key) > keep
+        if clear_kind(key_text) is not None:
+            key_text = WITHHELD
     if len(reason) > REASON_CHARS:
         reason = reason[: REASON_CHARS - 1] + "…"
     return {

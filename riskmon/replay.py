@@ -2,8 +2,10 @@
 
 The very same :class:`riskmon.core.Core` the worker runs, on an in-process store, in the
 file's order and in micro-batches of the worker's size; labels feed learning as they
-would live. Deterministic for a given seed: the decision time written is the event
-time, and nothing reads the wall clock.
+would live. A batch the core fails on is decided event by event, as the worker does: the
+events it fails on go to the dead letters (``processing_error``) and the replay goes on.
+Deterministic for a given seed: the decision time written is the event time, and nothing
+reads the wall clock.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import IO, Any
 import orjson
 
 from riskmon.contract import Contract, InvalidMessage, parse_ts
-from riskmon.core import Core, Outputs
+from riskmon.core import PROCESSING_ERROR, Core, Outputs
 from riskmon.logs import get_logger
 from riskmon.settings import Settings
 from riskmon.store import MemoryStore
@@ -36,7 +38,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--decisions", type=Path, required=True, help="decisions out (JSONL)")
     parser.add_argument("--alerts", type=Path, help="alerts out (JSONL)")
     parser.add_argument("--adjustments", type=Path, help="adjustments out (JSONL)")
-    parser.add_argument("--deadletters", type=Path, help="invalid lines out (JSONL)")
+    parser.add_argument(
+        "--deadletters", type=Path, help="invalid lines and events the core failed on (JSONL)"
+    )
     parser.add_argument("--rules", type=Path, help="rule files directory (default: settings)")
     parser.add_argument("--seed", type=int, help="model seed (default: settings)")
     parser.add_argument("--batch-size", type=int, help="events per micro-batch")
@@ -50,6 +54,7 @@ class ReplaySummary:
     labels: int = 0
     invalid: int = 0
     duplicates: int = 0
+    core_failures: int = 0  # events the core failed on (dead-lettered)
     decisions: Counter[str] = field(default_factory=Counter)
     alerts: int = 0
     adjustments: Counter[str] = field(default_factory=Counter)
@@ -65,6 +70,7 @@ class ReplaySummary:
             ("events decided", f"{sum(self.decisions.values()):,}"),
             ("labels learned", f"{self.labels:,}"),
             ("invalid lines", f"{self.invalid:,}"),
+            ("core failures", f"{self.core_failures:,}"),
             ("duplicates skipped", f"{self.duplicates:,}"),
             *[(f"decision {k}", f"{v:,}") for k, v in sorted(self.decisions.items())],
             ("alerts", f"{self.alerts:,}"),
@@ -143,12 +149,14 @@ class Replay:
         size = batch_size or self.settings.worker.batch_size
         started = time.perf_counter()
         batch: list[dict[str, Any]] = []
+        numbers: list[int] = []  # the line of each event of the batch
         limit = self.settings.worker.max_message_bytes
         s = self.summary
         for n, raw in enumerate(lines, 1):
             s.lines += 1
             try:
                 batch.append(self.contract.parse(raw, None, limit))
+                numbers.append(n)
             except InvalidMessage as exc:
                 s.invalid += 1
                 if deadletters is not None:
@@ -156,25 +164,30 @@ class Replay:
                         orjson.dumps({"line": n, "code": exc.code, "reason": exc.reason}) + b"\n"
                     )
             if len(batch) >= size:
-                self._flush(batch, decisions, alerts, adjustments)
+                self._flush(batch, numbers, decisions, alerts, adjustments, deadletters)
                 batch = []
+                numbers = []
             if progress is not None:
                 progress.update(1)
         if batch:
-            self._flush(batch, decisions, alerts, adjustments)
+            self._flush(batch, numbers, decisions, alerts, adjustments, deadletters)
         s.seconds = time.perf_counter() - started
         return s
 
     def _flush(
         self,
         batch: list[dict[str, Any]],
+        numbers: list[int],
         decisions: IO[bytes],
         alerts: IO[bytes] | None,
         adjustments: IO[bytes] | None,
+        deadletters: IO[bytes] | None,
     ) -> None:
         now = max(parse_ts(e["ts"]) for e in batch)  # decision time = event time
         out: Outputs = self.core.run_batch(self.store, batch, now=now)
         s = self.summary
+        if out.failed:
+            self._failed(out, numbers, deadletters)
         s.labels += out.labels
         s.duplicates += out.duplicates
         s.alerts += len(out.alerts)
@@ -187,6 +200,22 @@ class Replay:
             alerts.write(b"".join(orjson.dumps(a) + b"\n" for a in out.alerts))
         if adjustments is not None and out.adjustments:
             adjustments.write(b"".join(orjson.dumps(a) + b"\n" for a in out.adjustments))
+
+    def _failed(self, out: Outputs, numbers: list[int], deadletters: IO[bytes] | None) -> None:
+        """Count and dead-letter the events the core failed on, with the kind of failure
+        but not its text (which may quote the event's values)."""
+        self.summary.core_failures += len(out.failed)
+        for failure in out.failed:
+            line, event_id = numbers[failure.position], failure.event["event_id"]
+            log.error("event_failed", event_id=event_id, error=failure.error, line=line)
+            if deadletters is not None:
+                record = {
+                    "line": line,
+                    "code": PROCESSING_ERROR,
+                    "reason": f"{failure.reason}; see the replay log",
+                    "event_id": event_id,
+                }
+                deadletters.write(orjson.dumps(record) + b"\n")
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:

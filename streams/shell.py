@@ -24,10 +24,9 @@ import orjson
 from detectors.bank import ModelBank
 from riskmon import metrics
 from riskmon.contract import Contract, InvalidMessage, format_ts, parse_ts
-from riskmon.core import Core, Outputs
+from riskmon.core import PROCESSING_ERROR, Core, Outputs
 from riskmon.deadletter import dead_letter
 from riskmon.logs import error_text, get_logger
-from riskmon.personal import WITHHELD, clear_kind
 from riskmon.settings import Settings
 from riskmon.store import AsyncMemoryStore, BatchState, RedisStore
 from rules.engine import RuleError
@@ -86,18 +85,6 @@ class Stats:
     broker_error: str | None = None
     input_lag: dict[str, int] | None = None  # per input topic, as of broker_ok_at
     ready: bool = False  # checkpoint restored and rule feed following
-
-
-def _key_kept(key: bytes | None) -> bytes | None:
-    """A message key as a dead letter keeps it: withheld when it is a phone, identity or
-    card number in clear (a producer keying by phone number).
-
-    >>> _key_kept(b"u-1001"), _key_kept(b"13812345678")
-    (b'u-1001', b'[withheld]')
-    """
-    if key is not None and clear_kind(key.decode(errors="replace")):
-        return WITHHELD.encode()
-    return key
 
 
 def _rule_id_of(key: bytes | None, value: bytes | None) -> str:
@@ -391,7 +378,9 @@ class Shell:
             )
             try:
                 delivery = await self.sender(
-                    self.settings.topics.deadletter, key, orjson.dumps(rec)
+                    self.settings.topics.deadletter,
+                    rec["key"].encode() if rec["key"] is not None else None,
+                    orjson.dumps(rec),
                 )
                 if delivery is not None:
                     await delivery
@@ -422,7 +411,7 @@ class Shell:
                         topic=topic,
                         partition=partition,
                         offset=offset,
-                        key=_key_kept(key),
+                        key=key,
                         event_id=exc.event_id,
                         now=now,
                     )
@@ -439,68 +428,41 @@ class Shell:
                 )
         return valid, dead
 
-    def _one_by_one(
-        self, valid: list[dict[str, Any]], state: BatchState, messages: list[Message]
-    ) -> Outputs:
-        """:meth:`Core.process` of each event on its own, in order, on one state; an
-        event it fails on goes to the dead-letter topic (``processing_error``), with the
-        kind of failure but not its text (which may quote the event's values)."""
+    def _processing_errors(self, out: Outputs, messages: list[Message]) -> list[dict[str, Any]]:
+        """Dead letters (``processing_error``) of the events the core failed on, each with
+        the kind of failure but not its text (which may quote the event's values), and
+        where its message came from."""
         origin = {}
         for topic, partition, offset, key, value in messages:
             with contextlib.suppress(Exception):
                 origin[orjson.loads(value or b"null")["event_id"]] = (topic, partition, offset, key)
-        total = Outputs()
-        order = sorted(range(len(valid)), key=lambda i: (parse_ts(valid[i]["ts"]), i))
-        for event in (valid[i] for i in order):  # in event time, as process() would
-            try:
-                out = self.core.process([event], state)
-            except Exception as exc:
-                state.new_seen.pop(event["event_id"], None)  # may come again, fixed
-                topic, partition, offset, key = origin.get(
-                    event["event_id"], ("?", None, None, None)
-                )
-                reason = f"the core failed on this event ({type(exc).__name__}); see the worker log"
-                log.error(
-                    "event_failed",
-                    event_id=event["event_id"],
-                    error=type(exc).__name__,
+        dead = []
+        for failure in out.failed:
+            event_id = failure.event["event_id"]
+            topic, partition, offset, key = origin.get(event_id, ("?", None, None, None))
+            log.error(
+                "event_failed",
+                event_id=event_id,
+                error=failure.error,
+                topic=topic,
+                partition=partition,
+                offset=offset,
+            )
+            dead.append(
+                dead_letter(
+                    orjson.dumps(failure.event),
+                    code=PROCESSING_ERROR,
+                    reason=f"{failure.reason}; see the worker log",
                     topic=topic,
                     partition=partition,
                     offset=offset,
+                    key=key,
+                    event_id=event_id,
+                    now=time.time(),
                 )
-                total.deadletters.append(
-                    dead_letter(
-                        orjson.dumps(event),
-                        code="processing_error",
-                        reason=reason,
-                        topic=topic,
-                        partition=partition,
-                        offset=offset,
-                        key=key,
-                        event_id=event["event_id"],
-                        now=time.time(),
-                    )
-                )
-                metrics.DEAD_LETTERS.labels(topic=topic, code="processing_error").inc()
-                continue
-            total.merge(out)
-        return total
-
-    def _lost_reverts(self, in_force: dict[str, int]) -> list[dict[str, Any]]:
-        """``rule_reverted`` ops for the rule versions a failed attempt at a batch reverted
-        (its outputs were dropped): so that the revert is reported and remembered."""
-        now = self.core.rules.versions()
-        return [
-            {
-                "kind": "rule_reverted",
-                "rule_id": rule_id,
-                "version": version,
-                "error": "failed on an event of a batch the core then decided event by event",
-                "ts": format_ts(time.time()),
-            }
-            for rule_id, version in in_force.items()
-            if now.get(rule_id) != version
-        ]
+            )
+            metrics.DEAD_LETTERS.labels(topic=topic, code=PROCESSING_ERROR).inc()
+        return dead
 
     async def handle(self, messages: list[Message]) -> Outputs:
         """Process one micro-batch end to end. Bad input never raises.
@@ -539,19 +501,17 @@ class Shell:
                 with stage.labels(stage="load").time():
                     state = await self.store.load(self.core.needs(valid))
                 with stage.labels(stage="core").time():
-                    in_force = self.core.rules.versions()
                     try:
                         out = self.core.process(valid, state)
                     except Exception as exc:
                         # An event the core cannot take must not stop its partitions for
-                        # good (the batch would be retried for ever): decide the batch
-                        # event by event, and dead-letter the events that fail. (The
-                        # models may have learned some of the batch in the failed
-                        # attempt: they learn those events twice.)
+                        # good (the batch would be retried for ever): the core decides
+                        # the batch event by event, and the events it fails on are
+                        # dead-lettered.
                         log.error("batch_core_failed", error=type(exc).__name__)
                         state = await self.store.load(self.core.needs(valid))
-                        out = self._one_by_one(valid, state, messages)
-                        out.ops[:0] = self._lost_reverts(in_force)
+                        out = self.core.isolate(valid, state)
+                        out.deadletters += self._processing_errors(out, messages)
                 out.deadletters[:0] = dead
             # Outputs first, state second: the saved state marks the batch's events seen,
             # so a retry after a failed publish would skip them as duplicates and their

@@ -1,10 +1,20 @@
-"""The core's handling of labels and actions, on the in-memory store."""
+"""The core's handling of labels and actions, and of its own failures, on the
+in-memory store."""
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from riskmon.core import Core
+import pytest
+
+import riskmon.core as core_module
+from detectors.bank import ModelBank
+from detectors.base import BaseDetector
+from detectors.registry import REGISTRY
+from riskmon.core import Core, Failure
+from riskmon.features import MODEL_COLUMNS
 from riskmon.settings import Settings
 from riskmon.store import MemoryStore
 
@@ -337,3 +347,99 @@ def test_past_the_cap_the_lowest_scores_go_and_the_peak_stays_exact() -> None:
         add_peak(peaks, 100.0 * i, 0.99 - 0.001 * i)
     assert len(peaks) == MAX_PEAKS
     assert peak_at(peaks, 100.0 * (MAX_PEAKS + 19)) == 0.99
+
+
+def test_a_batch_the_core_fails_on_is_decided_event_by_event(
+    core_fails_on: Callable[[str, Exception], None],
+) -> None:
+    """When the core fails on a batch, it decides the batch again event by event: every
+    other event gets its decision, and only the event it fails on is left out, in
+    ``failed`` with its place in the batch and the kind of failure (not its text), and
+    not marked seen (it may come again, fixed)."""
+    core_fails_on("t2", KeyError("13800138000"))  # a failure whose text quotes a value
+    core = Core.create(Settings.load(env={}, config_file=None), deterministic=True)
+    store = MemoryStore()
+    batch = [txn(1, "u1", "shop-a", 1), txn(2, "u2", "shop-b", 2), txn(3, "u3", "shop-c", 3)]
+    out = core.run_batch(store, batch, now=0.0)
+    assert [d["source_event_id"] for d in out.decisions] == ["t1", "t3"]
+    assert out.failed == [Failure(1, batch[1], "KeyError")]
+    assert "13800138000" not in out.failed[0].reason
+    assert {"t1", "t3"} <= set(store.seen) and "t2" not in store.seen
+    again = core.run_batch(store, [txn(4, "u1", "shop-a", 4)], now=0.0)
+    assert [d["source_event_id"] for d in again.decisions] == ["t4"] and not again.failed
+
+
+class Counting(BaseDetector):
+    """Counts the vectors it learns, by amount; its scoring raises on one amount."""
+
+    supervised = False
+    ready = True
+
+    def __init__(self, name: str, fails_on: float | None = None) -> None:
+        self.name = name
+        self.fails_on = fails_on
+        self.learned: Counter[float] = Counter()
+
+    def learn_one(self, x: Mapping[str, float], y: bool | None = None) -> None:
+        self.learned[x["amount"]] += 1
+
+    def score_one(self, x: Mapping[str, float]) -> float:
+        return self.score_many([x])[0]
+
+    def score_many(self, xs: Sequence[Mapping[str, float]]) -> list[float]:
+        if any(x["amount"] == self.fails_on for x in xs):
+            raise ValueError("no score for this amount (test)")
+        return [0.0] * len(xs)
+
+
+@pytest.mark.parametrize("where", ["between two models", "after the models"])
+def test_the_models_learn_each_event_once_when_a_batch_attempt_failed(
+    monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    """A batch attempt that failed after a model learned the batch (a later model failed
+    on one event, or the decisions did): decided again event by event, the model scores
+    the events it already learned without learning them again, so it has learned every
+    event once; the drift streams, the vectors kept for labels and a label in the batch
+    are each taken once too."""
+    counting, raiser = Counting("counting"), Counting("raiser")
+    monkeypatch.setitem(REGISTRY, "counting", lambda s: counting)
+    monkeypatch.setitem(REGISTRY, "raiser", lambda s: raiser)
+    settings = Settings.load(env={}, config_file=None)
+    bank = ModelBank(
+        settings.detection,
+        unsupervised=("counting", "raiser"),
+        supervised=None,
+        features=MODEL_COLUMNS,
+    )
+    core = Core.create(settings, models=bank, deterministic=True)
+    store = MemoryStore()
+
+    def payment(i: int, minute: int) -> dict[str, Any]:
+        return {**txn(i, f"u{i}", f"shop-{i}", minute), "amount": 100.0 + i}
+
+    core.run_batch(store, [payment(0, 0)], now=0.0)
+    if where == "between two models":
+        raiser.fails_on = 102.0
+    else:
+        real = core_module._write_profiles
+
+        def write_profiles(latest: Any, *args: Any) -> None:
+            if any(event["event_id"] == "t2" for event, *_ in latest.values()):
+                raise RuntimeError("boom (test)")
+            real(latest, *args)
+
+        monkeypatch.setattr(core_module, "_write_profiles", write_profiles)
+    fraud_on_t0 = {**label(0, "u0", "transaction", "tx0"), "ts": "2026-11-01T10:00:30.000Z"}
+    batch = [payment(1, 1), payment(2, 2), fraud_on_t0, payment(3, 3)]
+    out = core.run_batch(store, batch, now=0.0)
+    assert [d["source_event_id"] for d in out.decisions] == ["t1", "t3"]
+    assert [f.event["event_id"] for f in out.failed] == ["t2"]
+    assert counting.learned == {100.0: 1, 101.0: 1, 102.0: 1, 103.0: 1}
+    if where == "between two models":  # it failed on t2 in both attempts
+        assert raiser.learned == {100.0: 1, 101.0: 1, 103.0: 1}
+    assert bank.counts["labels"] == 1 and bank.counts["labels_unmatched"] == 0
+    assert bank.pending.n_duplicates == 0
+    # the failed attempt fed the drift streams the batch only when the models all ran
+    assert bank.drift.streams["counting:transaction"].seen == (
+        3 if where == "between two models" else 4
+    )

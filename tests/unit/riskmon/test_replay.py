@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from pathlib import Path
 
 import orjson
@@ -116,3 +118,47 @@ def test_a_missing_file_or_a_bad_rule_is_one_line_not_a_traceback(
     assert main(["replay", str(events), "--decisions", out, "--rules", str(rules)]) == 2
     err = capsys.readouterr().err
     assert "a.yaml" in err and "half_written" in err and "Traceback" not in err
+
+
+def test_the_replay_goes_on_past_an_event_the_core_fails_on(
+    tmp_path: Path,
+    core_fails_on: Callable[[str, Exception], None],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """As in the worker, a batch the core fails on is decided event by event: the event
+    it fails on goes to the dead letters (``processing_error``, its line, the kind of
+    failure but not its text), every other event of the file is decided, and the
+    summary counts the failure."""
+    core_fails_on("t2", KeyError("13800138000"))  # a failure whose text quotes a value
+    events = tmp_path / "events.jsonl"
+    lines = [
+        orjson.dumps(
+            {
+                "event_id": f"t{i}",
+                "event_type": "transaction",
+                "user_id": f"u{i % 2}",
+                "ts": f"2026-11-01T10:0{i}:00.000Z",
+                "txn_id": f"tx{i}",
+                "kind": "payment",
+                "amount": 50.0 + i,
+                "status": "success",
+                "account_hash": "shop",
+            }
+        )
+        for i in range(1, 6)
+    ]
+    events.write_bytes(b"\n".join([*lines[:3], b"{broken", *lines[3:]]) + b"\n")
+    decisions, dead = tmp_path / "d.jsonl", tmp_path / "dead.jsonl"
+    args = ["replay", str(events), "--decisions", str(decisions), "--deadletters", str(dead)]
+    assert main([*args, "--batch-size", "2", "--no-progress"]) == 0
+    decided = [orjson.loads(line)["source_event_id"] for line in decisions.read_bytes().split()]
+    assert decided == ["t1", "t3", "t4", "t5"]
+    records = [orjson.loads(line) for line in dead.read_bytes().splitlines()]
+    assert [(r["line"], r["code"]) for r in records] == [
+        (2, "processing_error"),
+        (4, "invalid_json"),
+    ]
+    assert records[0]["event_id"] == "t2"
+    assert "KeyError" in records[0]["reason"] and "13800138000" not in records[0]["reason"]
+    table = capsys.readouterr().out
+    assert re.search(r"^core failures\s+1$", table, re.MULTILINE), table

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -299,23 +300,15 @@ async def test_a_rejected_rule_is_dead_lettered_once_across_workers_and_restarts
 
 
 async def test_an_event_the_core_fails_on_is_dead_lettered_and_the_rest_decided(
-    shell_and_sent: tuple[Shell, list[tuple[str, bytes | None, bytes]]], monkeypatch: Any
+    shell_and_sent: tuple[Shell, list[tuple[str, bytes | None, bytes]]],
+    core_fails_on: Callable[[str, Exception], None],
 ) -> None:
     """A valid event the core raises on (a fault of the code, not of the input) would
     have the batch retried for ever and its partitions stopped: the batch is decided
     event by event instead, that event goes to the dead-letter topic with the kind of
     failure (not its text), and every other event gets its decision."""
-    import riskmon.core as core_module
-
     shell, _ = shell_and_sent
-    real = core_module.observe
-
-    def observe(event: dict[str, Any], *args: Any) -> Any:
-        if event["event_id"] == "dev-2":
-            raise KeyError("13800138000")  # a failure whose text quotes a value
-        return real(event, *args)
-
-    monkeypatch.setattr(core_module, "observe", observe)
+    core_fails_on("dev-2", KeyError("13800138000"))  # a failure whose text quotes a value
     messages = [("device.events", 0, i, f"u{i}".encode(), _device(i)) for i in range(4)]
     out = await shell.handle(messages)
     assert [d["source_event_id"] for d in out.decisions] == ["dev-0", "dev-1", "dev-3"]
@@ -350,14 +343,13 @@ async def test_health_tells_a_retired_rule_from_one_in_force(
 
 
 async def test_a_batch_decided_event_by_event_keeps_time_order_and_reverts(
-    shell_and_sent: tuple[Shell, list[tuple[str, bytes | None, bytes]]], monkeypatch: Any
+    shell_and_sent: tuple[Shell, list[tuple[str, bytes | None, bytes]]],
+    core_fails_on: Callable[[str, Exception], None],
 ) -> None:
     """When the core fails on a batch, deciding it event by event: in event time, each
     event once (a repeat in the batch is a duplicate), the failed event not marked seen
     (it may be sent again once fixed), and a rule version the failed attempt reverted
     is reported as reverted and remembered."""
-    import riskmon.core as core_module
-
     shell, _ = shell_and_sent
     rule = {
         "rule_id": "divides",
@@ -368,14 +360,7 @@ async def test_a_batch_decided_event_by_event_keeps_time_order_and_reverts(
         "enabled": True,
     }
     await shell.on_rule_message("risk.rules", 0, 0, b"divides", orjson.dumps(rule))
-    real = core_module.observe
-
-    def observe(event: dict[str, Any], *args: Any) -> Any:
-        if event["event_id"] == "dev-2":
-            raise RuntimeError("boom (test)")
-        return real(event, *args)
-
-    monkeypatch.setattr(core_module, "observe", observe)
+    core_fails_on("dev-2", RuntimeError("boom (test)"))
 
     def device(i: int, hour: int) -> bytes:
         ev = orjson.loads(_device(i))
