@@ -306,15 +306,18 @@ async def test_an_event_the_core_fails_on_is_dead_lettered_and_the_rest_decided(
     """A valid event the core raises on (a fault of the code, not of the input) would
     have the batch retried for ever and its partitions stopped: the batch is decided
     event by event instead, that event goes to the dead-letter topic with the kind of
-    failure (not its text), and every other event gets its decision."""
+    failure (not its text) and its key withheld when it is a phone number, and every
+    other event gets its decision."""
     shell, _ = shell_and_sent
     core_fails_on("dev-2", KeyError("13800138000"))  # a failure whose text quotes a value
     messages = [("device.events", 0, i, f"u{i}".encode(), _device(i)) for i in range(4)]
+    messages[2] = (*messages[2][:3], b"13912345678", messages[2][4])  # keyed by phone
     out = await shell.handle(messages)
     assert [d["source_event_id"] for d in out.decisions] == ["dev-0", "dev-1", "dev-3"]
     [dead] = out.deadletters
     assert (dead["code"], dead["event_id"], dead["offset"]) == ("processing_error", "dev-2", 2)
     assert "KeyError" in dead["reason"] and "13800138000" not in dead["reason"]
+    assert dead["key"] == "[withheld]"
     again = await shell.handle([("device.events", 0, 9, b"u9", _device(9))])
     assert [d["source_event_id"] for d in again.decisions] == ["dev-9"]
 
