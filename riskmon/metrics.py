@@ -47,7 +47,8 @@ BATCH_SECONDS = Histogram(
 STAGE_SECONDS = Histogram(
     "riskmon_batch_stage_seconds",
     "Time per micro-batch in each stage: load (state from Redis), core (features, rules, "
-    "models, decisions), publish (outputs until the broker has them), save (state to Redis)",
+    "models, decisions), profiles (the profiles to Redis, before the outputs), publish "
+    "(outputs until the broker has them), save (the rest of the state to Redis)",
     ["stage"],
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
     registry=REGISTRY,

@@ -55,7 +55,11 @@ Commands per micro-batch: one per user to read its document and which of the bat
 events it has seen, and one to write both (:data:`LOAD_USER`, :data:`SAVE_USER`); one
 per identifier to read its five keys and one per changed identifier to write them
 (:data:`LOAD_IDENT`, :data:`SAVE_IDENT`); one per event without a user (seen, mark); one
-per profile (:data:`SAVE_PROFILE`). One pipelined round trip loads.
+per profile (:data:`SAVE_PROFILE`). One pipelined round trip loads. The worker writes
+the profiles in a round trip of their own before it publishes the batch's outputs
+(:meth:`RedisStore.save_profiles`), so that whoever reads a profile on an alert or an
+adjustment finds it already there, and saves the rest after; these writes are
+idempotent, like those of step 1 below.
 
 Saving is safe to retry after a failure at any point. On one server the save is one
 MULTI/EXEC: all of a batch's writes or none, so the retried batch meets the state from
@@ -125,6 +129,7 @@ class BatchState:
     profiles: dict[str, dict[str, Any]] = field(default_factory=dict)  # "entity:id" -> doc
     dirty_users: set[str] = field(default_factory=set)
     now: float = 0.0  # newest event time of the batch (for trims)
+    profiles_saved: bool = False  # written ahead of the rest (``save_profiles``)
 
     def user_for(self, user_id: str, ts: float) -> dict[str, Any] | None:
         """The user's document (created at ``ts`` when new), marked to be written back;
@@ -190,10 +195,20 @@ class MemoryStore:
                 target = idents[key] = IdentState()
             target.fraud.add(uid)
         self.seen.update(state.new_seen)
+        if not state.profiles_saved:
+            self._put_profiles(state)
+
+    def save_profiles(self, state: BatchState) -> None:
+        """Write the batch's profiles ahead of the rest of its state, which then leaves
+        them out."""
+        self._put_profiles(state)
+        state.profiles_saved = True
+
+    def _put_profiles(self, state: BatchState) -> None:
         profiles = self.profiles
         for key, doc in state.profiles.items():
             old = profiles.get(key)
-            if old is None or _newer(doc, old):
+            if old is None or _newer(doc, old):  # the newer event's document wins
                 profiles[key] = doc
 
     def get_profile(self, entity: str, entity_id: str) -> dict[str, Any] | None:
@@ -611,6 +626,25 @@ class RedisStore:
         """What a batch changed (see the module's note on retries)."""
         await asyncio.to_thread(self.save_now, state)
 
+    async def save_profiles(self, state: BatchState) -> None:
+        """The batch's profiles, ahead of the rest, which then leaves them out: the
+        worker writes them before it publishes the batch's outputs."""
+        await asyncio.to_thread(self.save_profiles_now, state)
+
+    def save_profiles_now(self, state: BatchState) -> None:
+        if state.profiles:
+            self._execute(self._profile_commands(state), transaction=False)
+        state.profiles_saved = True
+
+    def _profile_commands(self, state: BatchState) -> list[Command]:
+        commands = []
+        for name, doc in state.profiles.items():
+            entity, _, entity_id = name.partition(":")
+            key = profile_key(self.p, entity, entity_id)
+            newest_first = (orjson.dumps(doc), self.ttl, repr(doc["event_time"]))
+            commands.append(_script(SAVE_PROFILE, [key], newest_first))
+        return commands
+
     def load_now(self, needs: Needs) -> BatchState:
         p = self.p
         by_user: dict[str, list[str]] = {uid: [] for uid in needs.users}
@@ -697,11 +731,8 @@ class RedisStore:
         for key, change, trim in idents:
             args = (ttl, lowest, orjson.dumps(change), *_CAPS, trim)
             shared.append(_script(SAVE_IDENT, ident_keys_of(p, key), args))
-        for name, doc in state.profiles.items():
-            entity, _, entity_id = name.partition(":")
-            key = profile_key(p, entity, entity_id)
-            newest_first = (orjson.dumps(doc), ttl, repr(doc["event_time"]))
-            shared.append(_script(SAVE_PROFILE, [key], newest_first))
+        if not state.profiles_saved:
+            shared += self._profile_commands(state)
         users: list[Command] = []  # step 2: each user's document with its seen marks
         for uid, seen in seen_by.items():
             document = orjson.dumps(state.users[uid])
@@ -807,6 +838,9 @@ class AsyncMemoryStore:
 
     async def save(self, state: BatchState) -> None:
         self.memory.save(state)
+
+    async def save_profiles(self, state: BatchState) -> None:
+        self.memory.save_profiles(state)
 
     async def get_profile(self, entity: str, entity_id: str) -> dict[str, Any] | None:
         return self.memory.get_profile(entity, entity_id)

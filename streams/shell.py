@@ -519,8 +519,13 @@ class Shell:
             # (a publish cut short, then sent whole again).
             # Once the broker has them all, a retry has only the state left to save: the
             # outputs are not sent again, however long Redis takes to come back.
+            # The profiles go ahead of the outputs (they mark nothing seen, and a newer
+            # event's profile wins whenever it is written): whoever reads a profile on
+            # an alert or an adjustment finds it already there.
             self._unfinished = _Unfinished(offsets, generation, valid, state, out, published)
             if not published:
+                with stage.labels(stage="profiles").time():
+                    await self.store.save_profiles(state)
                 with stage.labels(stage="publish").time():
                     await self.publish(out)
                 self._unfinished = self._unfinished._replace(published=True)

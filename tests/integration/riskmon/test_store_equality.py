@@ -26,6 +26,7 @@ from riskmon.store import (
     RedisStore,
     ident_keys_of,
     needs_for,
+    profile_key,
     user_keys,
 )
 
@@ -453,3 +454,28 @@ async def test_reverted_and_rejected_rules_are_kept_for_every_worker(
     await store.release_rejection("risk.rules:0:7:ab")  # its send failed
     assert await again.claim_rejection("risk.rules:0:7:ab") is True
     assert await again.claim_rejection("risk.rules:0:8:ab") is True
+
+
+async def test_profiles_written_ahead_are_there_at_once_and_not_written_again(
+    target: Any, prefix: str
+) -> None:
+    """The worker writes a batch's profiles before it publishes the outputs: they are in
+    Redis at once, before the user's document, and the save of the rest leaves them out
+    (a profile removed in between stays removed)."""
+    redis_store = RedisStore(target, prefix, ttl_s=3600)
+    events = traffic(40)
+    state = await redis_store.load(needs_for(events, ident_keys))
+    decide_batch(state, events)
+    user = next(ev["user_id"] for ev in events if ev["user_id"])
+    state.profiles = {
+        "device:d1": {"event_time": T0, "score": 0.3, "decision": "pass", "event_id": "e1"},
+        f"user:{user}": {"event_time": T0, "score": 0.5, "decision": "review", "event_id": "e2"},
+    }
+    await redis_store.save_profiles(state)
+    assert await redis_store.get_profile("device", "d1") == state.profiles["device:d1"]
+    assert target.get(user_keys(prefix, user)[0]) is None  # the rest comes later
+    target.delete(profile_key(prefix, "user", user))
+    await redis_store.save(state)
+    assert target.get(user_keys(prefix, user)[0]) is not None
+    assert await redis_store.get_profile("user", user) is None
+    assert await redis_store.get_profile("device", "d1") == state.profiles["device:d1"]

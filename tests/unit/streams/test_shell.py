@@ -196,7 +196,7 @@ async def test_a_batch_retried_after_a_failed_save_is_decided_once_and_sent_once
 async def test_each_stage_of_a_batch_is_timed_for_the_metrics(
     shell_and_sent: tuple[Shell, list[tuple[str, bytes | None, bytes]]],
 ) -> None:
-    """Load, core, publish and save each add one observation per batch to
+    """Load, core, profiles, publish and save each add one observation per batch to
     riskmon_batch_stage_seconds, so on call sees which one is slow."""
     shell, _ = shell_and_sent
 
@@ -204,7 +204,7 @@ async def test_each_stage_of_a_batch_is_timed_for_the_metrics(
         return {
             stage: REGISTRY.get_sample_value("riskmon_batch_stage_seconds_count", {"stage": stage})
             or 0.0
-            for stage in ("load", "core", "publish", "save")
+            for stage in ("load", "core", "profiles", "publish", "save")
         }
 
     before = counts()
@@ -533,3 +533,26 @@ async def test_a_cancelled_checkpoint_holds_the_lock_until_its_thread_is_done() 
     with pytest.raises(asyncio.CancelledError):
         await task
     assert not shell._lock.locked()
+
+
+async def test_profiles_are_written_before_the_outputs_are_published(
+    shell_and_sent: tuple[Shell, list[tuple[str, bytes | None, bytes]]],
+) -> None:
+    """When a batch's decisions go out, the profiles they change are already in the
+    store: whoever reads one on a decision finds it (the rest of the state, the seen
+    marks, is saved after)."""
+    shell, _ = shell_and_sent
+    store = shell.store
+    assert isinstance(store, AsyncMemoryStore)
+    found: list[tuple[bool, bool]] = []
+
+    async def sender(topic: str, key: bytes | None, value: bytes) -> None:
+        if topic == "risk.decisions":
+            user = orjson.loads(value)["user_id"]
+            profile = await store.get_profile("user", user)
+            found.append((profile is not None, f"dev-{user[1:]}" in store.memory.seen))
+
+    shell.sender = sender
+    await shell.handle([("device.events", 0, i, f"u{i}".encode(), _device(i)) for i in range(3)])
+    assert found == [(True, False)] * 3
+    assert {f"dev-{i}" for i in range(3)} <= store.memory.seen.keys()
