@@ -15,15 +15,23 @@ from riskmon.logs import REDACTED, is_personal, scrub
 from riskmon.settings import Settings
 
 NAMES = ("alerts", "adjustments", "decisions", "deadletter", "ops")
+#: what ``riskmon tail`` follows when no topic is named
+DEFAULT = ("alerts", "adjustments")
+
+
+def _name(text: str) -> str:
+    if text not in NAMES:
+        raise argparse.ArgumentTypeError(f"{text!r}: choose from {', '.join(NAMES)}")
+    return text
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "which",
         nargs="*",
-        choices=NAMES,
-        default=["alerts", "adjustments"],
-        help="output topics to follow (default: alerts adjustments)",
+        type=_name,  # not choices=: argparse would check an empty list against them
+        metavar="{" + ",".join(NAMES) + "}",
+        help=f"output topics to follow (default: {' '.join(DEFAULT)})",
     )
     parser.add_argument("--from-beginning", action="store_true")
     parser.add_argument("--limit", type=int, default=0, help="stop after N messages")
@@ -108,7 +116,7 @@ async def _tail(
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    topics = [getattr(settings.topics, name) for name in args.which]
+    topics = [getattr(settings.topics, name) for name in args.which or DEFAULT]
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_tail(settings, topics, args.from_beginning, args.limit, args.raw))
     return 0

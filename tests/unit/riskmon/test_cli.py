@@ -39,3 +39,23 @@ def test_help_without_a_command_exits_0(capsys: pytest.CaptureFixture[str]) -> N
     assert main(["--help"]) == 0
     assert "replay" in capsys.readouterr().out
     assert main([]) == 2
+
+
+def test_tail_without_topics_follows_alerts_and_adjustments(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``riskmon tail`` with no topic named follows its default topics (argparse once
+    refused its own default list), and named topics replace them."""
+    import riskmon.tail
+
+    followed: list[list[str]] = []
+
+    async def fake_tail(settings: object, topics: list[str], *rest: object) -> None:
+        followed.append(topics)
+
+    monkeypatch.setattr(riskmon.tail, "_tail", fake_tail)
+    assert main(["tail", "--limit", "1"]) == 0
+    assert main(["tail", "decisions"]) == 0
+    assert followed == [["risk.alerts", "risk.adjustments"], ["risk.decisions"]]
+    with pytest.raises(SystemExit):
+        main(["tail", "alert"])
