@@ -14,12 +14,13 @@ longer):
 >>> rec["value"], rec["size"], rec["truncated"]
 ('xxxxxxxxxx', 100, True)
 
-A message key that is a phone, identity or card number in clear (a producer keying by
-phone number) is withheld, in the record and so in the key it is sent with:
+A message key that is, or holds, a phone, identity or card number in clear (a producer
+keying by phone number; any run of eleven digits or more) is withheld, in the record and
+so in the key it is sent with:
 
->>> dead_letter(b"{}", code="c", reason="r", topic="t", partition=0, offset=9, now=0.0,
-...             key=b"13812345678")["key"]
-'[withheld]'
+>>> [dead_letter(b"{}", code="c", reason="r", topic="t", partition=0, offset=9, now=0.0,
+...              key=key)["key"] for key in (b"13812345678", b"phone:13812345678", b"u-1")]
+['[withheld]', '[withheld]', 'u-1']
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import base64
 from typing import Any
 
 from riskmon.contract import format_ts
-from riskmon.personal import WITHHELD, clear_kind
+from riskmon.personal import WITHHELD, clear_kind, has_digit_run
 
 #: Input bytes a dead letter keeps (of the value, and of the key): the default input
 #: limit (``worker.max_message_bytes``), so that with it all of any input the worker would
@@ -72,7 +73,7 @@ def dead_letter(
     if key is not None:
         key_text = key[:keep].decode("utf-8", errors="replace")
         truncated = truncated or len(key) > keep
-        if clear_kind(key_text) is not None:
+        if clear_kind(key_text) is not None or has_digit_run(key_text):
             key_text = WITHHELD
     if len(reason) > REASON_CHARS:
         reason = reason[: REASON_CHARS - 1] + "…"

@@ -44,15 +44,34 @@ CLEAR_FIELDS = frozenset(
         "bank_card_number",
         "card_number",
         "card_no",
+        "phone_no",
+        "mobile_no",
+        "mobile_phone",
+        "contact_phone",
+        "idcard",
+        "id_card_no",
+        "identity_number",
+        "bank_card_no",
     }
 )
 WITHHELD = "[withheld]"
-#: characters of the longest shape known: a card of 19 digits (+86 138 1234 5678 has 17)
-LONGEST = 19
+#: characters of the longest shape known, with room for blanks around it: a card of 19
+#: digits in groups of four has 23 (``+86 (138) 1234 5678`` has 19)
+LONGEST = 25
 
-_PHONE = re.compile(r"(?:\+?86[- ]?)?1[3-9]\d[- ]?\d{4}[- ]?\d{4}")
-_ID_NUMBER = re.compile(r"\d{17}[\dXx]")
-_CARD = re.compile(r"\d{16,19}")
+#: a mainland mobile number, with or without the country code (+86, 0086, (+86)), its
+#: groups apart by a blank or a dash, or by dots in the 3-4-4 grouping only (a dotted
+#: IPv4 address never has it)
+_PHONE = re.compile(
+    r"(?:(?:\+|00)?86[- ]?|\(\+?86\)[- ]?)?"
+    r"1[3-9]\d(?:[- ]?\d{4}[- ]?\d{4}|\.\d{4}\.\d{4})"
+)
+#: an identity number: 18 characters, or grouped 6-8-4 (region, birth date, the rest)
+_ID_NUMBER = re.compile(r"\d{6}[- ]?\d{8}[- ]?\d{3}[\dXx]")
+#: a card number: 16 to 19 digits, or in groups of four apart by a blank or a dash
+_CARD = re.compile(r"\d{16,19}|\d{4}(?:([- ])\d{4}){3}(?:\1\d{1,3})?")
+#: a run of eleven digits or more, maybe grouped: what a reason does not quote
+_DIGIT_RUN = re.compile(r"\d(?:[ .-]?\d){10,}")
 _ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _ID_CHECK = "10X98765432"
 
@@ -93,38 +112,58 @@ def clear_kind(value: Any, kinds: frozenset[str] = KINDS) -> str | None:
     """
     if isinstance(value, int) and not isinstance(value, bool):
         value = str(value)
-    if (
-        not isinstance(value, str)
-        or len(value) > LONGEST
-        or not (value[-1:].isdigit() or value[-1:] in "Xx")
-    ):
+    if not isinstance(value, str) or len(value) > LONGEST:
+        return None
+    value = value.strip()
+    if not (value[-1:].isdigit() or value[-1:] in "Xx"):
         return None
     if "phone" in kinds and _PHONE.fullmatch(value):
         return _TEXT["phone"]
-    if "id_number" in kinds and _ID_NUMBER.fullmatch(value) and _id_checksum_ok(value):
+    digits = _digits(value)
+    if "id_number" in kinds and _ID_NUMBER.fullmatch(value) and _id_checksum_ok(digits):
         return _TEXT["id_number"]
-    if "bank_card" in kinds and _CARD.fullmatch(value) and _luhn_ok(value):
+    if "bank_card" in kinds and _CARD.fullmatch(value) and _luhn_ok(digits):
         return _TEXT["bank_card"]
     return None
 
 
+def _digits(value: str) -> str:
+    """The characters of a grouped number without the blanks and dashes between groups."""
+    return value.replace(" ", "").replace("-", "")
+
+
 def holds_identifier(value: Any) -> bool:
     """Whether a value may not be quoted in a reason: one of any shape :func:`clear_kind`
-    knows, or a long string, which may hold one among other things.
+    knows, or a string with a run of eleven digits or more (``tel:13812345678``), or a
+    long string, which may hold one among other things.
 
     >>> holds_identifier(13812345678), holds_identifier("+86 138" * 6), holds_identifier("ok")
     (True, True, False)
+    >>> holds_identifier("tel:138-1234-5678"), holds_identifier("v5.2.1 build 20261128")
+    (True, False)
     """
-    return clear_kind(value) is not None or (isinstance(value, str) and len(value) > 32)
+    if clear_kind(value) is not None:
+        return True
+    return isinstance(value, str) and (len(value) > 32 or has_digit_run(value))
 
 
-_FIRST = frozenset("+0123456789")
+def has_digit_run(text: str) -> bool:
+    """Whether ``text`` holds eleven digits or more in a row, maybe grouped: a number in
+    clear may be part of it (``phone:13812345678``).
+
+    >>> has_digit_run("phone:138 1234 5678"), has_digit_run("u-50b2dcc3af3f")
+    (True, False)
+    """
+    return _DIGIT_RUN.search(text) is not None
+
+
+_FIRST = frozenset("+0123456789( ")
 
 
 def might_hold_clear(event: Mapping[str, Any], hash_fields: Iterable[str]) -> bool:
     """A quick look before :func:`in_clear`: ``False`` means it finds nothing (every
     identifier :func:`clear_kind` knows is a number, or a string of at most
-    :data:`LONGEST` characters starting with a digit or ``+``).
+    :data:`LONGEST` characters starting with a digit, ``+``, ``(`` or a blank).
 
     >>> might_hold_clear({"phone_hash": "p-4e1b"}, ("phone_hash",))
     False

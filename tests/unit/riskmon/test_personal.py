@@ -33,6 +33,17 @@ APPLICATION = {
         ("6222021234567890128", "a bank card number"),
         ("4111111111111111", "a bank card number"),
         (13812345678, "a phone number"),  # a JSON number: the schema would refuse it later
+        ("008613812345678", "a phone number"),
+        (" 13812345678", "a phone number"),
+        ("13812345678 ", "a phone number"),
+        ("(+86)13812345678", "a phone number"),
+        ("(+86) 138-1234-5678", "a phone number"),
+        ("138.1234.5678", "a phone number"),
+        ("6222 0212 3456 7890 128", "a bank card number"),
+        ("6222-0212-3456-7890-128", "a bank card number"),
+        ("4111 1111 1111 1111", "a bank card number"),
+        ("110105 19491231 002X", "a national id number"),
+        ("110105-19491231-002X", "a national id number"),
     ],
 )
 def test_identifiers_in_clear_are_recognised(value: str, kind: str) -> None:
@@ -50,6 +61,9 @@ def test_identifiers_in_clear_are_recognised(value: str, kind: str) -> None:
         "110105194912310021",  # an identity number's shape, wrong check character
         "6222021234567890123",  # a card's shape, wrong Luhn digit
         "123456789012345",  # 15 digits: nothing in particular
+        "139.12.245.167",  # an IPv4 address: its digits would make a phone number
+        "6222 0212 3456 7890 123",  # a card's grouping, wrong Luhn digit
+        "110105 19491231 0021",  # an identity number's grouping, wrong check character
         "",
         None,
         True,
@@ -115,6 +129,8 @@ def test_an_identifier_in_clear_is_refused_before_any_other_fault_is_named(
         ({"amount": 13812345678}, "13812345678"),
         ({"term_days": 13812345678}, "13812345678"),
         ({"ip": "+86 138 1234 5678 " * 4}, "1234 5678"),
+        ({"product": "tel:13812345678"}, "13812345678"),  # within a short string
+        ({"channel": 6222021234567890128}, "6222021234567890128"),
     ],
 )
 def test_reasons_never_quote_a_number_or_a_long_value(
