@@ -95,7 +95,9 @@ from typing import Any
 import orjson
 import redis
 from hiredis import pack_command
+from redis.backoff import ExponentialWithJitterBackoff
 from redis.cluster import RedisCluster
+from redis.retry import Retry
 
 from riskmon.state import (
     MAX_IDENT_APPS,
@@ -483,6 +485,14 @@ class RedisStore:
             "decode_responses": False,
             "socket_timeout": 10,
             "socket_connect_timeout": 10,
+            # one quick retry, for a connection a restarted Redis dropped; a timeout is
+            # not retried (redis-py's default ten retries made a batch against a hung
+            # Redis fail after about two minutes, not ten seconds)
+            "retry": Retry(
+                ExponentialWithJitterBackoff(base=0.05, cap=0.5),
+                1,
+                supported_errors=(redis.exceptions.ConnectionError,),
+            ),
         }
         client: Any
         if r.cluster:
