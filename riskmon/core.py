@@ -54,6 +54,8 @@ VERDICTS = UNDO_FRAUD | {"fraud"}
 MONEY_OUT = frozenset({"disbursement", "withdrawal", "transfer_out"})
 #: the dead-letter code of an event the core failed on
 PROCESSING_ERROR = "processing_error"
+#: the dead-letter code of an event a rule failed on (the rule is reverted)
+RULE_EVAL_ERROR = "rule_eval_error"
 
 
 class Failure(NamedTuple):
@@ -482,7 +484,7 @@ class Core:
                 event_id=event["event_id"],
             )
             record = {
-                "code": "rule_eval_error",
+                "code": RULE_EVAL_ERROR,
                 "reason": f"rule {rule_id!r} failed on event {event['event_id']}: {message}; "
                 "reverted to its previous version",
                 "rule_id": rule_id,

@@ -24,7 +24,7 @@ import orjson
 from detectors.bank import ModelBank
 from riskmon import metrics
 from riskmon.contract import Contract, InvalidMessage, format_ts, parse_ts
-from riskmon.core import PROCESSING_ERROR, Core, Outputs
+from riskmon.core import PROCESSING_ERROR, RULE_EVAL_ERROR, Core, Outputs
 from riskmon.deadletter import dead_letter
 from riskmon.logs import error_text, get_logger
 from riskmon.settings import Settings
@@ -388,6 +388,7 @@ class Shell:
                 with contextlib.suppress(Exception):  # not sent: another try may send it
                     await self.store.release_rejection(message)
                 raise
+            metrics.DEAD_LETTERS.labels(topic=topic, code=code).inc()
 
     # --- batches ------------------------------------------------------------------
 
@@ -547,6 +548,9 @@ class Shell:
         s.alerts += len(out.alerts)
         s.adjustments += len(out.adjustments)
         s.deadletters += len(out.deadletters)
+        for rec in out.deadletters:
+            if rec["code"] == RULE_EVAL_ERROR:  # the others were counted where they were made
+                metrics.DEAD_LETTERS.labels(topic=rec["topic"], code=RULE_EVAL_ERROR).inc()
         s.duplicates += out.duplicates
         s.last_batch_at = time.time()
         metrics.BATCH_SECONDS.observe(elapsed)

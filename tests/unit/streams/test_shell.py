@@ -263,8 +263,12 @@ async def test_a_reverted_rule_stays_reverted_after_a_restart(
     for offset, value in enumerate((v1, v2)):
         await shell.on_rule_message("risk.rules", 0, offset, b"login_check", value)
     assert shell.core.rules.versions()["login_check"] == 2
+    labels = {"topic": "risk.rules", "code": "rule_eval_error"}
+    dead_before = REGISTRY.get_sample_value("riskmon_deadletters_total", labels) or 0.0
     out = await shell.handle([("device.events", 0, 0, b"u1", _device(1))])
     assert [op["kind"] for op in out.ops] == ["rule_reverted"]
+    # its dead letter counts in the metric as in /health
+    assert REGISTRY.get_sample_value("riskmon_deadletters_total", labels) == dead_before + 1
     assert shell.core.rules.versions()["login_check"] == 1
     assert shell.health()["rules_reverted"] == 1
     assert await store.reverted_rules() == {("login_check", 2)}
@@ -283,8 +287,20 @@ async def test_a_rejected_rule_is_dead_lettered_once_across_workers_and_restarts
     shell_and_sent: tuple[Shell, list[tuple[str, bytes | None, bytes]]],
 ) -> None:
     """Every worker reads the whole rules topic at each start and rejects a broken rule
-    on it each time; the dead letter is sent once, by the first."""
+    on it each time; the dead letter is sent once, by the first, and counted in the
+    dead-letter metric."""
     shell, sent = shell_and_sent
+
+    def rules_dead_letters() -> float:
+        return sum(
+            sample.value
+            for metric in REGISTRY.collect()
+            if metric.name == "riskmon_deadletters"
+            for sample in metric.samples
+            if sample.name.endswith("_total") and sample.labels["topic"] == "risk.rules"
+        )
+
+    counted_before = rules_dead_letters()
     broken = orjson.dumps({"rule_id": "half", "version": 1})
     other = Shell.create(shell.settings, store=shell.store)  # another worker, or a restart
     other.sender = shell.sender
@@ -297,6 +313,7 @@ async def test_a_rejected_rule_is_dead_lettered_once_across_workers_and_restarts
     assert [(d["offset"], d["key"]) for d in dead] == [(7, "half"), (8, "half")]
     # and counted once: each worker counts only the rejections it dead-lettered
     assert shell.stats.rules_rejected + other.stats.rules_rejected == 2
+    assert rules_dead_letters() == counted_before + 2
 
 
 async def test_an_event_the_core_fails_on_is_dead_lettered_and_the_rest_decided(
