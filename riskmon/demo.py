@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -123,9 +124,25 @@ async def _watch(settings: Settings, seconds: float, worker_port: int, sim: Any)
     return counts
 
 
+def _port_taken(port: int) -> bool:
+    """Whether something listens on ``port`` of 127.0.0.1 already."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(1.0)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from riskmon.stack import stack_down, stack_status, stack_up
 
+    port = settings.worker.web_port
+    if _port_taken(port):
+        print(
+            f"port {port} is taken (a worker already running?): the demo's worker serves "
+            f"/health there. Stop that process, or give the demo another port: "
+            f"RISKMON_WORKER__WEB_PORT={port + 1} riskmon demo",
+            file=sys.stderr,
+        )
+        return 1
     status = stack_status(settings)
     already_up = bool(status.get("kafka", {}).get("answers")) and bool(
         status.get("redis", {}).get("answers")
