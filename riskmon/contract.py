@@ -24,6 +24,7 @@ import jsonschema_rs
 import orjson
 
 from riskmon.personal import (
+    ID_FIELDS,
     KINDS,
     FieldPath,
     clear_kind,
@@ -312,7 +313,10 @@ class Contract:
     """Compiled validators for every schema of the contract."""
 
     def __init__(
-        self, schemas: dict[str, dict[str, Any]], clear_kinds: frozenset[str] = KINDS
+        self,
+        schemas: dict[str, dict[str, Any]],
+        clear_kinds: frozenset[str] = KINDS,
+        id_kinds: frozenset[str] = frozenset({"phone"}),
     ) -> None:
         self.schemas = schemas
         self._validators = {
@@ -343,17 +347,34 @@ class Contract:
         )
         #: the shapes refused in ``*_hash`` fields (``privacy.refuse_in_clear``)
         self.clear_kinds = clear_kinds
+        #: the shapes refused in ids (``privacy.refuse_in_ids``), and the fields the quick
+        #: look at each input reads: the hashes of its type, and the ids
+        self.id_kinds = id_kinds
+        ids = ID_FIELDS if id_kinds else ()
+        self._looked_at = {
+            name: (*(self.hash_fields.get(name) or self.all_hash_fields), *ids)
+            for name in (*self.hash_fields, "")
+        }
 
     @classmethod
     def load(
-        cls, contract_dir: str | Path | None = None, clear_kinds: frozenset[str] = KINDS
+        cls,
+        contract_dir: str | Path | None = None,
+        clear_kinds: frozenset[str] = KINDS,
+        id_kinds: frozenset[str] = frozenset({"phone"}),
     ) -> "Contract":
         base = Path(contract_dir) if contract_dir else DEFAULT_CONTRACT_DIR
         schemas = {}
         for name in SCHEMA_NAMES:
             path = base / f"{name}.schema.json"
             schemas[name] = json.loads(path.read_text(encoding="utf-8"))
-        return cls(schemas, clear_kinds)
+        return cls(schemas, clear_kinds, id_kinds)
+
+    @classmethod
+    def for_settings(cls, settings: Any) -> "Contract":
+        """The contract of ``settings.contract_dir``, with its ``privacy`` settings."""
+        privacy = settings.privacy
+        return cls.load(settings.contract_dir, privacy.kinds, privacy.id_kinds)
 
     def errors(self, schema: str, obj: Any) -> list[tuple[str, str]]:
         """All contract violations of ``obj`` as ``(code, readable reason)`` pairs.
@@ -430,16 +451,18 @@ class Contract:
         hashed = self.hash_fields.get(schema) or self.all_hash_fields
         known = self.fields.get(schema) or self.all_input_fields
         objects = self.object_fields.get(schema) or self.all_object_fields
-        if (might_hold_clear(obj, hashed) or might_hold_clear_beyond(obj, known, objects)) and (
-            clear := clear_paths(obj, hashed, known, self.clear_kinds)
-        ):
+        kinds, id_kinds = self.clear_kinds, self.id_kinds
+        if (
+            might_hold_clear(obj, self._looked_at[schema])
+            or might_hold_clear_beyond(obj, known, objects)
+        ) and (clear := clear_paths(obj, hashed, known, kinds, id_kinds)):
             raise self._refused(obj, clear, event_id)
         try:
             self._check_event(obj, event_type, event_id, expected_type)
         except InvalidMessage:
             # a field of the contract may hold an object it should not (which the quick
             # look above leaves to the contract): the refusal comes first all the same
-            if clear := clear_paths(obj, hashed, known, self.clear_kinds):
+            if clear := clear_paths(obj, hashed, known, kinds, id_kinds):
                 raise self._refused(obj, clear, event_id) from None
             raise
         return obj

@@ -62,9 +62,7 @@ def label_event(args: argparse.Namespace, now: float) -> dict[str, Any]:
 def run(args: argparse.Namespace, settings: Settings) -> int:
     event = label_event(args, time.time())
     try:
-        Contract.load(settings.contract_dir, settings.privacy.kinds).parse(
-            orjson.dumps(event)
-        )  # as a worker will
+        Contract.for_settings(settings).parse(orjson.dumps(event))  # as a worker will
     except InvalidMessage as exc:
         print(f"riskmon label: {exc.reason}", file=sys.stderr)
         return 2

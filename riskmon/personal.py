@@ -55,6 +55,17 @@ CLEAR_FIELDS = frozenset(
     }
 )
 WITHHELD = "[withheld]"
+#: the contract's ids: in outputs, profiles, Redis keys and logs, so never a number in
+#: clear (of the shapes of ``privacy.refuse_in_ids``)
+ID_FIELDS = (
+    "user_id",
+    "device_id",
+    "application_id",
+    "txn_id",
+    "loan_id",
+    "target_id",
+    "event_id",
+)
 #: characters of the longest shape known, with room for blanks around it: a card of 19
 #: digits in groups of four has 23 (``+86 (138) 1234 5678`` has 19)
 LONGEST = 25
@@ -220,13 +231,17 @@ def clear_paths(
     hash_fields: Iterable[str],
     known: frozenset[str],
     kinds: frozenset[str] = KINDS,
+    id_kinds: frozenset[str] = frozenset(),
 ) -> list[FieldPath]:
     """Every place in ``event`` that holds an identifier in clear, as a path of field
     names and list positions: what :func:`in_clear` finds among the top-level fields,
-    and, outside the contract's own fields (``known``), a value of one of ``kinds``'
-    shapes or a field named for one, at any depth. Objects and lists are searched
-    whichever field holds them: the contract's own (``geo``, ``kyc``) hold numbers and
-    flags only.
+    an id (:data:`ID_FIELDS`) of one of ``id_kinds``' shapes, and, outside the
+    contract's own fields (``known``), a value of one of ``kinds``' shapes or a field
+    named for one, at any depth. Objects and lists are searched whichever field holds
+    them: the contract's own (``geo``, ``kyc``) hold numbers and flags only.
+
+    >>> clear_paths({"user_id": "13812345678"}, (), frozenset({"user_id"}), KINDS, {"phone"})
+    [('user_id',)]
 
     >>> clear_paths({"kyc": {"id_number": "x"}, "refs": ["13812345678"]}, (), frozenset())
     [('kyc', 'id_number'), ('refs', 0)]
@@ -234,6 +249,8 @@ def clear_paths(
     [('note',)]
     """
     found: list[FieldPath] = [(name,) for name in in_clear(event, hash_fields, kinds)]
+    if id_kinds:
+        found += [(n,) for n in ID_FIELDS if clear_kind(event.get(n), id_kinds) is not None]
     for name, value in event.items():
         if name in CLEAR_FIELDS:
             continue  # named already

@@ -116,7 +116,7 @@ class Replay:
 
     def __init__(self, settings: Settings, core: Core | None = None) -> None:
         self.settings = settings
-        self.contract = Contract.load(settings.contract_dir, settings.privacy.kinds)
+        self.contract = Contract.for_settings(settings)
         self.core = core or Core.create(settings)
         self.store = MemoryStore()
         self.summary = ReplaySummary()

@@ -222,9 +222,24 @@ class PrivacySettings(_Frozen):
         "digits) and an identity number's (1 in 11 of 18): leave those out then",
     )
 
+    refuse_in_ids: str = Field(
+        "phone",
+        pattern=r"^((phone|id_number|bank_card)(,(phone|id_number|bank_card))*)?$",
+        description="comma-separated shapes that make an input refused when one of its "
+        "ids (user_id, device_id, application_id, txn_id, loan_id, target_id, event_id) "
+        "holds one: a deployment keyed by phone number would carry it into outputs, "
+        "profiles, Redis keys and logs. Numeric ids of 16 to 19 digits take a card's or "
+        "an identity number's shape by chance, so only the phone's is refused by default; "
+        "empty: none",
+    )
+
     @property
     def kinds(self) -> frozenset[str]:
         return frozenset(k for k in self.refuse_in_clear.split(",") if k)
+
+    @property
+    def id_kinds(self) -> frozenset[str]:
+        return frozenset(k for k in self.refuse_in_ids.split(",") if k)
 
 
 class Settings(_Frozen):

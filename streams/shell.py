@@ -130,7 +130,7 @@ class Shell:
     ) -> Shell:
         return cls(
             settings,
-            Contract.load(settings.contract_dir, settings.privacy.kinds),
+            Contract.for_settings(settings),
             Core.create(settings),
             store if store is not None else RedisStore.from_settings(settings),
         )

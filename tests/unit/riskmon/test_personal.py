@@ -237,3 +237,35 @@ def test_the_shapes_left_out_by_the_setting_are_accepted_beyond_the_contract_too
     assert event["order_no"] == 6222021234567890128
     with pytest.raises(InvalidMessage, match="personal_data_in_clear"):
         contract.parse(orjson.dumps({**APPLICATION, "order": {"tel": "13812345678"}}))
+
+
+def test_an_id_that_is_a_phone_number_is_refused() -> None:
+    """A producer keying its users by phone number would carry the number into every
+    output, profile, Redis key and log line: such an input is refused, its dead letter
+    withholds the id. Numeric ids that only look like card or identity numbers by
+    chance (long numeric ids) are accepted by default."""
+    contract = Contract.load()
+    raw = orjson.dumps({**APPLICATION, "user_id": "13712345678"})
+    with pytest.raises(InvalidMessage) as caught:
+        contract.parse(raw, "application")
+    exc = caught.value
+    assert exc.code == "personal_data_in_clear" and "user_id" in exc.reason
+    assert exc.keep is not None and orjson.loads(exc.keep)["user_id"] == "[withheld]"
+    for user in ("1795860930123456789", "11010519491231002X", "6222021234567890128"):
+        assert contract.parse(orjson.dumps({**APPLICATION, "user_id": user}))["user_id"] == user
+
+
+def test_the_shapes_refused_in_ids_are_a_setting() -> None:
+    """``privacy.refuse_in_ids`` adds the identity number's shape, or, empty, accepts a
+    phone-shaped user id (a deployment that knows its ids are not phone numbers)."""
+    from riskmon.settings import Settings
+
+    strict = Contract.for_settings(
+        Settings.load(env={"RISKMON_PRIVACY__REFUSE_IN_IDS": "phone,id_number"}, config_file=None)
+    )
+    with pytest.raises(InvalidMessage, match="device_id"):
+        strict.parse(orjson.dumps({**APPLICATION, "device_id": "11010519491231002X"}))
+    lax = Contract.for_settings(
+        Settings.load(env={"RISKMON_PRIVACY__REFUSE_IN_IDS": ""}, config_file=None)
+    )
+    assert lax.parse(orjson.dumps({**APPLICATION, "user_id": "13712345678"}))["user_id"]
