@@ -13,7 +13,8 @@ Riskmon's topics. ``riskmon stack down`` stops what ``up`` started, and only tha
     <stack_dir>/kafka/server.properties       broker config, from the settings
     <stack_dir>/kafka/data/                   the broker's log dir (`down --purge` drops it)
     <stack_dir>/kafka/kafka.log               the broker's output
-    <stack_dir>/redis/                        Redis's dir, log and own pid file
+    <stack_dir>/redis/                        Redis's dir, log, own pid file and its
+                                              append-only file (`down --purge` drops it)
 
 A process counts as ours when its pid file names it and its working directory is the
 service's directory under ``stack_dir``: a reused pid never gets a signal from ``down``.
@@ -247,7 +248,11 @@ def kafka_command(settings: Settings, java: str = "java") -> list[str]:
 
 
 def redis_args(settings: Settings) -> list[str]:
-    """Arguments of ``redis-server``: no persistence, in the foreground, files in stack_dir."""
+    """Arguments of ``redis-server``: in the foreground, files in stack_dir, with an
+    append-only file, so that Redis's state lasts as long as the broker's data: after a
+    ``down`` and an ``up``, workers find the state their consumer group's offsets go with
+    (a Redis without it while the group has read the inputs is a loss of state, which
+    workers report)."""
     r = settings.redis
     d = StackPaths.of(settings).redis_dir
     return [
@@ -258,7 +263,9 @@ def redis_args(settings: Settings) -> list[str]:
         "--save",
         "",
         "--appendonly",
-        "no",
+        "yes",
+        "--appendfsync",
+        "everysec",
         "--daemonize",
         "no",
         "--pidfile",
@@ -944,7 +951,8 @@ def stack_up(settings: Settings, *, timeout_s: float = UP_TIMEOUT_S) -> dict[str
 
 
 def stack_down(settings: Settings, *, purge: bool = False) -> dict[str, str]:
-    """Stop what ``up`` started (by its pid files); ``purge`` also drops Kafka's data."""
+    """Stop what ``up`` started (by its pid files); ``purge`` also drops Kafka's data and
+    Redis's append-only file."""
     paths = StackPaths.of(settings)
     svc = services(settings)
     with _locked(paths):
@@ -962,6 +970,12 @@ def stack_down(settings: Settings, *, purge: bool = False) -> dict[str, str]:
             shutil.rmtree(paths.kafka_data)
             log.info("kafka_data_purged", path=str(paths.kafka_data))
             result["kafka_data"] = "purged"
+        redis_files = [paths.redis_dir / "appendonlydir", paths.redis_dir / "dump.rdb"]
+        if purge and any(f.exists() for f in redis_files):
+            shutil.rmtree(redis_files[0], ignore_errors=True)
+            redis_files[1].unlink(missing_ok=True)
+            log.info("redis_data_purged", path=str(paths.redis_dir))
+            result["redis_data"] = "purged"
     return result
 
 
@@ -1016,7 +1030,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help=f"seconds to wait for both to answer (default {UP_TIMEOUT_S:.0f})",
     )
     down = actions.add_parser("down", help="stop what `up` started")
-    down.add_argument("--purge", action="store_true", help="also delete Kafka's data")
+    down.add_argument(
+        "--purge", action="store_true", help="also delete Kafka's data and Redis's append-only file"
+    )
     status = actions.add_parser("status", help="what runs where; exit 0 when both answer")
     status.add_argument("--json", action="store_true", help="print the status as JSON")
 

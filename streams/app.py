@@ -26,7 +26,7 @@ from riskmon.metrics import REGISTRY
 from riskmon.settings import Settings
 from streams.consumer import AUTO_OFFSET_RESET, Transport
 from streams.order import EventTimeGate, backlogged
-from streams.probe import BrokerProbe, input_lag
+from streams.probe import BrokerProbe, group_has_read, input_lag
 from streams.shell import Shell
 
 log = get_logger("riskmon.streams")
@@ -231,6 +231,12 @@ def create_app(settings: Settings, shell: Shell | None = None) -> faust.App:
                 await decide(released, ack=True)
 
     probe = BrokerProbe(settings.kafka.bootstrap)
+
+    async def group_history() -> bool:
+        """Whether this worker's consumer group has read the inputs before."""
+        return await group_has_read(settings.kafka.bootstrap, settings.worker.app_id, inputs)
+
+    the_shell.group_history = group_history
 
     @app.timer(interval=w.broker_check_s)
     async def check_broker() -> None:

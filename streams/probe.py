@@ -47,6 +47,26 @@ def input_lag(
     return lag
 
 
+async def group_has_read(
+    bootstrap: str, group: str, topics: Iterable[str], timeout_s: float = PROBE_TIMEOUT_S
+) -> bool:
+    """Whether consumer group ``group`` has committed offsets on any of ``topics``: its
+    workers read them before. Raises when the broker does not answer in time."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000)
+    )
+    try:
+        await asyncio.wait_for(admin.start(), timeout_s)
+        offsets = await asyncio.wait_for(admin.list_consumer_group_offsets(group), timeout_s)
+    finally:
+        with contextlib.suppress(Exception):
+            await admin.close()
+    wanted = set(topics)
+    return any(tp.topic in wanted and meta.offset >= 0 for tp, meta in offsets.items())
+
+
 class BrokerProbe:
     """Asks the broker for its metadata and the end offsets of some partitions, on a
     connection of its own (an ``AIOKafkaConsumer`` in no group, assigned nothing)."""

@@ -87,6 +87,10 @@ class Stats:
     ready: bool = False  # checkpoint restored and rule feed following
 
 
+async def _unknown() -> bool | None:
+    return None
+
+
 def _rule_id_of(key: bytes | None, value: bytes | None) -> str:
     """A rule message's id: its key, else the ``rule_id`` in its body, else ``?``."""
     if key:
@@ -123,6 +127,10 @@ class Shell:
         #: (rule id, version) reverted after failing (kept in the store, across restarts)
         self._reverted: set[tuple[str, int]] = set()
         self._state_mark: bytes | None = None
+        #: Whether the worker's consumer group has read the inputs before (offsets
+        #: committed), ``None`` when unknown (the app sets it; asked at start only): a
+        #: Redis without a state mark then lost its data while no worker ran.
+        self.group_history: Callable[[], Awaitable[bool | None]] = _unknown
 
     @classmethod
     def create(
@@ -173,8 +181,9 @@ class Shell:
     async def check_state(self) -> bool:
         """Check that Redis still holds the state mark this worker saw; ``False`` (and
         an error log, a metric, ``/health``) when Redis lost it. At start, a missing mark
-        is set: a first start, or a Redis that restarted empty since the last worker ran
-        (logged, as no worker saw the state go)."""
+        is set; it was lost, too, when the consumer group has read the inputs before
+        (:attr:`group_history`): Redis lost its data while no worker ran. Else it is a
+        first start (logged)."""
         held = self._state_mark
         if held is not None and await self.store.get_blob(STATE_MARK) == held:
             return True
@@ -183,13 +192,22 @@ class Shell:
         self._state_mark = mark
         self.stats.state_since = mark.decode(errors="replace").split(" ", 1)[0]
         if held is None:
-            if mark == token:
+            if mark != token:
+                return True  # the mark another worker set
+            history = await self._group_history()
+            if not history:
                 log.warning(
                     "state_mark_set",
-                    note="Redis held no Riskmon state mark: a first start, or Redis lost "
-                    "its data since the last worker ran",
+                    note="Redis held no Riskmon state mark: a first start"
+                    + (
+                        ""
+                        if history is False
+                        else ", or Redis lost its data since the last "
+                        "worker ran (the broker did not say whether workers ran before)"
+                    ),
                 )
-            return True
+                return True
+            # workers read the inputs before, and left a mark: Redis lost it since
         self.stats.state_lost_at = time.time()
         metrics.STATE_LOST.inc()
         log.error(
@@ -199,6 +217,13 @@ class Shell:
             runbook="README.md, Runbook: log redis_state_lost",
         )
         return False
+
+    async def _group_history(self) -> bool | None:
+        try:
+            return await asyncio.wait_for(self.group_history(), timeout=10)
+        except Exception as exc:
+            log.warning("group_history_unknown", error=error_text(exc))
+            return None
 
     async def load_reverted(self) -> None:
         """Learn which rule versions a worker reverted (they stay reverted here too)."""

@@ -125,10 +125,11 @@ class WorkerProcess:
 
 @pytest.fixture
 def start_worker() -> Iterator[Callable[[Isolated], WorkerProcess]]:
-    """Start ``riskmon worker`` as its own process; wait until /health says ok."""
+    """Start ``riskmon worker`` as its own process; wait until /health says ok (or, with
+    ``ok=False``, until it answers at all)."""
     started: list[WorkerProcess] = []
 
-    def start(iso: Isolated, name: str = "worker") -> WorkerProcess:
+    def start(iso: Isolated, name: str = "worker", ok: bool = True) -> WorkerProcess:
         log = iso.tmp / f"{name}.log"
         env = {k: v for k, v in os.environ.items() if not k.startswith("RISKMON_")}
         proc = subprocess.Popen(
@@ -143,7 +144,8 @@ def start_worker() -> Iterator[Callable[[Isolated], WorkerProcess]]:
         while time.monotonic() < deadline:
             if not handle.alive():
                 raise AssertionError(f"worker exited early:\n{log.read_text()[-4000:]}")
-            if (handle.health() or {}).get("ok"):
+            health = handle.health()
+            if health is not None and (health.get("ok") or not ok):
                 return handle
             time.sleep(0.3)
         raise AssertionError(f"worker did not answer /health:\n{log.read_text()[-4000:]}")

@@ -94,16 +94,18 @@ def test_log4j2_config_logs_kafka_at_info_and_the_rest_at_warn() -> None:
     assert "logger.kafka.level = INFO" in lines
 
 
-def test_redis_runs_in_the_foreground_without_persistence_on_the_settings_port(
+def test_redis_runs_in_the_foreground_with_an_append_only_file_on_the_settings_port(
     tmp_path: Path,
 ) -> None:
+    """The local Redis keeps its state in an append-only file in the stack dir, as the
+    broker keeps its data: a stack stopped and started again has both."""
     s = _settings(tmp_path, RISKMON_REDIS__PORT="16379")
     args = redis_args(s)
     pairs = dict(zip(args[::2], args[1::2], strict=True))
     assert pairs["--bind"] == "127.0.0.1"
     assert pairs["--port"] == "16379"
     assert pairs["--save"] == ""
-    assert pairs["--appendonly"] == "no"
+    assert pairs["--appendonly"] == "yes" and pairs["--appendfsync"] == "everysec"
     assert pairs["--daemonize"] == "no"
     redis_dir = StackPaths.of(s).redis_dir
     assert pairs["--dir"] == str(redis_dir)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import random
@@ -285,6 +286,49 @@ def test_a_redis_restarted_empty_under_a_running_worker_is_reported(isolated) ->
     finally:
         stop_process(worker)
         stop_process(server)
+
+
+async def test_a_redis_emptied_while_no_worker_ran_is_reported_when_one_starts(
+    isolated, start_worker, producer: AIOKafkaProducer, read_topics
+) -> None:
+    """Workers decided events (their consumer group committed offsets), then all stopped
+    and Redis lost Riskmon's data (restarted empty, flushed): the next worker to start
+    says the state was lost (log redis_state_lost, the metric, /health state_lost)
+    rather than take it for a first start."""
+    import redis as redis_lib
+
+    from streams.probe import group_has_read
+
+    settings = isolated.settings
+    worker = start_worker(isolated)
+    events = [ev for ev in valid_events(30) if ev["event_type"] == "device"]
+    for ev in events:
+        await producer.send(settings.topics.devices, orjson.dumps(ev), key=ev["user_id"].encode())
+    await producer.flush()
+    await read_topics(
+        settings,
+        [settings.topics.decisions],
+        until=lambda s: len(s[settings.topics.decisions]) >= len(events),
+    )
+    inputs = settings.topics.inputs
+    deadline = time.monotonic() + 60
+    while not await group_has_read(settings.kafka.bootstrap, settings.worker.app_id, inputs):
+        assert time.monotonic() < deadline, "the worker committed no offsets"
+        await asyncio.sleep(0.5)
+    worker.stop()
+    client = redis_lib.Redis(host=settings.redis.host, port=settings.redis.port)
+    keys = list(client.scan_iter(match=f"{settings.redis.key_prefix}*", count=1000))
+    assert keys and client.delete(*keys) == len(keys)  # this deployment's data is gone
+
+    again = start_worker(isolated, name="again", ok=False)
+    deadline = time.monotonic() + 60
+    health = again.health()
+    while (health or {}).get("status") != "state_lost" and time.monotonic() < deadline:
+        await asyncio.sleep(0.3)
+        health = again.health()
+    assert health is not None and health["status"] == "state_lost", again.log.read_text()[-3000:]
+    assert health["ok"] is False and "redis_state_lost" in again.log.read_text()
+    assert "riskmon_redis_state_lost_total 1.0" in again.metrics()
 
 
 async def test_a_redis_refusing_writes_for_a_while_delays_outputs_but_never_repeats_them(

@@ -432,6 +432,37 @@ async def test_a_redis_that_lost_the_state_is_reported_as_lost() -> None:
     assert await other.check_state() is True and other.health()["redis_state_lost_at"] is None
 
 
+async def test_a_redis_that_lost_the_state_while_no_worker_ran_is_reported_at_start() -> None:
+    """A worker starts on a Redis without the state mark: when its consumer group has
+    read the inputs before, workers ran and left a mark, so Redis lost its data while
+    none ran (reported as lost); without that history it is a first start; when the
+    broker cannot tell, it is not reported as lost."""
+    settings = Settings.load(env={}, config_file=None)
+
+    def lost_counted() -> float:
+        return REGISTRY.get_sample_value("riskmon_redis_state_lost_total") or 0.0
+
+    async def read_before() -> bool:
+        return True
+
+    async def first_start() -> bool:
+        return False
+
+    async def broker_silent() -> bool:
+        raise ConnectionError("no broker")
+
+    outcomes = []
+    for history in (read_before, first_start, broker_silent):
+        shell = Shell.create(settings, store=AsyncMemoryStore())
+        shell.stats.ready = True
+        shell.group_history = history
+        before = lost_counted()
+        outcomes.append((await shell.check_state(), lost_counted() - before))
+        assert (shell.health()["status"] == "state_lost") is (history is read_before)
+        assert await shell.check_state() is True  # the new mark stands from then on
+    assert outcomes == [(False, 1.0), (True, 0.0), (True, 0.0)]
+
+
 def test_an_unanswering_broker_turns_health_red_after_the_grace_and_green_again() -> None:
     """One unanswered probe is tolerated for ``worker.broker_grace_s``; past it, /health
     says ok false, status broker_unreachable, with the error; the metric says 0 from the
