@@ -182,6 +182,45 @@ def _contract_validator() -> Any:
     return jsonschema_rs.validator_for(json.loads(path.read_text(encoding="utf-8")))
 
 
+#: the expression language's name of each JSON Schema type of a contract field
+_SCHEMA_TYPES = {"string": "string", "number": "double", "integer": "int", "boolean": "bool"}
+
+
+@functools.cache
+def event_types(applies_to: frozenset[str]) -> dict[str, str]:
+    """The type of each field of the contract's events of ``applies_to``, for the checks
+    of a condition: the fields that every one of those event types has, of one scalar
+    type (a field that may be null, an object, or one some types lack is left unknown).
+
+    >>> t = event_types(frozenset({"transaction"}))
+    >>> t["amount"], t["kind"], "geo" in t
+    ('double', 'string', False)
+    >>> "amount" in event_types(frozenset({"transaction", "device"}))
+    False
+    """
+    from riskmon.settings import Settings
+
+    base = Path(Settings().contract_dir)
+    per_type: list[dict[str, str]] = []
+    for etype in sorted(applies_to):
+        path = base / f"{etype}.schema.json"
+        if not path.exists():
+            return {}
+        properties = json.loads(path.read_text(encoding="utf-8")).get("properties", {})
+        types = {}
+        for name, spec in properties.items():
+            kind = spec.get("type")
+            if kind is None and spec.get("enum") and all(type(v) is str for v in spec["enum"]):
+                kind = "string"
+            if isinstance(kind, str) and kind in _SCHEMA_TYPES:
+                types[name] = _SCHEMA_TYPES[kind]
+        per_type.append(types)
+    if not per_type:
+        return {}
+    first, *rest = per_type
+    return {k: v for k, v in first.items() if all(t.get(k) == v for t in rest)}
+
+
 def _validator(schema: Mapping[str, Any] | None) -> Any:
     if schema is None:
         return _contract_validator()
@@ -212,7 +251,12 @@ def _build(data: Mapping[str, Any], known_features: Collection[str] | None) -> R
     predicate = None
     if enabled:
         try:
-            predicate = compile_expr(data["when"], known_features=known_features, name=rule_id)
+            predicate = compile_expr(
+                data["when"],
+                known_features=known_features,
+                name=rule_id,
+                event_types=event_types(frozenset(data["applies_to"])),
+            )
         except CompileError as exc:
             raise RuleError(f"{_label(data)}: {exc.reason}") from exc
         if predicate.result_type not in ("bool", "dyn"):

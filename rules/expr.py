@@ -644,9 +644,15 @@ def _mixed_type(a: str, b: str) -> str:
 
 
 class _Compiler:
-    def __init__(self, src: _Source, known_features: frozenset[str] | None):
+    def __init__(
+        self,
+        src: _Source,
+        known_features: frozenset[str] | None,
+        event_types: Mapping[str, str] | None = None,
+    ):
         self.src = src
         self.known = known_features
+        self.event_types = event_types or {}
         self.features: set[str] = set()
         self.event_fields: set[str] = set()
 
@@ -733,7 +739,8 @@ class _Compiler:
                 m = act[root]
                 return m.get(key) if type(m) is dict else _select(m, key)
 
-            return _Code(select_root, "dyn")
+            known = self.event_types.get(key, "dyn") if root == "event" else "dyn"
+            return _Code(select_root, known)
         obj = args[0].fn
 
         def select(act: Mapping[str, Any]) -> Any:
@@ -1457,11 +1464,20 @@ def compile_expr(
     *,
     known_features: Collection[str] | None = None,
     name: str | None = None,
+    event_types: Mapping[str, str] | None = None,
 ) -> Expression:
     """Parse, check and compile ``source``; raises :class:`CompileError`.
 
     ``known_features``: when given, ``features.<name>`` must be one of them.
     ``name``: the rule id, for messages.
+    ``event_types``: the type of ``event.<field>`` for the fields the contract says
+    (``"string"``, ``"double"``, ``"int"``, ``"bool"``), so that comparing or adding
+    values of types that never go together fails here rather than on an event.
+
+    >>> compile_expr("event.amount > 'abc'", event_types={"amount": "double"})
+    Traceback (most recent call last):
+    ...
+    rules.expr.CompileError: cannot compare double > string at column 14
     """
     if not isinstance(source, str):
         raise CompileError(f"expression must be a string, got {type(source).__name__}", rule=name)
@@ -1472,7 +1488,7 @@ def compile_expr(
     src = _Source(source, name)
     tree = _Parser(src, _tokenize(src)).parse()
     known = frozenset(known_features) if known_features is not None else None
-    compiler = _Compiler(src, known)
+    compiler = _Compiler(src, known, event_types)
     code = compiler.compile(tree)
     return Expression(
         source=source,

@@ -116,9 +116,9 @@ def test_rule_matches_evaluates_one_event() -> None:
     r = load_rule(rule(), KNOWN)
     assert r.matches(CARD_BIND, FRESH_DEVICE) is True
     assert r.matches({"kind": "payment"}, FRESH_DEVICE) is False
-    number = load_rule(rule(when="event.amount"), KNOWN)
+    number = load_rule(rule(when="event.note"), KNOWN)  # a field the contract lacks
     with pytest.raises(RuleEvalError, match="condition gave float"):
-        number.matches(CARD_BIND, FRESH_DEVICE)
+        number.matches({**CARD_BIND, "note": 1.5}, FRESH_DEVICE)
 
 
 @pytest.mark.parametrize(
@@ -535,10 +535,39 @@ def test_the_shell_can_revert_a_failing_version() -> None:
 
 def test_non_boolean_result_at_run_time_is_an_error() -> None:
     """A condition of unknown type that yields a number is an error, not a hit."""
-    rs = RuleSet.from_dicts([rule("n", when="event.amount")], KNOWN)
-    result = rs.evaluate("transaction", {"amount": 1.0}, {})
+    rs = RuleSet.from_dicts([rule("n", when="event.note")], KNOWN)
+    result = rs.evaluate("transaction", {"amount": 1.0, "note": 1.0}, {})
     assert result.errors == (RuleFailure("n", "condition gave float, expected bool"),)
     assert result.hits == ()
+
+
+@pytest.mark.parametrize(
+    ("when", "message"),
+    [
+        ("event.amount > 'abc'", "cannot compare double > string"),
+        ("event.amount", "this one gives a double"),
+        ("event.kind + 1 > 2", "no operator '+' for string and int"),
+        ("event.term_days % 7.0 == 0.0", "no operator '%' for int and double"),
+    ],
+)
+def test_a_condition_on_contract_fields_of_types_that_never_fit_is_refused(
+    when: str, message: str
+) -> None:
+    """The contract says what type each event field has: a condition that compares or
+    adds values that never go together is refused when it is loaded (``rules check``,
+    the rules topic), not reverted at the first event it meets."""
+    applies_to = ["application"] if "term_days" in when else ["transaction"]
+    with pytest.raises(RuleError, match=re.escape(message)):
+        load_rule(rule(when=when, applies_to=applies_to), KNOWN)
+
+
+def test_a_field_the_types_hold_differently_is_checked_only_when_run() -> None:
+    """Over several event types a field is typed only when all of them have it alike:
+    ``amount`` is missing from device events, so a condition on it is left to run."""
+    rs = RuleSet.from_dicts(
+        [rule("both", applies_to=["transaction", "device"], when="event.amount > 'abc'")], KNOWN
+    )
+    assert rs.evaluate("transaction", {"amount": 1.0}, {}).errors
 
 
 def test_missing_optional_field_does_not_fire_or_fail() -> None:
