@@ -188,6 +188,43 @@ async def produce(settings: Settings, topic: str, records: list[tuple[bytes, byt
         await producer.stop()
 
 
+async def read_all(settings: Settings, topic: str, timeout_s: float = 30.0) -> list[bytes]:
+    """Every record value on ``topic``, from the start of each partition to its end as
+    of now (no consumer group); raises :class:`TimeoutError` when the broker does not
+    give them within ``timeout_s``."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    admin = await connect_admin(settings, timeout_s=timeout_s)
+    try:
+        count = (await topic_partitions(admin, [topic])).get(topic, 0)
+    finally:
+        await admin.close()
+    if not count:
+        return []
+    tps = [TopicPartition(topic, p) for p in range(count)]
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka.bootstrap, group_id=None)
+    await consumer.start()
+    try:
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        values: list[bytes] = []
+        left = {tp for tp in tps if ends[tp] > 0}
+
+        async def drain() -> None:
+            while left:
+                batch = await consumer.getmany(*left, timeout_ms=500)
+                for tp, records in batch.items():
+                    values.extend(r.value for r in records if r.value is not None)
+                    if records and records[-1].offset + 1 >= ends[tp]:
+                        left.discard(tp)
+
+        await asyncio.wait_for(drain(), timeout_s)
+        return values
+    finally:
+        await consumer.stop()
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "names", nargs="*", help="topics to create (default: all of Riskmon's topics)"

@@ -51,3 +51,33 @@ def test_a_published_rule_file_is_applied_by_a_running_worker(
     health = worker.health()
     assert health is not None and health["rules_applied"] >= 1
     assert health["rules_rejected"] == 0  # the broken file never reached the topic
+
+
+def test_publishing_a_version_not_newer_than_the_topics_sends_nothing(
+    isolated: Any, tmp_path: Path, capsys: Any
+) -> None:
+    """Workers ignore a version not newer than the one they run: publishing one (a
+    rollback done by re-sending the old file) is refused with how to roll back instead,
+    and nothing is sent; the next version goes out."""
+    from riskmon.topics import read_all
+
+    cfg = str(isolated.config_file)
+    settings = isolated.settings
+
+    def publish(version: int) -> int:
+        path = tmp_path / f"v{version}.yaml"
+        path.write_text(yaml.safe_dump({"rules": [{**RULE, "version": version}]}))
+        return main(["--config", cfg, "rules", "publish", str(path)])
+
+    def on_topic() -> list[bytes]:
+        import asyncio
+
+        return asyncio.run(read_all(settings, settings.topics.rules))
+
+    assert publish(3) == 0
+    capsys.readouterr()
+    assert publish(2) == 1 and publish(3) == 1
+    err = capsys.readouterr().err
+    assert "v3 is on the topic already" in err and "as v4" in err
+    assert len(on_topic()) == 1
+    assert publish(4) == 0 and len(on_topic()) == 2
