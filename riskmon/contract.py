@@ -26,6 +26,7 @@ import orjson
 from riskmon.personal import (
     ID_FIELDS,
     KINDS,
+    WITHHELD,
     FieldPath,
     clear_kind,
     clear_paths,
@@ -282,10 +283,10 @@ def _quoted(value: Any) -> str:
 
     >>> _quoted("loan"), _quoted({"phone_hash": "13800138000"}), _quoted("x" * 100)
     ("'loan'", 'a dict', 'a str of 100 characters')
-    >>> _quoted("13800138000")
-    'a value withheld (personal data)'
+    >>> _quoted("13800138000"), _quoted("tel:13800138000")
+    ('a value withheld (personal data)', 'a value withheld (personal data)')
     """
-    if clear_kind(value) is not None:
+    if holds_identifier(value) and not (isinstance(value, str) and len(value) > 32):
         return "a value withheld (personal data)"
     if isinstance(value, str):
         return repr(value) if len(value) <= 32 else f"a str of {len(value)} characters"
@@ -333,18 +334,18 @@ class Contract:
         self.fields = {
             name: frozenset(schema.get("properties", {})) for name, schema in schemas.items()
         }
-        self.object_fields = {
-            name: tuple(
-                p
+        self.object_fields: dict[str, dict[str, frozenset[str]]] = {
+            name: {
+                p: frozenset(spec.get("properties", {}))
                 for p, spec in schema.get("properties", {}).items()
                 if spec.get("type") == "object"
-            )
+            }
             for name, schema in schemas.items()
         }
         self.all_input_fields = frozenset().union(*(self.fields[t] for t in INPUT_TYPES))
-        self.all_object_fields = tuple(
-            sorted({p for t in INPUT_TYPES for p in self.object_fields[t]})
-        )
+        self.all_object_fields = {
+            p: fields for t in INPUT_TYPES for p, fields in self.object_fields[t].items()
+        }
         #: the shapes refused in ``*_hash`` fields (``privacy.refuse_in_clear``)
         self.clear_kinds = clear_kinds
         #: the shapes refused in ids (``privacy.refuse_in_ids``), and the fields the quick
@@ -395,7 +396,7 @@ class Contract:
             kind = type(err.kind).__name__
             code = _KIND_CODES.get(kind, "schema_violation")
             path = [str(p) for p in err.instance_path]
-            where = "/".join(path)
+            where = path_text(tuple(path))
             if (
                 any(p.endswith("_hash") for p in path)
                 or (not path and kind not in _NAMES_KEYS_ONLY)
@@ -427,7 +428,23 @@ class Contract:
         """Decode and check one Kafka message value; raise :class:`InvalidMessage`.
 
         ``expected_type`` is the event type the topic carries (``None``: any input type).
+        An input the checks themselves cannot take (nested too deeply to write out again,
+        say) is refused as ``unprocessable``, its content withheld whole: whatever the
+        input, the worker goes on.
         """
+        try:
+            return self._parse(raw, expected_type, max_bytes)
+        except InvalidMessage:
+            raise
+        except Exception as exc:
+            raise InvalidMessage(
+                "unprocessable",
+                f"the input could not be checked ({type(exc).__name__}); its content is "
+                "withheld whole, as it may hold personal data",
+                keep=orjson.dumps(WITHHELD),
+            ) from None
+
+    def _parse(self, raw: bytes, expected_type: str | None, max_bytes: int) -> dict[str, Any]:
         if raw is None:
             raise InvalidMessage("empty", "message has no value")
         if len(raw) > max_bytes:

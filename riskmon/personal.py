@@ -26,7 +26,9 @@ is refused, at any depth (:func:`clear_paths`):
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable, Mapping
+from datetime import date
 from typing import Any
 
 #: Field names that can only mean an identifier in clear (the hashed ones end in _hash).
@@ -71,11 +73,11 @@ ID_FIELDS = (
 LONGEST = 25
 
 #: a mainland mobile number, with or without the country code (+86, 0086, (+86)), its
-#: groups apart by a blank or a dash, or by dots in the 3-4-4 grouping only (a dotted
-#: IPv4 address never has it)
+#: groups apart by a blank or a dash (the first maybe in brackets), or by dots in the
+#: 3-4-4 grouping only (a dotted IPv4 address never has it)
 _PHONE = re.compile(
     r"(?:(?:\+|00)?86[- ]?|\(\+?86\)[- ]?)?"
-    r"1[3-9]\d(?:[- ]?\d{4}[- ]?\d{4}|\.\d{4}\.\d{4})"
+    r"(?:1[3-9]\d(?:[- ]?\d{4}[- ]?\d{4}|\.\d{4}\.\d{4})|\(1[3-9]\d\)[- ]?\d{4}[- ]?\d{4})"
 )
 #: an identity number: 18 characters, or grouped 6-8-4 (region, birth date, the rest)
 _ID_NUMBER = re.compile(r"\d{6}[- ]?\d{8}[- ]?\d{3}[\dXx]")
@@ -112,35 +114,84 @@ _TEXT = {
 }
 
 
-def clear_kind(value: Any, kinds: frozenset[str] = KINDS) -> str | None:
+def _text_of(value: Any) -> str | None:
+    """The text a value's shape is judged by: a string with full-width characters made
+    plain (NFKC: full-width digits, the ideographic space) and blanks around it removed;
+    an integer, or a float that holds a whole number of 10 digits or more, as its digits;
+    ``None`` for anything else."""
+    kind = type(value)
+    if kind is str:
+        if len(value) > LONGEST:
+            value = value.strip()
+            if len(value) > LONGEST:
+                return None
+        if not value.isascii():
+            value = unicodedata.normalize("NFKC", value)
+        return str(value.strip())
+    if kind is int:
+        return str(value)
+    if kind is float and 1e9 <= abs(value) < 1e20 and value.is_integer():
+        return str(int(value))
+    return None
+
+
+def _id_ok(digits: str) -> bool:
+    """An identity number's region (first digit 1 to 8), birth date (a real day since
+    1900) and check character (GB 11643): a random 18-digit number passes about 1 in
+    15,000 times."""
+    if digits[0] not in "12345678" or not ("19000101" <= digits[6:14] <= "20991231"):
+        return False
+    try:
+        date(int(digits[6:10]), int(digits[10:12]), int(digits[12:14]))
+    except ValueError:
+        return False
+    return _id_checksum_ok(digits)
+
+
+def clear_kind(
+    value: Any, kinds: frozenset[str] = KINDS, numbers_as_phones: bool = True
+) -> str | None:
     """What ``value`` is in clear, if its shape gives it away: a mainland mobile number,
-    an 18-character identity number with a valid check character, or a 16 to 19 digit
-    card number with a valid Luhn digit (of ``kinds`` only), as a string or a JSON
-    number; ``None`` for anything else (a hash, a token).
+    an 18-character identity number with a real birth date and a valid check character,
+    or a card number of 16 to 19 digits of a card network (first digit 2 to 6 or 9, as
+    no timestamp has) with a valid Luhn digit (of ``kinds`` only), as a string, plain
+    or grouped, or a JSON number; ``None`` for anything else (a hash, a token).
+    ``numbers_as_phones``: whether a JSON number can be a phone number (a byte count of
+    16 GiB has the shape).
 
     >>> clear_kind(13812345678), clear_kind("6222021234567890128", frozenset({"phone"}))
     ('a phone number', None)
+    >>> clear_kind("\\u3000１３８１２３４５６７８")  # an ideographic space, full-width digits
+    'a phone number'
+    >>> clear_kind(17179869184, numbers_as_phones=False)  # 16 GiB
+
+    >>> clear_kind("1795860930123462"), clear_kind(13812345678.0)  # a timestamp in µs
+    (None, 'a phone number')
     """
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = str(value)
-    if not isinstance(value, str) or len(value) > LONGEST:
+    text = _text_of(value)
+    if not text or not (text[-1].isdigit() or text[-1] in "Xx"):
         return None
-    value = value.strip()
-    if not (value[-1:].isdigit() or value[-1:] in "Xx"):
-        return None
-    if "phone" in kinds and _PHONE.fullmatch(value):
+    if "phone" in kinds and (numbers_as_phones or type(value) is str) and _PHONE.fullmatch(text):
         return _TEXT["phone"]
-    digits = _digits(value)
-    if "id_number" in kinds and _ID_NUMBER.fullmatch(value) and _id_checksum_ok(digits):
+    digits = _digits(text)
+    if "id_number" in kinds and _ID_NUMBER.fullmatch(text) and _id_ok(digits):
         return _TEXT["id_number"]
-    if "bank_card" in kinds and _CARD.fullmatch(value) and _luhn_ok(digits):
+    if (
+        "bank_card" in kinds
+        and digits[0] in "234569"
+        and _CARD.fullmatch(text)
+        and _luhn_ok(digits)
+    ):
         return _TEXT["bank_card"]
     return None
 
 
 def _digits(value: str) -> str:
-    """The characters of a grouped number without the blanks and dashes between groups."""
-    return value.replace(" ", "").replace("-", "")
+    """The characters of a grouped number without what stands between the groups."""
+    return value.translate(_SEPARATORS)
+
+
+_SEPARATORS = str.maketrans("", "", " -()+")
 
 
 def holds_identifier(value: Any) -> bool:
@@ -165,16 +216,30 @@ def has_digit_run(text: str) -> bool:
     >>> has_digit_run("phone:138 1234 5678"), has_digit_run("u-50b2dcc3af3f")
     (True, False)
     """
-    return _DIGIT_RUN.search(text) is not None
+    return _DIGIT_RUN.search(unicodedata.normalize("NFKC", text)) is not None
 
 
-_FIRST = frozenset("+0123456789( ")
+#: first characters of a value that cannot be an identifier in clear (a digest or a
+#: token starting with a letter)
+_LETTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+def _may_be_clear(value: Any) -> bool:
+    """The quick look at one value: ``False`` means :func:`clear_kind` finds nothing in
+    it (a string longer than :data:`LONGEST` without blanks around it, or starting with
+    an ASCII letter; anything but a string or a number)."""
+    kind = type(value)
+    if kind is str:
+        if not value:
+            return False
+        if len(value) <= LONGEST:
+            return value[0] not in _LETTERS
+        return value[0].isspace() or value[-1].isspace()
+    return kind is int or kind is float
 
 
 def might_hold_clear(event: Mapping[str, Any], hash_fields: Iterable[str]) -> bool:
-    """A quick look before :func:`in_clear`: ``False`` means it finds nothing (every
-    identifier :func:`clear_kind` knows is a number, or a string of at most
-    :data:`LONGEST` characters starting with a digit, ``+``, ``(`` or a blank).
+    """A quick look before :func:`in_clear`: ``False`` means it finds nothing.
 
     >>> might_hold_clear({"phone_hash": "p-4e1b"}, ("phone_hash",))
     False
@@ -183,13 +248,7 @@ def might_hold_clear(event: Mapping[str, Any], hash_fields: Iterable[str]) -> bo
     """
     for name in hash_fields:
         value = event.get(name)
-        if value is None:
-            continue
-        if isinstance(value, str):
-            # a digest is longer, or has letters
-            if len(value) <= LONGEST and value and value[0] in _FIRST:
-                return True
-        elif isinstance(value, int):
+        if value is not None and _may_be_clear(value):
             return True
     return not CLEAR_FIELDS.isdisjoint(event)
 
@@ -205,25 +264,61 @@ def in_clear(
     return found
 
 
+class WithheldKey(str):
+    """An object's key that is itself an identifier in clear (a contact list keyed by
+    phone number): it looks itself up, and prints as ``[withheld]``."""
+
+    __slots__ = ()
+
+    def __str__(self) -> str:
+        return WITHHELD
+
+    def __repr__(self) -> str:
+        return repr(WITHHELD)
+
+
 #: where a value sits in an event: field names and list positions, from the top
 FieldPath = tuple[str | int, ...]
 
 
-def _walk(value: Any, at: FieldPath, kinds: frozenset[str], found: list[FieldPath]) -> None:
-    """Collect in ``found`` the places under ``at`` (an object or a list the contract does
-    not define) that hold an identifier in clear: a field named for one, whatever it
-    holds, and any value of one of ``kinds``' shapes."""
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if key in CLEAR_FIELDS:
-                found.append((*at, key))
-            else:
-                _walk(item, (*at, key), kinds, found)
-    elif isinstance(value, list):
-        for i, item in enumerate(value):
-            _walk(item, (*at, i), kinds, found)
-    elif clear_kind(value, kinds) is not None:
-        found.append(at)
+def _hints_phone(key: Any) -> bool:
+    """Whether a field's name says it holds a phone number: then a JSON number there can
+    be one (elsewhere the shape alone, a byte count of 16 GiB say, does not tell)."""
+    if type(key) is not str:
+        return False
+    name = key.lower()
+    return "phone" in name or "mobile" in name or "tel" in name
+
+
+def _walk(
+    value: Any, at: FieldPath, kinds: frozenset[str], found: list[FieldPath], phones: bool
+) -> None:
+    """Collect in ``found``, in document order, the places under ``at`` (a value the
+    contract does not define) that hold an identifier in clear: a field named for one,
+    whatever it holds, a key that is one (:class:`WithheldKey`), and any value of one of
+    ``kinds``' shapes (a JSON number as a phone number only where ``phones``, or under a
+    field whose name says phone). No recursion: JSON may nest deeper than Python's
+    stack."""
+    stack: list[tuple[Any, FieldPath, bool]] = [(value, at, phones)]
+    while stack:
+        item, path, as_phone = stack.pop()
+        kind = type(item)
+        if kind is dict:
+            children: list[tuple[Any, FieldPath, bool]] = []
+            for key, child in item.items():
+                if key in CLEAR_FIELDS:
+                    found.append((*path, key))
+                elif clear_kind(key, kinds) is not None:
+                    found.append((*path, WithheldKey(key)))
+                else:
+                    children.append((child, (*path, key), as_phone or _hints_phone(key)))
+            stack.extend(reversed(children))
+        elif kind is list:
+            stack.extend(
+                (child, (*path, i), as_phone) for i, child in reversed(list(enumerate(item)))
+            )
+        elif clear_kind(item, kinds, numbers_as_phones=as_phone) is not None:
+            found.append(path)
 
 
 def clear_paths(
@@ -236,17 +331,19 @@ def clear_paths(
     """Every place in ``event`` that holds an identifier in clear, as a path of field
     names and list positions: what :func:`in_clear` finds among the top-level fields,
     an id (:data:`ID_FIELDS`) of one of ``id_kinds``' shapes, and, outside the
-    contract's own fields (``known``), a value of one of ``kinds``' shapes or a field
-    named for one, at any depth. Objects and lists are searched whichever field holds
-    them: the contract's own (``geo``, ``kyc``) hold numbers and flags only.
+    contract's own fields (``known``), a value of one of ``kinds``' shapes, a field
+    named for one or a key that is one, at any depth. Objects and lists are searched
+    whichever field holds them: the contract's own (``geo``, ``kyc``) hold numbers and
+    flags only.
 
     >>> clear_paths({"user_id": "13812345678"}, (), frozenset({"user_id"}), KINDS, {"phone"})
     [('user_id',)]
-
     >>> clear_paths({"kyc": {"id_number": "x"}, "refs": ["13812345678"]}, (), frozenset())
     [('kyc', 'id_number'), ('refs', 0)]
     >>> clear_paths({"note": "13812345678", "channel": "13812345678"}, (), frozenset({"channel"}))
     [('note',)]
+    >>> clear_paths({"contacts": {"13912345678": "mum"}, "ram": 17179869184}, (), frozenset())
+    [('contacts', '[withheld]')]
     """
     found: list[FieldPath] = [(name,) for name in in_clear(event, hash_fields, kinds)]
     if id_kinds:
@@ -254,33 +351,37 @@ def clear_paths(
     for name, value in event.items():
         if name in CLEAR_FIELDS:
             continue  # named already
-        if isinstance(value, dict | list) or name not in known:
-            _walk(value, (name,), kinds, found)
+        if name not in known and clear_kind(name, kinds) is not None:
+            found.append((WithheldKey(name),))
+        elif name not in known or type(value) is dict or type(value) is list:
+            _walk(value, (name,), kinds, found, _hints_phone(name))
     return found
 
 
 def might_hold_clear_beyond(
-    event: Mapping[str, Any], known: frozenset[str], objects: Iterable[str] = ()
+    event: Mapping[str, Any], known: frozenset[str], objects: Mapping[str, frozenset[str]]
 ) -> bool:
     """A quick look before :func:`clear_paths` goes beyond :func:`in_clear`: ``False``
     means that ``event`` has only fields of the contract (``known``), and that those of
-    them that hold objects (``objects``: ``geo``, ``kyc``) hold only floats and flags.
-    A contract field of another type that holds an object breaks the contract: a check
-    of the whole event before it is refused finds what that object holds.
+    them that hold objects (``objects``: ``geo``, ``kyc``, each with its own fields)
+    hold only their own fields, with floats and flags. A contract field of another type
+    that holds an object breaks the contract: a check of the whole event before it is
+    refused finds what that object holds.
 
+    >>> objects = {"geo": frozenset({"lat", "lon"})}
     >>> geo = {"geo": {"lat": 23.1, "lon": 113.3}}
-    >>> might_hold_clear_beyond(geo, frozenset({"geo"}), ["geo"])
+    >>> might_hold_clear_beyond(geo, frozenset({"geo"}), objects)
     False
-    >>> might_hold_clear_beyond(geo, frozenset()), might_hold_clear_beyond(
-    ...     {"geo": {"lat": "13812345678"}}, frozenset({"geo"}), ["geo"])
+    >>> might_hold_clear_beyond(geo, frozenset(), objects), might_hold_clear_beyond(
+    ...     {"geo": {"lat": 23.1, "lon": 113.3, "tel": 1.0}}, frozenset({"geo"}), objects)
     (True, True)
     """
     if not known.issuperset(event):
         return True
-    for name in objects:
+    for name, fields in objects.items():
         value = event.get(name)
         if value is not None:
-            if type(value) is not dict:
+            if type(value) is not dict or not fields.issuperset(value):
                 return True
             for item in value.values():
                 if type(item) is not float and type(item) is not bool:
@@ -289,25 +390,30 @@ def might_hold_clear_beyond(
 
 
 def path_text(path: FieldPath) -> str:
-    """A path as a reason names it: ``kyc/id_number``, ``refs/0``."""
-    return "/".join(str(p) for p in path)
+    """A path as a reason names it: ``kyc/id_number``, ``refs/0``; a step with eleven
+    digits or more in a row is withheld."""
+    return "/".join(WITHHELD if type(p) is str and has_digit_run(p) else str(p) for p in path)
 
 
 def value_at(event: Mapping[str, Any], path: FieldPath) -> Any:
+    """What sits at ``path``; for a key that is itself an identifier, the key."""
     value: Any = event
     for step in path:
         value = value[step]
-    return value
+    return str.__str__(path[-1]) if path and isinstance(path[-1], WithheldKey) else value
 
 
 def withheld(event: Mapping[str, Any], fields: Iterable[str | FieldPath]) -> dict[str, Any]:
     """A copy of ``event`` with the values of ``fields`` (names, or paths as
-    :func:`clear_paths` gives them) replaced by ``[withheld]``; the event is left as it
-    is.
+    :func:`clear_paths` gives them) replaced by ``[withheld]``, and keys that are
+    identifiers replaced too; the event is left as it is.
 
     >>> e = {"a": {"b": ["x", "13812345678"]}, "c": 1}
     >>> withheld(e, [("a", "b", 1)]), e["a"]["b"][1]
     ({'a': {'b': ['x', '[withheld]']}, 'c': 1}, '13812345678')
+    >>> withheld({"c": {"13912345678": "mum", "13812345678": "dad"}},
+    ...          [("c", WithheldKey("13912345678")), ("c", WithheldKey("13812345678"))])
+    {'c': {'[withheld]': '[withheld]', '[withheld 2]': '[withheld]'}}
     """
     out = dict(event)
     for field in fields:
@@ -318,5 +424,14 @@ def withheld(event: Mapping[str, Any], fields: Iterable[str | FieldPath]) -> dic
             child = dict(child) if isinstance(child, dict) else list(child)
             parent[step] = child
             parent = child
-        parent[path[-1]] = WITHHELD
+        last = path[-1]
+        if isinstance(last, WithheldKey):
+            del parent[last]
+            name, n = WITHHELD, 1
+            while name in parent:
+                n += 1
+                name = f"[withheld {n}]"
+            parent[name] = WITHHELD
+        else:
+            parent[last] = WITHHELD
     return out

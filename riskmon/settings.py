@@ -219,7 +219,7 @@ class PrivacySettings(_Frozen):
         "its check character, a card number with its Luhn digit. Fields named for one "
         "(phone, id_number, bank_card, ...) are refused whatever this says. Hashes written "
         "as decimal numbers take a card's shape by chance (about 1 in 10 of 16 to 19 "
-        "digits) and an identity number's (1 in 11 of 18): leave those out then",
+        "digits starting with 2 to 6 or 9): leave bank_card out then",
     )
 
     refuse_in_ids: str = Field(

@@ -27,6 +27,7 @@ from riskmon.contract import Contract, InvalidMessage, format_ts, parse_ts
 from riskmon.core import PROCESSING_ERROR, RULE_EVAL_ERROR, Core, Outputs
 from riskmon.deadletter import dead_letter
 from riskmon.logs import error_text, get_logger
+from riskmon.personal import WITHHELD
 from riskmon.settings import Settings
 from riskmon.store import AsyncMemoryStore, BatchState, RedisStore
 from rules.engine import RuleError
@@ -85,6 +86,23 @@ class Stats:
     broker_error: str | None = None
     input_lag: dict[str, int] | None = None  # per input topic, as of broker_ok_at
     ready: bool = False  # checkpoint restored and rule feed following
+
+
+def _event_bytes(event: dict[str, Any]) -> bytes:
+    """An event as a dead letter keeps it; withheld whole when it cannot be written out
+    (nested deeper than JSON serialisation goes).
+
+    >>> deep: list = []
+    >>> inner = deep
+    >>> for _ in range(300):
+    ...     inner.append([]); inner = inner[0]
+    >>> _event_bytes({"x": deep}), _event_bytes({"x": 1})
+    (b'"[withheld]"', b'{"x":1}')
+    """
+    try:
+        return orjson.dumps(event)
+    except TypeError:
+        return orjson.dumps(WITHHELD)
 
 
 async def _unknown() -> bool | None:
@@ -476,7 +494,7 @@ class Shell:
             )
             dead.append(
                 dead_letter(
-                    orjson.dumps(failure.event),
+                    _event_bytes(failure.event),
                     code=PROCESSING_ERROR,
                     reason=f"{failure.reason}; see the worker log",
                     topic=topic,

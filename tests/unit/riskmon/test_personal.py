@@ -269,3 +269,90 @@ def test_the_shapes_refused_in_ids_are_a_setting() -> None:
         Settings.load(env={"RISKMON_PRIVACY__REFUSE_IN_IDS": ""}, config_file=None)
     )
     assert lax.parse(orjson.dumps({**APPLICATION, "user_id": "13712345678"}))["user_id"]
+
+
+def _nested(depth: int, leaf: str) -> bytes:
+    return (
+        orjson.dumps(APPLICATION)[:-1]
+        + b',"x":'
+        + b"[" * depth
+        + leaf.encode()
+        + b"]" * depth
+        + b"}"
+    )
+
+
+@pytest.mark.parametrize("depth", [100, 300, 1000])
+def test_an_input_nested_deeply_is_refused_or_taken_never_a_crash(depth: int) -> None:
+    """JSON may nest deeper than Python's stack and than JSON can be written out again:
+    a number in clear at the bottom is refused, the input withheld (whole when it cannot
+    be written out); without one the input is taken. Nothing raises but the refusal."""
+    contract = Contract.load()
+    with pytest.raises(InvalidMessage) as caught:
+        contract.parse(_nested(depth, '"13812345678"'))
+    assert caught.value.code in ("personal_data_in_clear", "unprocessable")
+    assert caught.value.keep is not None and b"13812345678" not in caught.value.keep
+    assert contract.parse(_nested(depth, '"x"'))["event_id"] == "e1"
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"phone_hash": "\t13812345678"},
+        {"phone_hash": "\n13812345678"},
+        {"phone_hash": "\u300013812345678"},  # an ideographic space
+        {"phone_hash": "１３８１２３４５６７８"},  # full-width digits
+        {"id_hash": "１１０１０５１９４９１２３１００２Ｘ"},
+        {"user_id": "\t13812345678"},
+        {"phone_hash": " " * 20 + "13812345678" + " " * 20},  # padded past the longest shape
+        {"phone_hash": "+86 (138) 1234 5678"},
+        {"phone_hash": 13812345678.0},
+        {"user_id": 13812345678.0},
+        {"contacts": {"13912345678": "mum"}},  # a contact list keyed by phone number
+        {"contact_phone": 13812345678},  # a number where the name says phone
+    ],
+)
+def test_numbers_in_clear_hidden_by_blanks_full_width_floats_or_keys_are_refused(
+    extra: dict[str, object],
+) -> None:
+    """Blanks of any kind around a number, full-width digits (a Chinese input method),
+    a float holding a whole number, a number as an object's key: the input is refused
+    and neither the reason nor what the dead letter keeps holds the digits."""
+    with pytest.raises(InvalidMessage) as caught:
+        Contract.load().parse(orjson.dumps({**APPLICATION, **extra}))
+    exc = caught.value
+    assert exc.code == "personal_data_in_clear", exc.reason
+    for number in ("13812345678", "13912345678", "1381234", "11010519"):
+        assert number not in exc.reason
+        assert exc.keep is not None and number.encode() not in exc.keep
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"ram_bytes": 17179869184},  # 16 GiB: a phone number's shape, as a number
+        {"meta": {"disk_free": 14000000000}},
+        {"ts_us": 1795860930123462},  # a time in microseconds: a card's length
+        {"ts_ns": "1795860930123462000"},
+        {"trace_id": "1795860930123456789"},  # a snowflake id
+        {"order_no": "202611281234567890"},  # 18 digits, no real birth date
+        {"ipv6": "2408:8207:1851:5d60::1"},
+        {"fingerprint": "13812345678abcdef"},
+    ],
+)
+def test_numbers_of_everyday_telemetry_are_not_taken_for_identifiers(
+    extra: dict[str, object],
+) -> None:
+    """Byte counts, times in micro- or nanoseconds, snowflake and order numbers, IPv6
+    addresses: the shapes are strict enough (a phone number as a JSON number only where
+    the field's name says phone, a card's first digit that of a card network, an
+    identity number's real birth date) that such traffic passes."""
+    event = Contract.load().parse(orjson.dumps({**APPLICATION, **extra}))
+    assert event["event_id"] == "e1"
+
+
+def test_a_reason_never_quotes_an_event_type_holding_a_number() -> None:
+    """An unknown event type is named in the reason unless it holds a long digit run."""
+    with pytest.raises(InvalidMessage) as caught:
+        Contract.load().parse(orjson.dumps({**APPLICATION, "event_type": "tel:13812345678"}))
+    assert "13812345678" not in caught.value.reason
