@@ -26,7 +26,7 @@ import orjson
 
 from riskmon.contract import Contract, InvalidMessage
 from riskmon.settings import Settings
-from riskmon.topics import produce, read_all
+from riskmon.topics import TopicsError, produce, read_all
 from rules.engine import RuleError, load_rule_files
 from rules.features import KNOWN_FEATURES
 
@@ -61,17 +61,27 @@ def checked_rules(
     return out
 
 
-def stale(rules: list[dict[str, Any]], published: list[bytes]) -> list[str]:
-    """Why each of ``rules`` that is not newer than every version of it already on the
-    rules topic (``published``: its record values) would be ignored by the workers.
+def already_published(
+    rules: list[dict[str, Any]], published: list[bytes]
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Split ``rules`` by what the rules topic holds already (``published``: its record
+    values): the rules to send, and why any cannot be sent. A rule identical to one on
+    the topic is left out (publishing a whole rule set again changes nothing); one of a
+    version the topic has with another content, or older than the newest there, is
+    refused: the workers take a rule only when its version is newer than the one they
+    run (to roll back, publish the old condition as the next version).
 
-    >>> [why] = stale([{"rule_id": "r", "version": 2}], [b'{"rule_id": "r", "version": 3}'])
-    >>> why.split(";")[0], why.endswith("publish the old condition as v4)")
-    ("rule 'r' v2: v3 is on the topic already", True)
-    >>> stale([{"rule_id": "r", "version": 4}], [b'{"rule_id": "r", "version": 3}', b"x"])
-    []
+    >>> on_topic = [b'{"rule_id": "r", "version": 3, "when": "true"}', b"not a rule"]
+    >>> already_published([{"rule_id": "r", "version": 3, "when": "true"}], on_topic)
+    ([], [])
+    >>> send, why = already_published([{"rule_id": "r", "version": 2, "when": "x"}], on_topic)
+    >>> send, why[0].split(";")[0], why[0].endswith("as v4)")
+    ([], "rule 'r' v2: v3 is on the topic already", True)
+    >>> already_published([{"rule_id": "r", "version": 4, "when": "x"}], on_topic)[0]
+    [{'rule_id': 'r', 'version': 4, 'when': 'x'}]
     """
     newest: dict[str, int] = {}
+    seen: dict[tuple[str, int], list[Any]] = {}
     for value in published:
         try:
             data = orjson.loads(value)
@@ -80,16 +90,24 @@ def stale(rules: list[dict[str, Any]], published: list[bytes]) -> list[str]:
             continue
         if isinstance(rule_id, str) and type(version) is int:
             newest[rule_id] = max(version, newest.get(rule_id, version))
-    out = []
+            seen.setdefault((rule_id, version), []).append(data)
+    send, problems = [], []
     for rule in rules:
-        top = newest.get(str(rule["rule_id"]))
-        if top is not None and rule["version"] <= top:
-            out.append(
-                f"rule {rule['rule_id']!r} v{rule['version']}: v{top} is on the topic already; "
-                f"workers only take a newer version (to roll back, publish the old condition "
-                f"as v{top + 1})"
+        rule_id, version = str(rule["rule_id"]), rule["version"]
+        same = seen.get((rule_id, version), [])
+        if orjson.loads(orjson.dumps(rule)) in same:
+            continue  # on the topic as it is
+        top = newest.get(rule_id)
+        if top is not None and version <= top:
+            what = "another content" if same else f"v{top}"
+            problems.append(
+                f"rule {rule_id!r} v{version}: {what} is on the topic already; workers "
+                f"only take a newer version (to roll back, publish the old condition as "
+                f"v{top + 1})"
             )
-    return out
+            continue
+        send.append(rule)
+    return send, problems
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
@@ -107,13 +125,25 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         if not rules:
             print("riskmon rules: no rules to publish", file=sys.stderr)
             return 1
-        problems = stale(rules, asyncio.run(read_all(settings, settings.topics.rules)))
+        try:
+            on_topic = asyncio.run(read_all(settings, settings.topics.rules))
+        except (TimeoutError, TopicsError) as exc:
+            print(
+                f"riskmon rules: could not read {settings.topics.rules}: {exc or 'timed out'}",
+                file=sys.stderr,
+            )
+            return 1
+        send, problems = already_published(rules, on_topic)
         if problems:
             for problem in problems:
                 print(f"riskmon rules: {problem}", file=sys.stderr)
             print("riskmon rules: nothing published", file=sys.stderr)
             return 1
-        records = [(str(rule["rule_id"]).encode(), orjson.dumps(rule)) for rule in rules]
-        asyncio.run(produce(settings, settings.topics.rules, records))
-        print(f"published {len(rules)} rule(s) to {settings.topics.rules}")
+        for rule in rules:
+            if rule not in send:
+                print(f"on the topic already: {rule['rule_id']} v{rule['version']}")
+        records = [(str(rule["rule_id"]).encode(), orjson.dumps(rule)) for rule in send]
+        if records:
+            asyncio.run(produce(settings, settings.topics.rules, records))
+        print(f"published {len(records)} rule(s) to {settings.topics.rules}")
     return 0

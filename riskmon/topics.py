@@ -207,16 +207,20 @@ async def read_all(settings: Settings, topic: str, timeout_s: float = 30.0) -> l
     try:
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
+        starts = await consumer.beginning_offsets(tps)
         ends = await consumer.end_offsets(tps)
         values: list[bytes] = []
-        left = {tp for tp in tps if ends[tp] > 0}
+        # a partition retention emptied starts where it ends; a compacted one may lack
+        # its last offsets: each is read until the position reaches the end
+        left = {tp for tp in tps if ends[tp] > starts[tp]}
 
         async def drain() -> None:
             while left:
                 batch = await consumer.getmany(*left, timeout_ms=500)
-                for tp, records in batch.items():
+                for records in batch.values():
                     values.extend(r.value for r in records if r.value is not None)
-                    if records and records[-1].offset + 1 >= ends[tp]:
+                for tp in list(left):
+                    if await consumer.position(tp) >= ends[tp]:
                         left.discard(tp)
 
         await asyncio.wait_for(drain(), timeout_s)

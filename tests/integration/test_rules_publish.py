@@ -56,28 +56,50 @@ def test_a_published_rule_file_is_applied_by_a_running_worker(
 def test_publishing_a_version_not_newer_than_the_topics_sends_nothing(
     isolated: Any, tmp_path: Path, capsys: Any
 ) -> None:
-    """Workers ignore a version not newer than the one they run: publishing one (a
-    rollback done by re-sending the old file) is refused with how to roll back instead,
-    and nothing is sent; the next version goes out."""
-    from riskmon.topics import read_all
+    """Workers ignore a version not newer than the one they run: publishing an older one
+    (a rollback done by re-sending the old file), or the same version with another
+    condition, is refused with how to roll back instead, and nothing is sent. The same
+    rule sent again as it is changes nothing (a whole rule set published on every
+    deploy), and the next version goes out. Partitions that retention emptied are read
+    to their end, not waited for."""
+    import asyncio
+
+    from aiokafka import TopicPartition
+    from aiokafka.admin import RecordsToDelete
+
+    from riskmon.topics import connect_admin, read_all, topic_partitions
 
     cfg = str(isolated.config_file)
     settings = isolated.settings
 
-    def publish(version: int) -> int:
+    def publish(version: int, when: str = RULE["when"]) -> int:
         path = tmp_path / f"v{version}.yaml"
-        path.write_text(yaml.safe_dump({"rules": [{**RULE, "version": version}]}))
+        path.write_text(yaml.safe_dump({"rules": [{**RULE, "version": version, "when": when}]}))
         return main(["--config", cfg, "rules", "publish", str(path)])
 
     def on_topic() -> list[bytes]:
-        import asyncio
-
         return asyncio.run(read_all(settings, settings.topics.rules))
 
     assert publish(3) == 0
     capsys.readouterr()
-    assert publish(2) == 1 and publish(3) == 1
+    assert publish(2) == 1
+    assert publish(3, when="event.amount > 9000") == 1
     err = capsys.readouterr().err
     assert "v3 is on the topic already" in err and "as v4" in err
+    assert "another content is on the topic" in err
+    assert publish(3) == 0 and "on the topic already" in capsys.readouterr().out
     assert len(on_topic()) == 1
-    assert publish(4) == 0 and len(on_topic()) == 2
+
+    async def truncate() -> None:  # what retention does to old records
+        admin = await connect_admin(settings)
+        try:
+            count = (await topic_partitions(admin, [settings.topics.rules]))[settings.topics.rules]
+            tps = [TopicPartition(settings.topics.rules, p) for p in range(count)]
+            ends = {tp: RecordsToDelete(before_offset=-1) for tp in tps}
+            await admin.delete_records(ends, timeout_ms=10_000)
+        finally:
+            await admin.close()
+
+    asyncio.run(truncate())
+    assert on_topic() == []
+    assert publish(4) == 0 and len(on_topic()) == 1
