@@ -182,8 +182,10 @@ def _contract_validator() -> Any:
     return jsonschema_rs.validator_for(json.loads(path.read_text(encoding="utf-8")))
 
 
+#: how a message names a type of the expression language
+_TYPE_WORDS = {"num": "number", "double": "double", "int": "int"}
 #: the expression language's name of each JSON Schema type of a contract field
-_SCHEMA_TYPES = {"string": "string", "number": "double", "integer": "int", "boolean": "bool"}
+_SCHEMA_TYPES = {"string": "string", "number": "num", "integer": "int", "boolean": "bool"}
 
 
 @functools.cache
@@ -194,7 +196,7 @@ def event_types(applies_to: frozenset[str]) -> dict[str, str]:
 
     >>> t = event_types(frozenset({"transaction"}))
     >>> t["amount"], t["kind"], "geo" in t
-    ('double', 'string', False)
+    ('num', 'string', False)
     >>> "amount" in event_types(frozenset({"transaction", "device"}))
     False
     """
@@ -262,7 +264,7 @@ def _build(data: Mapping[str, Any], known_features: Collection[str] | None) -> R
         if predicate.result_type not in ("bool", "dyn"):
             raise RuleError(
                 f"{_label(data)}: condition must be true or false, "
-                f"this one gives a {predicate.result_type}"
+                f"this one gives a {_TYPE_WORDS.get(predicate.result_type, predicate.result_type)}"
             )
     return Rule(
         rule_id=rule_id,

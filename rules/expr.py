@@ -621,7 +621,8 @@ def _regex(pattern: str) -> Any:
 
 
 _NO_CONST = object()
-_NUM_TYPES = frozenset({"int", "double"})
+#: ``num``: a JSON number of the contract, an int or a double as the event has it
+_NUM_TYPES = frozenset({"int", "double", "num"})
 _ORDER_OPS = frozenset({"<", "<=", ">", ">="})
 
 
@@ -639,7 +640,7 @@ def _mixed_type(a: str, b: str) -> str:
     if a == b:
         return a
     if a in _NUM_TYPES and b in _NUM_TYPES:
-        return "double"
+        return "num" if "num" in (a, b) else "double"
     return "dyn"
 
 
@@ -1054,7 +1055,8 @@ class _Compiler:
         lt, rt = left.type, right.type
         if lt != "dyn" and rt != "dyn":
             numeric = lt in _NUM_TYPES and rt in _NUM_TYPES
-            ok = numeric and (op != "%" or lt == rt == "int")
+            whole = ("int", "num")  # a JSON number may be whole: known when it comes
+            ok = numeric and (op != "%" or (lt in whole and rt in whole))
             ok = ok or (op == "+" and lt == rt and lt in ("string", "list"))
             if not ok:
                 raise self.error(f"no operator {op!r} for {lt} and {rt}", node)
@@ -1152,6 +1154,8 @@ class _Compiler:
         return _Code(string_test, "bool")
 
     def expect_type(self, node: _Node, code: _Code, allowed: tuple[str, ...], what: str) -> None:
+        if code.type == "num" and ("int" in allowed or "double" in allowed):
+            return
         if code.type != "dyn" and code.type not in allowed:
             raise self.error(f"{what} is a {code.type}, expected {' or '.join(allowed)}", node)
 
@@ -1471,13 +1475,13 @@ def compile_expr(
     ``known_features``: when given, ``features.<name>`` must be one of them.
     ``name``: the rule id, for messages.
     ``event_types``: the type of ``event.<field>`` for the fields the contract says
-    (``"string"``, ``"double"``, ``"int"``, ``"bool"``), so that comparing or adding
-    values of types that never go together fails here rather than on an event.
+    (``"string"``, ``"num"`` for a JSON number, ``"int"``, ``"bool"``), so that comparing
+    or adding values of types that never go together fails here rather than on an event.
 
-    >>> compile_expr("event.amount > 'abc'", event_types={"amount": "double"})
+    >>> compile_expr("event.amount > 'abc'", event_types={"amount": "num"})
     Traceback (most recent call last):
     ...
-    rules.expr.CompileError: cannot compare double > string at column 14
+    rules.expr.CompileError: cannot compare num > string at column 14
     """
     if not isinstance(source, str):
         raise CompileError(f"expression must be a string, got {type(source).__name__}", rule=name)

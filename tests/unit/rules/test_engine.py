@@ -544,8 +544,8 @@ def test_non_boolean_result_at_run_time_is_an_error() -> None:
 @pytest.mark.parametrize(
     ("when", "message"),
     [
-        ("event.amount > 'abc'", "cannot compare double > string"),
-        ("event.amount", "this one gives a double"),
+        ("event.amount > 'abc'", "cannot compare num > string"),
+        ("event.amount", "this one gives a number"),
         ("event.kind + 1 > 2", "no operator '+' for string and int"),
         ("event.term_days % 7.0 == 0.0", "no operator '%' for int and double"),
     ],
@@ -559,6 +559,26 @@ def test_a_condition_on_contract_fields_of_types_that_never_fit_is_refused(
     applies_to = ["application"] if "term_days" in when else ["transaction"]
     with pytest.raises(RuleError, match=re.escape(message)):
         load_rule(rule(when=when, applies_to=applies_to), KNOWN)
+
+
+@pytest.mark.parametrize(
+    ("when", "amount", "hit"),
+    [
+        ("event.amount % 1000 == 0", 5000, True),  # a round amount, as a whole number
+        ("event.amount % 1000 == 0", 5500, False),
+        ("event.amount * 1.5 > 6000", 5000, True),
+        ("event.amount == 5000", 5000.0, True),
+        ("-event.amount < 0 && abs(event.amount) > 1", 5000, True),
+    ],
+)
+def test_a_contract_number_takes_what_ints_and_doubles_take(
+    when: str, amount: float, hit: bool
+) -> None:
+    """A JSON number is an int or a double as the event has it: a condition taking
+    either (``%`` on a whole amount, arithmetic with doubles) loads and runs as before."""
+    rs = RuleSet.from_dicts([rule("n", when=when)], KNOWN)
+    result = rs.evaluate("transaction", {"amount": amount}, {})
+    assert result.errors == () and bool(result.hits) is hit
 
 
 def test_a_field_the_types_hold_differently_is_checked_only_when_run() -> None:
