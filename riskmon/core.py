@@ -705,9 +705,7 @@ class Core:
                 active_until = user["actions"].get(action)
                 if active_until is not None and active_until > p.ts:
                     # already in force: one action, not one per event
-                    causes = by.setdefault(action, [])
-                    causes.append(cause)
-                    del causes[:-MAX_CAUSES]
+                    add_cause(by.setdefault(action, []), cause[0], p.ts)
                     continue
                 user["actions"][action] = expires
                 by[action] = [cause]
@@ -753,6 +751,41 @@ class Core:
 
 #: causes kept per account action in force (the oldest go first)
 MAX_CAUSES = 32
+#: a cause standing for those dropped past :data:`MAX_CAUSES`: only a verdict on the
+#: whole user clears it
+DROPPED = "*"
+
+
+def add_cause(causes: list[list[Any]], key: str, ts: float) -> None:
+    """Note that the flag of item ``key`` at ``ts`` renewed an action: each item once, at
+    its newest flag. Past :data:`MAX_CAUSES` items the oldest go, into :data:`DROPPED`,
+    so that clearing the items still kept never lifts an action a dropped one caused.
+
+    >>> causes = [["transaction:t1", 1.0]]
+    >>> for i in range(40):
+    ...     add_cause(causes, "transaction:t2", 2.0 + i)
+    >>> causes
+    [['transaction:t1', 1.0], ['transaction:t2', 41.0]]
+    >>> for i in range(MAX_CAUSES):
+    ...     add_cause(causes, f"application:a{i}", 50.0 + i)
+    >>> len(causes), causes[0]
+    (33, ['*', 41.0])
+    """
+    for cause in causes:
+        if cause[0] == key:
+            cause[1] = max(cause[1], ts)
+            return
+    causes.append([key, ts])
+    items = [c for c in causes if c[0] != DROPPED]
+    if len(items) <= MAX_CAUSES:
+        return
+    oldest = min(items, key=lambda c: c[1])
+    causes.remove(oldest)
+    for cause in causes:
+        if cause[0] == DROPPED:
+            cause[1] = max(cause[1], oldest[1])
+            return
+    causes.insert(0, [DROPPED, oldest[1]])
 
 
 def _item_key(target_type: str, target_id: str) -> str:

@@ -7,8 +7,9 @@ topic (``risk.rules``) as one JSON object keyed by its ``rule_id``; every worker
 a rule whose version is newer than the one it runs, without a restart. Nothing is sent
 unless every rule of every file passes, and each is newer than every version of it on the
 topic (an older one would be ignored: to roll back, publish the old condition as a new
-version); a rule on the topic as it is already is left out. A rule a worker still rejects (or one that fails
-on an event and is reverted) goes to the dead-letter topic with the reason.
+version); a rule on the topic as it is already is left out. A rule a worker still
+rejects (or one that fails on an event and is reverted) goes to the dead-letter topic
+with the reason.
 
     riskmon rules check rules/lending/*.yaml
     riskmon rules publish my_rules.yaml

@@ -443,3 +443,36 @@ def test_the_models_learn_each_event_once_when_a_batch_attempt_failed(
     assert bank.drift.streams["counting:transaction"].seen == (
         3 if where == "between two models" else 4
     )
+
+
+def test_a_freeze_is_not_lifted_while_an_item_that_caused_it_is_not_cleared() -> None:
+    """One withdrawal froze the account; another, retried again and again while frozen,
+    renewed it each time. Clearing the second leaves the freeze (the first was never
+    cleared), however many times the second came; clearing the first too lifts it."""
+    core, store = freezing_core(), MemoryStore()
+    core.run_batch(store, [withdrawal(1, 5000.0, 1)], now=0.0)
+    for attempt in range(40):
+        retry = {**withdrawal(2, 6000.0, 2), "event_id": f"t2-{attempt}"}
+        core.run_batch(store, [retry], now=0.0)
+    out = core.run_batch(store, [verdict_on(3, "transaction", "tx2", "legit", 1)], now=0.0)
+    assert out.adjustments == [] and "freeze" in store.users["u1"]["actions"]
+    out = core.run_batch(store, [verdict_on(4, "transaction", "tx1", "legit", 2)], now=0.0)
+    assert [a["action"] for a in out.adjustments] == ["unfreeze"]
+
+
+def test_a_freeze_renewed_by_more_items_than_are_kept_is_lifted_only_for_the_user() -> None:
+    """Past the causes kept per action, the oldest are folded into one that only a
+    verdict on the whole user clears: clearing every item still kept lifts nothing."""
+    from riskmon.core import MAX_CAUSES
+
+    core, store = freezing_core(), MemoryStore()
+    for i in range(MAX_CAUSES + 3):
+        core.run_batch(store, [withdrawal(i, 5000.0, i % 60)], now=0.0)
+    kept = [c[0] for c in store.users["u1"]["action_by"]["freeze"] if c[0] != "*"]
+    assert len(kept) == MAX_CAUSES
+    for n, item in enumerate(kept):
+        tx = item.split(":", 1)[1]
+        verdict = {**verdict_on(100 + n, "transaction", tx, "legit", 30), "event_id": f"v{n}"}
+        assert core.run_batch(store, [verdict], now=0.0).adjustments == []
+    out = core.run_batch(store, [verdict_on(200, "user", "u1", "legit", 40)], now=0.0)
+    assert [a["action"] for a in out.adjustments] == ["unfreeze"]
