@@ -259,6 +259,21 @@ _KIND_CODES = {
 }
 
 
+#: every code an input's dead letter can carry
+INPUT_CODES = (
+    "empty",
+    "oversized",
+    "invalid_utf8",
+    "invalid_json",
+    "not_object",
+    "personal_data_in_clear",
+    "wrong_event_type",
+    *sorted(set(_KIND_CODES.values())),
+    "schema_violation",
+    "unprocessable",
+    "processing_error",
+)
+
 #: what a violation of each kind means, for reasons that may not quote the value
 _KIND_TEXTS = {
     "Type": "wrong type",

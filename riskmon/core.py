@@ -700,15 +700,15 @@ class Core:
         for action in dict.fromkeys(actions):
             if action in ("freeze", "reduce_limit") and user is not None:
                 # what caused it, for a verdict on that item to lift it (see _lift)
-                cause = [_cause_key(event), p.ts]
+                cause = _cause_key(event)
                 by = user.setdefault("action_by", {})
                 active_until = user["actions"].get(action)
                 if active_until is not None and active_until > p.ts:
                     # already in force: one action, not one per event
-                    add_cause(by.setdefault(action, []), cause[0], p.ts)
+                    add_cause(by.setdefault(action, []), cause, p.ts)
                     continue
                 user["actions"][action] = expires
-                by[action] = [cause]
+                by[action] = [[cause, p.ts]]
             adj: Adjustment = {
                 "adjustment_id": _stable_id("adj", event["event_id"], action),
                 "source_event_id": event["event_id"],

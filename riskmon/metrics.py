@@ -6,6 +6,8 @@ core itself stays free of process-global state.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -23,6 +25,22 @@ DEAD_LETTERS = Counter(
     ["topic", "code"],
     registry=REGISTRY,
 )
+
+
+def start_dead_letter_counts(inputs: Iterable[str], rules: str) -> None:
+    """Make every series of ``riskmon_deadletters_total`` a worker can count exist at 0
+    from its start: a series that first appears with a count of thousands (a burst just
+    after a start) would go unseen by ``increase()``, and alerting on new series alerts
+    on every restart of Prometheus instead."""
+    from riskmon.contract import INPUT_CODES
+
+    for topic in inputs:
+        for code in INPUT_CODES:
+            DEAD_LETTERS.labels(topic=topic, code=code)
+    for code in ("rule_rejected", "rule_eval_error", *INPUT_CODES):
+        DEAD_LETTERS.labels(topic=rules, code=code)
+
+
 DECISIONS = Counter(
     "riskmon_decisions_total", "Decisions written", ["event_type", "decision"], registry=REGISTRY
 )

@@ -165,6 +165,7 @@ class Shell:
 
     async def start(self) -> None:
         """Check the state mark, restore the model checkpoint, then follow the rules topic."""
+        metrics.start_dead_letter_counts(self.settings.topics.inputs, self.settings.topics.rules)
         await self.check_state()
         policy = await self.store.eviction_policy()
         if policy is not None and policy != "noeviction":
