@@ -970,10 +970,12 @@ def stack_down(settings: Settings, *, purge: bool = False) -> dict[str, str]:
             shutil.rmtree(paths.kafka_data)
             log.info("kafka_data_purged", path=str(paths.kafka_data))
             result["kafka_data"] = "purged"
-        redis_files = [paths.redis_dir / "appendonlydir", paths.redis_dir / "dump.rdb"]
+        # the append-only file of Redis 7 (a directory) and of Redis 6, and a snapshot
+        redis_files = [paths.redis_dir / n for n in ("appendonlydir", "appendonly.aof", "dump.rdb")]
         if purge and any(f.exists() for f in redis_files):
             shutil.rmtree(redis_files[0], ignore_errors=True)
-            redis_files[1].unlink(missing_ok=True)
+            for f in redis_files[1:]:
+                f.unlink(missing_ok=True)
             log.info("redis_data_purged", path=str(paths.redis_dir))
             result["redis_data"] = "purged"
     return result
