@@ -246,9 +246,17 @@ def might_hold_clear(event: Mapping[str, Any], hash_fields: Iterable[str]) -> bo
     >>> might_hold_clear({"phone_hash": "13812345678"}, ("phone_hash",))
     True
     """
+    get, letters = event.get, _LETTERS
     for name in hash_fields:
-        value = event.get(name)
-        if value is not None and _may_be_clear(value):
+        value = get(name)
+        if value is None:
+            continue
+        if type(value) is str:  # the usual case, inline: a token or digest of letters
+            if value and (len(value) <= LONGEST and value[0] not in letters):
+                return True
+            if len(value) > LONGEST and (value[0].isspace() or value[-1].isspace()):
+                return True
+        elif _may_be_clear(value):
             return True
     return not CLEAR_FIELDS.isdisjoint(event)
 
