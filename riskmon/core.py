@@ -168,6 +168,7 @@ class Core:
         #: the rules in force when the last :meth:`process` began, and what it taught the
         #: models: what :meth:`isolate` needs when that attempt failed
         self._attempt: tuple[RuleSet, Learned] | None = None
+        self._attempt_key: list[Any] | None = None  # the event ids of that attempt
 
     @classmethod
     def create(
@@ -239,11 +240,20 @@ class Core:
         """Decide every non-label event of the batch, in order; labels feed learning.
 
         Raises when the core fails (a fault of the code, not of the input): the caller
-        then loads the batch's state again and calls :meth:`isolate`.
+        then loads the batch's state again and calls :meth:`isolate`. A failed attempt
+        whose caller could not get that far (Redis away) is taken up again when the same
+        events come back: the models learn none of them twice.
         """
-        learned = Learned()
-        self._attempt = (self.rules, learned)
-        return self._process(events, state, now, learned)
+        key = [e.get("event_id") for e in events]
+        if self._attempt is not None and self._attempt_key == key:
+            learned = self._attempt[1]  # the same batch again, after a failed attempt
+        else:
+            learned = Learned()
+            self._attempt = (self.rules, learned)
+            self._attempt_key = key
+        out = self._process(events, state, now, learned)
+        self._attempt, self._attempt_key = None, None
+        return out
 
     def isolate(
         self, events: list[dict[str, Any]], state: BatchState, now: float | None = None
@@ -260,7 +270,7 @@ class Core:
         reverted, and ``ops`` report it (that attempt's outputs are lost).
         """
         before, learned = self._attempt or (self.rules, Learned())
-        self._attempt = None
+        self._attempt, self._attempt_key = None, None
         wall = self.clock() if now is None else now
         total = Outputs()
         total.ops += self._lost_reverts(before, wall)

@@ -392,15 +392,8 @@ class Counting(BaseDetector):
         return [0.0] * len(xs)
 
 
-@pytest.mark.parametrize("where", ["between two models", "after the models"])
-def test_the_models_learn_each_event_once_when_a_batch_attempt_failed(
-    monkeypatch: pytest.MonkeyPatch, where: str
-) -> None:
-    """A batch attempt that failed after a model learned the batch (a later model failed
-    on one event, or the decisions did): decided again event by event, the model scores
-    the events it already learned without learning them again, so it has learned every
-    event once; the drift streams, the vectors kept for labels and a label in the batch
-    are each taken once too."""
+def counting_core(monkeypatch: pytest.MonkeyPatch) -> tuple[Core, ModelBank, Counting, Counting]:
+    """A core whose models are two :class:`Counting` detectors, ``counting`` first."""
     counting, raiser = Counting("counting"), Counting("raiser")
     monkeypatch.setitem(REGISTRY, "counting", lambda s: counting)
     monkeypatch.setitem(REGISTRY, "raiser", lambda s: raiser)
@@ -411,12 +404,42 @@ def test_the_models_learn_each_event_once_when_a_batch_attempt_failed(
         supervised=None,
         features=MODEL_COLUMNS,
     )
-    core = Core.create(settings, models=bank, deterministic=True)
+    return Core.create(settings, models=bank, deterministic=True), bank, counting, raiser
+
+
+def payment(i: int, minute: int) -> dict[str, Any]:
+    return {**txn(i, f"u{i}", f"shop-{i}", minute), "amount": 100.0 + i}
+
+
+def test_a_batch_failed_twice_before_it_is_decided_event_by_event_is_learned_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The core fails on a batch after a model learned it, and the worker cannot load
+    the state again to decide it event by event (Redis away): the batch comes again, and
+    fails again, then is decided event by event. The model has learned each event once."""
+    core, _, counting, raiser = counting_core(monkeypatch)
     store = MemoryStore()
+    raiser.fails_on = 102.0
+    batch = [payment(1, 1), payment(2, 2), payment(3, 3)]
+    for _ in range(2):
+        with pytest.raises(ValueError):
+            core.process(batch, store.load(core.needs(batch)), now=0.0)
+    out = core.isolate(batch, store.load(core.needs(batch)), now=0.0)
+    assert [f.event["event_id"] for f in out.failed] == ["t2"]
+    assert counting.learned == {101.0: 1, 102.0: 1, 103.0: 1}
 
-    def payment(i: int, minute: int) -> dict[str, Any]:
-        return {**txn(i, f"u{i}", f"shop-{i}", minute), "amount": 100.0 + i}
 
+@pytest.mark.parametrize("where", ["between two models", "after the models"])
+def test_the_models_learn_each_event_once_when_a_batch_attempt_failed(
+    monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    """A batch attempt that failed after a model learned the batch (a later model failed
+    on one event, or the decisions did): decided again event by event, the model scores
+    the events it already learned without learning them again, so it has learned every
+    event once; the drift streams, the vectors kept for labels and a label in the batch
+    are each taken once too."""
+    core, bank, counting, raiser = counting_core(monkeypatch)
+    store = MemoryStore()
     core.run_batch(store, [payment(0, 0)], now=0.0)
     if where == "between two models":
         raiser.fails_on = 102.0
