@@ -24,6 +24,7 @@ import jsonschema_rs
 import orjson
 
 from riskmon.personal import (
+    CLEAR_FIELDS,
     ID_FIELDS,
     KINDS,
     WITHHELD,
@@ -32,7 +33,6 @@ from riskmon.personal import (
     clear_paths,
     holds_identifier,
     might_hold_clear,
-    might_hold_clear_beyond,
     path_text,
     value_at,
     withheld,
@@ -358,6 +358,9 @@ class Contract:
             for name, schema in schemas.items()
         }
         self.all_input_fields = frozenset().union(*(self.fields[t] for t in INPUT_TYPES))
+        # the quick look takes an event of contract fields only for one without those
+        if not CLEAR_FIELDS.isdisjoint(self.all_input_fields):
+            raise ValueError("a contract field is named for an identifier in clear")
         self.all_object_fields = {
             p: fields for t in INPUT_TYPES for p, fields in self.object_fields[t].items()
         }
@@ -366,9 +369,13 @@ class Contract:
         #: the shapes refused in ids (``privacy.refuse_in_ids``), and the fields the quick
         #: look at each input reads: the hashes of its type, and the ids
         self.id_kinds = id_kinds
-        ids = ID_FIELDS if id_kinds else ()
+        # (an id the type does not define is a field beyond the contract: looked at
+        # whenever the event has one, see might_hold_clear)
         self._looked_at = {
-            name: (*(self.hash_fields.get(name) or self.all_hash_fields), *ids)
+            name: (
+                *(self.hash_fields.get(name) or self.all_hash_fields),
+                *(i for i in ID_FIELDS if id_kinds and i in self.fields.get(name, ())),
+            )
             for name in (*self.hash_fields, "")
         }
 
@@ -484,10 +491,9 @@ class Contract:
         known = self.fields.get(schema) or self.all_input_fields
         objects = self.object_fields.get(schema) or self.all_object_fields
         kinds, id_kinds = self.clear_kinds, self.id_kinds
-        if (
-            might_hold_clear(obj, self._looked_at[schema])
-            or might_hold_clear_beyond(obj, known, objects)
-        ) and (clear := clear_paths(obj, hashed, known, kinds, id_kinds)):
+        if might_hold_clear(obj, self._looked_at[schema], known, objects) and (
+            clear := clear_paths(obj, hashed, known, kinds, id_kinds)
+        ):
             raise self._refused(obj, clear, event_id)
         try:
             self._check_event(obj, event_type, event_id, expected_type)

@@ -226,39 +226,15 @@ _LETTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
 def _may_be_clear(value: Any) -> bool:
     """The quick look at one value: ``False`` means :func:`clear_kind` finds nothing in
-    it (a string longer than :data:`LONGEST` without blanks around it, or starting with
-    an ASCII letter; anything but a string or a number)."""
+    it (a string starting with an ASCII letter, or longer than :data:`LONGEST` without
+    blanks around it; anything but a string or a number)."""
     kind = type(value)
     if kind is str:
-        if not value:
+        first = value[:1]
+        if not first or first in _LETTERS:  # what starts with a letter stays a token
             return False
-        if len(value) <= LONGEST:
-            return value[0] not in _LETTERS
-        return value[0].isspace() or value[-1].isspace()
+        return len(value) <= LONGEST or first.isspace() or value[-1].isspace()
     return kind is int or kind is float
-
-
-def might_hold_clear(event: Mapping[str, Any], hash_fields: Iterable[str]) -> bool:
-    """A quick look before :func:`in_clear`: ``False`` means it finds nothing.
-
-    >>> might_hold_clear({"phone_hash": "p-4e1b"}, ("phone_hash",))
-    False
-    >>> might_hold_clear({"phone_hash": "13812345678"}, ("phone_hash",))
-    True
-    """
-    get, letters = event.get, _LETTERS
-    for name in hash_fields:
-        value = get(name)
-        if value is None:
-            continue
-        if type(value) is str:  # the usual case, inline: a token or digest of letters
-            if value and (len(value) <= LONGEST and value[0] not in letters):
-                return True
-            if len(value) > LONGEST and (value[0].isspace() or value[-1].isspace()):
-                return True
-        elif _may_be_clear(value):
-            return True
-    return not CLEAR_FIELDS.isdisjoint(event)
 
 
 def in_clear(
@@ -354,8 +330,10 @@ def clear_paths(
     [('contacts', '[withheld]')]
     """
     found: list[FieldPath] = [(name,) for name in in_clear(event, hash_fields, kinds)]
-    if id_kinds:
-        found += [(n,) for n in ID_FIELDS if clear_kind(event.get(n), id_kinds) is not None]
+    if id_kinds:  # those beyond the contract are judged with them, below
+        found += [
+            (n,) for n in ID_FIELDS if n in known and clear_kind(event.get(n), id_kinds) is not None
+        ]
     for name, value in event.items():
         if name in CLEAR_FIELDS:
             continue  # named already
@@ -366,28 +344,50 @@ def clear_paths(
     return found
 
 
-def might_hold_clear_beyond(
-    event: Mapping[str, Any], known: frozenset[str], objects: Mapping[str, frozenset[str]]
+def might_hold_clear(
+    event: Mapping[str, Any],
+    looked_at: Iterable[str],
+    known: frozenset[str],
+    objects: Mapping[str, frozenset[str]],
 ) -> bool:
-    """A quick look before :func:`clear_paths` goes beyond :func:`in_clear`: ``False``
-    means that ``event`` has only fields of the contract (``known``), and that those of
-    them that hold objects (``objects``: ``geo``, ``kyc``, each with its own fields)
+    """The quick look at every input before :func:`clear_paths`: ``False`` means it finds
+    nothing. That is: ``event`` has only fields of the contract (``known``; none is named
+    for an identifier in clear), the fields of ``looked_at`` (its hashes and ids) hold
+    nothing :func:`clear_kind` could take (:func:`_may_be_clear`), and those of its
+    fields that hold objects (``objects``: ``geo``, ``kyc``, each with its own fields)
     hold only their own fields, with floats and flags. A contract field of another type
     that holds an object breaks the contract: a check of the whole event before it is
     refused finds what that object holds.
 
-    >>> objects = {"geo": frozenset({"lat", "lon"})}
+    >>> known, objects = frozenset({"phone_hash", "geo"}), {"geo": frozenset({"lat", "lon"})}
     >>> geo = {"geo": {"lat": 23.1, "lon": 113.3}}
-    >>> might_hold_clear_beyond(geo, frozenset({"geo"}), objects)
+    >>> might_hold_clear({"phone_hash": "p-4e1b", **geo}, ["phone_hash"], known, objects)
     False
-    >>> might_hold_clear_beyond(geo, frozenset(), objects), might_hold_clear_beyond(
-    ...     {"geo": {"lat": 23.1, "lon": 113.3, "tel": 1.0}}, frozenset({"geo"}), objects)
+    >>> might_hold_clear({"phone_hash": "13812345678"}, ["phone_hash"], known, objects)
+    True
+    >>> might_hold_clear({"phone": "x"}, [], known, objects), might_hold_clear(
+    ...     {"geo": {"lat": 23.1, "lon": 113.3, "tel": 1.0}}, [], known, objects)
     (True, True)
     """
     if not known.issuperset(event):
         return True
+    get, letters = event.get, _LETTERS
+    for name in looked_at:
+        value = get(name)
+        if value is None:
+            continue
+        if type(value) is str:  # the usual case, inline (see _may_be_clear)
+            if not value:
+                continue
+            first = value[0]
+            if first in letters:
+                continue
+            if len(value) <= LONGEST or first.isspace() or value[-1].isspace():
+                return True
+        elif _may_be_clear(value):
+            return True
     for name, fields in objects.items():
-        value = event.get(name)
+        value = get(name)
         if value is not None:
             if type(value) is not dict or not fields.issuperset(value):
                 return True
