@@ -180,8 +180,10 @@ class PendingBlock:
         if index is None:
             index = self._target_rows = {}
             for k, targets in enumerate(self.targets):
-                for t in dict.fromkeys(targets):  # a row once, whatever it repeats
-                    index.setdefault(t, []).append(k)
+                for t in targets:
+                    held = index.setdefault(t, [])
+                    if not held or held[-1] != k:  # a row once, whatever it repeats
+                        held.append(k)
         rows = index.get(target_id)
         if rows is None:
             return []
