@@ -28,7 +28,7 @@ MAX_IDENT_EVENTS = 256
 MAX_IDENT_APPS = 64
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class IdentState:
     """Users and events seen on one identifier, as Redis sorted sets hold them."""
 
@@ -49,6 +49,31 @@ class IdentState:
     # count is one bisection
     _user_ts: list[float] | None = field(default=None, init=False, repr=False, compare=False)
     _event_ts: list[float] | None = field(default=None, init=False, repr=False, compare=False)
+
+    def __init__(
+        self,
+        users: dict[str, float] | None = None,
+        events: dict[str, float] | None = None,
+        fraud: set[str] | None = None,
+        attrs: dict[str, str] | None = None,
+        attr_ts: dict[str, float] | None = None,
+        apps: dict[str, float] | None = None,
+    ) -> None:
+        # written out: about one event in two meets a new identifier, and the generated
+        # __init__ calls a factory for each of the eleven containers
+        self.users = {} if users is None else users
+        self.events = {} if events is None else events
+        self.fraud = set() if fraud is None else fraud
+        self.attrs = {} if attrs is None else attrs
+        self.attr_ts = {} if attr_ts is None else attr_ts
+        self.apps = {} if apps is None else apps
+        self.new_users = {}
+        self.new_events = {}
+        self.new_fraud = set()
+        self.new_attrs = {}
+        self.new_apps = {}
+        self._user_ts = None
+        self._event_ts = None
 
     def add(self, user_id: str, event_id: str, ts: float) -> None:
         """Fold one event in (:meth:`record` without the counts)."""
