@@ -33,9 +33,9 @@ import math
 import pickle
 import struct
 import zlib
-from collections.abc import ItemsView, Iterable, Iterator, Mapping, Sequence, Set
+from collections.abc import ItemsView, Iterator, Mapping, Sequence, Set
 from dataclasses import dataclass, field
-from itertools import repeat
+from itertools import chain, repeat
 from operator import attrgetter
 from typing import Any, NamedTuple, overload
 
@@ -109,21 +109,29 @@ class Learned:
     (['e1', 'e2'], frozenset())
     """
 
-    __slots__ = ("_steps",)
+    __slots__ = ("_noted", "_sets")
 
     def __init__(self) -> None:
-        self._steps: dict[str, set[str]] = {}
+        # the id lists as noted (a batch that goes well never asks), as sets once asked
+        self._noted: dict[str, list[Sequence[str]]] = {}
+        self._sets: dict[str, set[str]] = {}
 
-    def add(self, step: str, event_ids: Iterable[str]) -> None:
-        held = self._steps.get(step)
+    def add(self, step: str, event_ids: Sequence[str]) -> None:
+        held = self._sets.get(step)
         if held is None:
-            self._steps[step] = set(event_ids)
+            self._noted.setdefault(step, []).append(event_ids)
         else:
             held.update(event_ids)
 
     def held(self, step: str) -> Set[str]:
         """The events ``step`` took in so far (empty when none)."""
-        return self._steps.get(step, _NONE)
+        held = self._sets.get(step)
+        if held is None:
+            noted = self._noted.pop(step, None)
+            if noted is None:
+                return _NONE
+            held = self._sets[step] = set(chain.from_iterable(noted))
+        return held
 
 
 class _Schema:

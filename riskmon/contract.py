@@ -31,6 +31,7 @@ from riskmon.personal import (
     FieldPath,
     clear_kind,
     clear_paths,
+    has_digit_run,
     holds_identifier,
     might_hold_clear,
     path_text,
@@ -301,10 +302,12 @@ def _quoted(value: Any) -> str:
     >>> _quoted("13800138000"), _quoted("tel:13800138000")
     ('a value withheld (personal data)', 'a value withheld (personal data)')
     """
-    if holds_identifier(value) and not (isinstance(value, str) and len(value) > 32):
+    if isinstance(value, str) and len(value) > 32:
+        return f"a str of {len(value)} characters"
+    if clear_kind(value) is not None or (isinstance(value, str) and has_digit_run(value)):
         return "a value withheld (personal data)"
     if isinstance(value, str):
-        return repr(value) if len(value) <= 32 else f"a str of {len(value)} characters"
+        return repr(value)
     return "null" if value is None else f"a {type(value).__name__}"
 
 

@@ -127,7 +127,7 @@ def _text_of(value: Any) -> str | None:
                 return None
         if not value.isascii():
             value = unicodedata.normalize("NFKC", value)
-        return str(value.strip())
+        return value.strip()
     if kind is int:
         return str(value)
     if kind is float and 1e9 <= abs(value) < 1e20 and value.is_integer():

@@ -183,7 +183,7 @@ def _contract_validator() -> Any:
 
 
 #: how a message names a type of the expression language
-_TYPE_WORDS = {"num": "number", "double": "double", "int": "int"}
+_TYPE_WORDS = {"num": "number"}
 #: the expression language's name of each JSON Schema type of a contract field
 _SCHEMA_TYPES = {"string": "string", "number": "num", "integer": "int", "boolean": "bool"}
 
@@ -200,27 +200,32 @@ def event_types(applies_to: frozenset[str]) -> dict[str, str]:
     >>> "amount" in event_types(frozenset({"transaction", "device"}))
     False
     """
+    if not applies_to:
+        return {}
+    first, *rest = [_field_types(etype) for etype in sorted(applies_to)]
+    return {k: v for k, v in first.items() if all(t.get(k) == v for t in rest)}
+
+
+@functools.cache
+def _schemas() -> dict[str, dict[str, Any]]:
+    from riskmon.contract import Contract
     from riskmon.settings import Settings
 
-    base = Path(Settings().contract_dir)
-    per_type: list[dict[str, str]] = []
-    for etype in sorted(applies_to):
-        path = base / f"{etype}.schema.json"
-        if not path.exists():
-            return {}
-        properties = json.loads(path.read_text(encoding="utf-8")).get("properties", {})
-        types = {}
-        for name, spec in properties.items():
-            kind = spec.get("type")
-            if kind is None and spec.get("enum") and all(type(v) is str for v in spec["enum"]):
-                kind = "string"
-            if isinstance(kind, str) and kind in _SCHEMA_TYPES:
-                types[name] = _SCHEMA_TYPES[kind]
-        per_type.append(types)
-    if not per_type:
-        return {}
-    first, *rest = per_type
-    return {k: v for k, v in first.items() if all(t.get(k) == v for t in rest)}
+    return Contract.load(Settings().contract_dir).schemas
+
+
+@functools.cache
+def _field_types(etype: str) -> dict[str, str]:
+    """The scalar fields of the contract's events of type ``etype``, by type."""
+    schema = _schemas().get(etype, {})
+    types = {}
+    for name, spec in schema.get("properties", {}).items():
+        kind = spec.get("type")
+        if kind is None and spec.get("enum") and all(type(v) is str for v in spec["enum"]):
+            kind = "string"
+        if isinstance(kind, str) and kind in _SCHEMA_TYPES:
+            types[name] = _SCHEMA_TYPES[kind]
+    return types
 
 
 def _validator(schema: Mapping[str, Any] | None) -> Any:
