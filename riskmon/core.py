@@ -31,12 +31,20 @@ from pathlib import Path
 from typing import Any, NamedTuple, cast
 
 from detectors.bank import Learned, ModelBank, ModelInput
-from riskmon.contract import Adjustment, Alert, Decision, Reason, format_ts, parse_ts
+from riskmon.contract import (
+    Adjustment,
+    Alert,
+    Contract,
+    Decision,
+    Reason,
+    format_ts,
+    parse_ts,
+)
 from riskmon.features import MODEL_COLUMNS, event_vector, ident_keys, observe
 from riskmon.logs import get_logger
 from riskmon.settings import Settings
 from riskmon.store import BatchState, MemoryStore, Needs, needs_for
-from rules.engine import Evaluation, Outcome, RuleSet, load_rules_dir
+from rules.engine import Evaluation, Outcome, RuleSet
 from rules.features import FEATURE_DOCS, KNOWN_FEATURES
 
 log = get_logger("riskmon.core")
@@ -181,7 +189,8 @@ class Core:
     ) -> Core:
         """A core with the rule files of ``rules_dir`` (default: the settings') loaded."""
         directory = Path(rules_dir or settings.detection.rules_dir)
-        rules = RuleSet.from_dicts(load_rules_dir(directory), known_features=KNOWN_FEATURES)
+        contract = Contract.for_settings(settings)
+        rules = RuleSet.from_dir(directory, KNOWN_FEATURES, contract=contract)
         bank = models or ModelBank(
             settings.detection,
             unsupervised_weight=settings.detection.unsupervised_weight,

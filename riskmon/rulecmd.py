@@ -47,7 +47,7 @@ def checked_rules(
         if not file.is_file():
             raise RuleError(f"{file}: no such file")
     out: list[dict[str, Any]] = []
-    for file, rule in load_rule_files(files, KNOWN_FEATURES, name=str):
+    for file, rule in load_rule_files(files, KNOWN_FEATURES, contract=contract, name=str):
         name = f"{file}: rule {rule.get('rule_id')!r} v{rule.get('version')}"
         try:
             message = orjson.dumps(rule)
@@ -113,7 +113,7 @@ def already_published(
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     try:
-        contract = Contract.load(settings.contract_dir)
+        contract = Contract.for_settings(settings)
         rules = checked_rules(args.files, contract, settings.worker.max_message_bytes)
     except RuleError as exc:
         print(f"riskmon rules: {exc}", file=sys.stderr)

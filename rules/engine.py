@@ -33,7 +33,6 @@ A newer version replaces a rule; an older or equal one is ignored:
 from __future__ import annotations
 
 import functools
-import json
 import math
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
@@ -41,13 +40,16 @@ from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import jsonschema_rs
 import yaml
 
 from rules.expr import CompileError, Expression, RuleEvalError, compile_expr
 from rules.features import KNOWN_FEATURES
+
+if TYPE_CHECKING:
+    from riskmon.contract import Contract
 
 __all__ = [
     "ACTION_OUTCOME",
@@ -175,11 +177,12 @@ class Rule:
 
 
 @functools.cache
-def _contract_validator() -> Any:
-    from riskmon.settings import Settings
+def default_contract() -> Contract:
+    """The contract this package ships with (``config/contract``), for rules checked
+    without a deployment's own (:meth:`riskmon.contract.Contract.for_settings`)."""
+    from riskmon.contract import Contract
 
-    path = Path(Settings().contract_dir) / "rule.schema.json"
-    return jsonschema_rs.validator_for(json.loads(path.read_text(encoding="utf-8")))
+    return Contract.load()
 
 
 #: how a message names a type of the expression language
@@ -189,10 +192,11 @@ _SCHEMA_TYPES = {"string": "string", "number": "num", "integer": "int", "boolean
 
 
 @functools.cache
-def event_types(applies_to: frozenset[str]) -> dict[str, str]:
-    """The type of each field of the contract's events of ``applies_to``, for the checks
-    of a condition: the fields that every one of those event types has, of one scalar
-    type (a field that may be null, an object, or one some types lack is left unknown).
+def event_types(applies_to: frozenset[str], contract: Contract | None = None) -> dict[str, str]:
+    """The type of each field of ``contract``'s events of ``applies_to`` (by default
+    :func:`default_contract`'s), for the checks of a condition: the fields that every one
+    of those event types has, of one scalar type (a field that may be null, an object, or
+    one some types lack is left unknown).
 
     >>> t = event_types(frozenset({"transaction"}))
     >>> t["amount"], t["kind"], "geo" in t
@@ -202,22 +206,15 @@ def event_types(applies_to: frozenset[str]) -> dict[str, str]:
     """
     if not applies_to:
         return {}
-    first, *rest = [_field_types(etype) for etype in sorted(applies_to)]
+    contract = contract or default_contract()
+    first, *rest = [_field_types(etype, contract) for etype in sorted(applies_to)]
     return {k: v for k, v in first.items() if all(t.get(k) == v for t in rest)}
 
 
 @functools.cache
-def _schemas() -> dict[str, dict[str, Any]]:
-    from riskmon.contract import Contract
-    from riskmon.settings import Settings
-
-    return Contract.load(Settings().contract_dir).schemas
-
-
-@functools.cache
-def _field_types(etype: str) -> dict[str, str]:
+def _field_types(etype: str, contract: Contract) -> dict[str, str]:
     """The scalar fields of the contract's events of type ``etype``, by type."""
-    schema = _schemas().get(etype, {})
+    schema = contract.schemas.get(etype, {})
     types = {}
     for name, spec in schema.get("properties", {}).items():
         kind = spec.get("type")
@@ -228,9 +225,14 @@ def _field_types(etype: str) -> dict[str, str]:
     return types
 
 
-def _validator(schema: Mapping[str, Any] | None) -> Any:
+@functools.cache
+def _rule_validator(contract: Contract) -> Any:
+    return jsonschema_rs.validator_for(contract.schemas["rule"])
+
+
+def _validator(schema: Mapping[str, Any] | None, contract: Contract | None) -> Any:
     if schema is None:
-        return _contract_validator()
+        return _rule_validator(contract or default_contract())
     return jsonschema_rs.validator_for(dict(schema))
 
 
@@ -241,18 +243,24 @@ def _label(data: Any) -> str:
     return f"rule {name} v{version}" if isinstance(version, int) else f"rule {name}"
 
 
-def _validate(data: Any, schema: Mapping[str, Any] | None) -> None:
+def _validate(
+    data: Any, schema: Mapping[str, Any] | None, contract: Contract | None = None
+) -> None:
     if not isinstance(data, Mapping):
         raise RuleError(f"a rule must be a mapping, got {type(data).__name__}")
     problems = []
-    for err in _validator(schema).iter_errors(dict(data)):
+    for err in _validator(schema, contract).iter_errors(dict(data)):
         where = "/".join(str(p) for p in err.instance_path) or "(rule)"
         problems.append(f"{where}: {err.message}")
     if problems:
         raise RuleError(f"{_label(data)}: " + "; ".join(sorted(problems)))
 
 
-def _build(data: Mapping[str, Any], known_features: Collection[str] | None) -> Rule:
+def _build(
+    data: Mapping[str, Any],
+    known_features: Collection[str] | None,
+    contract: Contract | None = None,
+) -> Rule:
     rule_id = str(data["rule_id"])
     enabled = bool(data["enabled"])
     predicate = None
@@ -262,7 +270,7 @@ def _build(data: Mapping[str, Any], known_features: Collection[str] | None) -> R
                 data["when"],
                 known_features=known_features,
                 name=rule_id,
-                event_types=event_types(frozenset(data["applies_to"])),
+                event_types=event_types(frozenset(data["applies_to"]), contract),
             )
         except CompileError as exc:
             raise RuleError(f"{_label(data)}: {exc.reason}") from exc
@@ -293,11 +301,15 @@ def load_rule(
     known_features: Collection[str] | None = None,
     *,
     schema: Mapping[str, Any] | None = None,
+    contract: Contract | None = None,
 ) -> Rule:
     """Validate ``data`` against the contract's rule schema and compile its condition.
 
     ``known_features``: when given, the condition may only read these features.
-    ``schema``: the rule JSON schema; by default the contract's ``rule.schema.json``.
+    ``contract``: the event contract (:class:`riskmon.contract.Contract`) whose rule
+    schema checks the rule and whose field types check the condition; by default
+    :func:`default_contract`. ``schema``: another rule JSON schema, instead of the
+    contract's.
     A retired rule (``enabled: false``) is validated but not compiled.
 
     >>> rule = load_rule({"rule_id": "r1", "version": 1, "applies_to": ["device"],
@@ -311,8 +323,8 @@ def load_rule(
     ...     print(err)
     rule 'r1' v0: version: 0 is less than the minimum of 1
     """
-    _validate(data, schema)
-    return _build(data, known_features)
+    _validate(data, schema, contract)
+    return _build(data, known_features, contract)
 
 
 def load_rules_dir(
@@ -320,6 +332,7 @@ def load_rules_dir(
     known_features: Collection[str] | None = None,
     *,
     schema: Mapping[str, Any] | None = None,
+    contract: Contract | None = None,
 ) -> list[dict[str, Any]]:
     """Read every ``*.yaml`` file of ``path`` (sorted by name) and check each rule.
 
@@ -331,7 +344,8 @@ def load_rules_dir(
     if not folder.is_dir():
         raise RuleError(f"{folder}: not a directory")
     files = sorted(folder.glob("*.yaml"))
-    return [rule for _, rule in load_rule_files(files, known_features, schema=schema)]
+    checked = load_rule_files(files, known_features, schema=schema, contract=contract)
+    return [rule for _, rule in checked]
 
 
 def load_rule_files(
@@ -339,6 +353,7 @@ def load_rule_files(
     known_features: Collection[str] | None = None,
     *,
     schema: Mapping[str, Any] | None = None,
+    contract: Contract | None = None,
     name: Callable[[Path], str] = lambda file: file.name,
 ) -> list[tuple[Path, dict[str, Any]]]:
     """Every rule of ``files`` with its file, in order, each validated and compiled; a rule
@@ -349,7 +364,7 @@ def load_rule_files(
     for file in files:
         for data in read_rules_file(file):
             try:
-                rule = load_rule(data, known_features, schema=schema)
+                rule = load_rule(data, known_features, schema=schema, contract=contract)
             except RuleError as exc:
                 raise RuleError(f"{name(file)}: {exc}") from exc
             key = (rule.rule_id, rule.version)
@@ -485,16 +500,18 @@ class RuleSet:
     snapshot and leaves this one as it was).
     """
 
-    __slots__ = ("_history", "_index", "_known", "_schema", "_seen")
+    __slots__ = ("_contract", "_history", "_index", "_known", "_schema", "_seen")
 
     def __init__(
         self,
         known_features: Collection[str] | None = None,
         *,
         schema: Mapping[str, Any] | None = None,
+        contract: Contract | None = None,
     ):
         self._known = frozenset(known_features) if known_features is not None else None
         self._schema = schema
+        self._contract = contract
         self._history: dict[str, tuple[Rule, ...]] = {}
         self._seen: dict[str, int] = {}
         self._index: dict[str, tuple[dict[str, tuple[_Entry, ...]], tuple[_Entry, ...]]] = {}
@@ -508,19 +525,21 @@ class RuleSet:
         known_features: Collection[str] | None = None,
         *,
         schema: Mapping[str, Any] | None = None,
+        contract: Contract | None = None,
     ) -> RuleSet:
         """Build from rule mappings; any invalid rule raises :class:`RuleError`.
 
         Several versions of one id may be given: they are applied oldest first, so the
-        newest is in force and the older ones are its history.
+        newest is in force and the older ones are its history. ``contract`` and
+        ``schema`` check these rules and every later one (see :func:`load_rule`).
         """
         items = list(dicts)
         for data in items:
-            _validate(data, schema)
-        ruleset = cls(known_features, schema=schema)
+            _validate(data, schema, contract)
+        ruleset = cls(known_features, schema=schema, contract=contract)
         history: dict[str, list[Rule]] = {}
         for data in sorted(items, key=lambda d: (str(d["rule_id"]), int(d["version"]))):
-            rule = _build(data, ruleset._known)
+            rule = _build(data, ruleset._known, contract)
             versions = history.setdefault(rule.rule_id, [])
             if versions and versions[-1].version == rule.version:
                 raise RuleError(f"rule {rule.rule_id!r} v{rule.version} is given twice")
@@ -537,15 +556,17 @@ class RuleSet:
         known_features: Collection[str] | None = None,
         *,
         schema: Mapping[str, Any] | None = None,
+        contract: Contract | None = None,
     ) -> RuleSet:
         """Build from the ``*.yaml`` files of a folder (see :func:`load_rules_dir`)."""
-        dicts = load_rules_dir(path, known_features, schema=schema)
-        return cls.from_dicts(dicts, known_features, schema=schema)
+        dicts = load_rules_dir(path, known_features, schema=schema, contract=contract)
+        return cls.from_dicts(dicts, known_features, schema=schema, contract=contract)
 
     def _replace(self, history: dict[str, tuple[Rule, ...]], seen: dict[str, int]) -> RuleSet:
         new = RuleSet.__new__(RuleSet)
         new._known = self._known
         new._schema = self._schema
+        new._contract = self._contract
         new._history = history
         new._seen = seen
         new._index = _build_index(h[-1] for h in history.values())
@@ -560,7 +581,7 @@ class RuleSet:
         older or equal version is ignored (change kind ``stale``) and this snapshot is
         returned. An invalid rule raises :class:`RuleError`: keep the old snapshot.
         """
-        _validate(data, self._schema)
+        _validate(data, self._schema, self._contract)
         rule_id = str(data["rule_id"])
         version = int(data["version"])
         seen = self._seen.get(rule_id)
@@ -569,7 +590,7 @@ class RuleSet:
         if seen is not None and version <= seen:
             reason = f"version {version} is not newer than version {seen}"
             return self, Change("stale", rule_id, version, seen, reason)
-        rule = _build(data, self._known)
+        rule = _build(data, self._known, self._contract)
         history = dict(self._history)
         history[rule_id] = (*current, rule)[-HISTORY_DEPTH:]
         seen_versions = {**self._seen, rule_id: version}

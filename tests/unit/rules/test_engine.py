@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 import math
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from riskmon.contract import DEFAULT_CONTRACT_DIR, Contract
+from riskmon.core import Core
 from riskmon.settings import Settings
 from rules.engine import (
     ACTION_OUTCOME,
@@ -579,6 +582,54 @@ def test_a_contract_number_takes_what_ints_and_doubles_take(
     rs = RuleSet.from_dicts([rule("n", when=when)], KNOWN)
     result = rs.evaluate("transaction", {"amount": amount}, {})
     assert result.errors == () and bool(result.hits) is hit
+
+
+def test_rules_are_checked_against_the_contract_they_are_given(tmp_path: Path) -> None:
+    """A deployment's own contract (``contract_dir``) types the conditions and checks the
+    rule schema, for the rules loaded at start and for each one the topic brings later;
+    the contract shipped with the package is only the default."""
+    own = tmp_path / "contract"
+    shutil.copytree(DEFAULT_CONTRACT_DIR, own)
+    schema_file = own / "transaction.schema.json"
+    schema = json.loads(schema_file.read_text(encoding="utf-8"))
+    schema["properties"]["kind"] = {"type": "integer"}  # this deployment codes kinds
+    schema_file.write_text(json.dumps(schema), encoding="utf-8")
+    contract = Contract.load(own)
+    coded = rule(when="event.kind >= 3")
+    with pytest.raises(RuleError, match="cannot compare string >= int"):
+        load_rule(coded, KNOWN)  # the default contract: kind is a string
+    assert load_rule(coded, KNOWN, contract=contract).rule_id == "r1"
+    rs = RuleSet.from_dicts([], KNOWN, contract=contract)
+    rs, change = rs.apply(coded)
+    assert change.kind == "added"
+    assert rs.evaluate("transaction", {"kind": 3}, {}).hits
+    with pytest.raises(RuleError, match="cannot compare int > string"):
+        rs.apply(rule("r2", when="event.kind > 'card_bind'"))
+
+
+def test_the_core_checks_its_rules_against_the_settings_contract(tmp_path: Path) -> None:
+    """``Core.create`` loads the rule files against ``settings.contract_dir``: a rule that
+    only that contract's field types allow loads, and later rules are checked the same."""
+    own = tmp_path / "contract"
+    shutil.copytree(DEFAULT_CONTRACT_DIR, own)
+    schema_file = own / "transaction.schema.json"
+    schema = json.loads(schema_file.read_text(encoding="utf-8"))
+    schema["properties"]["kind"] = {"type": "integer"}
+    schema_file.write_text(json.dumps(schema), encoding="utf-8")
+    rules_dir = tmp_path / "rules"
+    rules_dir.mkdir()
+    (rules_dir / "coded.yaml").write_text(
+        "- rule_id: coded\n  version: 1\n  applies_to: [transaction]\n"
+        "  when: event.kind >= 3\n  enabled: true\n",
+        encoding="utf-8",
+    )
+    settings = Settings(contract_dir=str(own))
+    core = Core.create(settings, rules_dir=rules_dir, deterministic=True)
+    assert core.rules.get("coded") is not None
+    with pytest.raises(RuleError, match="cannot compare int > string"):
+        core.apply_rule(rule("r2", when="event.kind > 'card_bind'"))
+    with pytest.raises(RuleError, match="cannot compare string >= int"):
+        Core.create(Settings(), rules_dir=rules_dir, deterministic=True)
 
 
 def test_a_field_the_types_hold_differently_is_checked_only_when_run() -> None:
