@@ -25,7 +25,7 @@ from __future__ import annotations
 import hashlib
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple, cast
@@ -199,6 +199,23 @@ class Core:
         return cls(settings, rules, bank, clock, deterministic)
 
     # --- control ------------------------------------------------------------------
+
+    def drop_reverted(self, reverted: Collection[tuple[str, int]]) -> list[tuple[str, int]]:
+        """Put back the previous version of each rule whose version in force is one of
+        ``reverted`` (``(rule_id, version)``: those a worker reverted after they failed
+        on an event, kept in Redis), so that no restart brings them back from the rule
+        files; the versions taken out, in order."""
+        dropped: list[tuple[str, int]] = []
+        changed = True
+        while changed:  # a rule's older version may be reverted too
+            changed = False
+            for rule_id, version in sorted(reverted):
+                rules = self.rules.revert(rule_id, version)
+                if rules is not self.rules:
+                    self.rules = rules
+                    dropped.append((rule_id, version))
+                    changed = True
+        return dropped
 
     def apply_rule(self, data: dict[str, Any]) -> str:
         """Apply one rule definition from the control stream; raise RuleError if bad."""

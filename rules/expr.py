@@ -839,9 +839,15 @@ class _Compiler:
         pos = node.pos
         neutral = not stop
 
-        def full(act: Mapping[str, Any]) -> bool:
-            err: BaseException | None = None
-            for f in fns:
+        def bad(v: Any) -> RuleEvalError:
+            return _fail(f"{op!r} needs bool operands, got {_type_name(v)}", src, pos)
+
+        def rest(act: Mapping[str, Any], start: int, err: BaseException | None) -> bool:
+            """The operands from ``start`` on, after an earlier one failed (``err``, the
+            first failure): a later ``stop`` still decides (CEL's error-absorbing rule),
+            else the first failure is raised. Each operand is evaluated once, so nested
+            operators that fail cost what they cost when they succeed."""
+            for f in fns[start:]:
                 try:
                     v = f(act)
                 except Exception as exc:
@@ -851,28 +857,29 @@ class _Compiler:
                 if v is stop:
                     return stop
                 if v is not neutral and err is None:
-                    err = _fail(f"{op!r} needs bool operands, got {_type_name(v)}", src, pos)
+                    err = bad(v)
             if err is not None:
                 raise err
             return neutral
 
-        # Fast paths for bool operands; anything else (an error, a non-bool) goes to
-        # ``full``, which evaluates again with the error-absorbing rules.
+        # Fast paths for two and three operands; at the first failure (an error, a
+        # non-bool), ``rest`` takes the operands after it.
         if len(fns) == 2:
             f0, f1 = fns
 
             def logic2(act: Mapping[str, Any]) -> bool:
                 try:
                     v = f0(act)
-                    if v is neutral:
-                        v = f1(act)
-                        if v is neutral or v is stop:
-                            return v
-                    elif v is stop:
-                        return stop
-                except Exception:
-                    pass
-                return full(act)
+                except Exception as exc:
+                    return rest(act, 1, exc)
+                if v is neutral:
+                    v = f1(act)
+                    if v is neutral or v is stop:
+                        return v
+                    raise bad(v)
+                if v is stop:
+                    return stop
+                return rest(act, 1, bad(v))
 
             return _Code(logic2, "bool")
         if len(fns) == 3:
@@ -881,35 +888,38 @@ class _Compiler:
             def logic3(act: Mapping[str, Any]) -> bool:
                 try:
                     v = f0(act)
-                    if v is neutral:
+                except Exception as exc:
+                    return rest(act, 1, exc)
+                if v is neutral:
+                    try:
                         v = f1(act)
-                        if v is neutral:
-                            v = f2(act)
-                            if v is neutral or v is stop:
-                                return v
-                        elif v is stop:
-                            return stop
-                    elif v is stop:
+                    except Exception as exc:
+                        return rest(act, 2, exc)
+                    if v is neutral:
+                        v = f2(act)
+                        if v is neutral or v is stop:
+                            return v
+                        raise bad(v)
+                    if v is stop:
                         return stop
-                except Exception:
-                    pass
-                return full(act)
+                    return rest(act, 2, bad(v))
+                if v is stop:
+                    return stop
+                return rest(act, 1, bad(v))
 
             return _Code(logic3, "bool")
 
         def logic(act: Mapping[str, Any]) -> bool:
-            try:
-                for f in fns:
+            for i, f in enumerate(fns, 1):
+                try:
                     v = f(act)
-                    if v is not neutral:
-                        if v is stop:
-                            return stop
-                        break
-                else:
-                    return neutral
-            except Exception:
-                pass
-            return full(act)
+                except Exception as exc:
+                    return rest(act, i, exc)
+                if v is not neutral:
+                    if v is stop:
+                        return stop
+                    return rest(act, i, bad(v))
+            return neutral
 
         return _Code(logic, "bool")
 

@@ -245,8 +245,13 @@ class Shell:
             return None
 
     async def load_reverted(self) -> None:
-        """Learn which rule versions a worker reverted (they stay reverted here too)."""
+        """Learn which rule versions a worker reverted: they stay reverted here too, those
+        of the rule files as well as those the rules topic brings."""
         self._reverted = await self.store.reverted_rules()
+        async with self._lock:
+            dropped = self.core.drop_reverted(self._reverted)
+        for rule_id, version in dropped:
+            log.warning("rule_kept_reverted", rule_id=rule_id, version=version)
 
     async def stop(self) -> None:
         for task in self._tasks:

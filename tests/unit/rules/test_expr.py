@@ -519,3 +519,38 @@ def test_evaluate_wraps_foreign_failures() -> None:
 def test_non_string_source_is_a_compile_error() -> None:
     """A YAML mistake (a number as condition) is caught cleanly."""
     assert "expression must be a string" in compile_error(42)  # type: ignore[arg-type]
+
+
+class _Counting(dict[str, Any]):
+    """Features that count how often the condition reads them."""
+
+    reads = 0
+
+    def __getitem__(self, key: str) -> Any:
+        type(self).reads += 1
+        return super().__getitem__(key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        type(self).reads += 1
+        return super().get(key, default)
+
+
+@pytest.mark.parametrize("n", [2, 3, 5])
+@pytest.mark.parametrize("depth", [1, 10, 40])
+def test_failing_operands_are_evaluated_once_however_deep_the_logic(n: int, depth: int) -> None:
+    """An operand that fails is not evaluated again to apply CEL's error-absorbing rule:
+    alternating ``||`` and ``&&`` nested ``depth`` deep over a failing operand read the
+    features once per failing leaf, not twice per level (2^depth reads would hang a
+    worker on a rule of a kilobyte)."""
+    failing = "features.count / features.zero > 1"  # two reads, then division by zero
+    others = ["event.kind == 'x'", "has(event.kind)"]  # false, true: neither decides
+    expr = failing
+    for level in range(depth):
+        op = " || " if level % 2 == 0 else " && "
+        side = others[level % 2]
+        expr = "(" + op.join([expr] + [side] * (n - 1)) + ")"
+    _Counting.reads = 0
+    features = _Counting(FEATURES)
+    with pytest.raises(RuleEvalError, match="division by zero"):
+        compile_expr(expr, known_features=KNOWN).evaluate({"event": EVENT, "features": features})
+    assert _Counting.reads == 2

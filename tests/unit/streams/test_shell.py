@@ -6,6 +6,7 @@ import asyncio
 import base64
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -281,6 +282,42 @@ async def test_a_reverted_rule_stays_reverted_after_a_restart(
     assert again.core.rules.versions()["login_check"] == 1
     await again.on_rule_message("risk.rules", 0, 2, b"login_check", v3)
     assert again.core.rules.versions()["login_check"] == 3
+
+
+async def test_a_reverted_rule_of_the_rule_files_stays_reverted_after_a_restart(
+    tmp_path: Path,
+) -> None:
+    """A rule of the rule files that fails on an event is reverted and remembered: a
+    worker starting afterwards takes it out of the rule set it read from the files (log
+    ``rule_kept_reverted``) rather than run it again until it fails again."""
+    (tmp_path / "div.yaml").write_text(
+        "- rule_id: div\n  version: 1\n  applies_to: [device]\n"
+        "  when: features.user_devices_count / features.failed_logins_24h > 0\n"
+        "  enabled: true\n"
+        "- rule_id: kept\n  version: 1\n  applies_to: [device]\n"
+        "  when: event.kind == 'nothing'\n  enabled: true\n",
+        encoding="utf-8",
+    )
+    settings = Settings.load(env={"RISKMON_DETECTION__RULES_DIR": str(tmp_path)}, config_file=None)
+    store = AsyncMemoryStore()
+
+    async def sender(topic: str, key: bytes | None, value: bytes) -> None:
+        return None
+
+    shell = Shell.create(settings, store=store)
+    shell.sender = sender
+    assert "div" in shell.core.rules
+    out = await shell.handle([("device.events", 0, 0, b"u1", _device(1))])
+    assert [op["kind"] for op in out.ops] == ["rule_reverted"]
+    assert "div" not in shell.core.rules
+
+    again = Shell.create(settings, store=store)  # a restart reads the files again
+    assert "div" in again.core.rules
+    await again.load_reverted()  # what start() does first
+    assert "div" not in again.core.rules and "kept" in again.core.rules
+    again.sender = sender
+    out = await again.handle([("device.events", 0, 1, b"u2", _device(2))])
+    assert out.ops == [] and len(out.decisions) == 1
 
 
 async def test_a_rejected_rule_is_dead_lettered_once_across_workers_and_restarts(
