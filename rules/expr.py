@@ -48,8 +48,16 @@ Differences from CEL, on purpose: a missing map key is ``null`` (CEL raises); ``
 ``<=``, ``>``, ``>=`` with a ``null`` operand are false; ``x in null`` and the string
 predicates on a ``null`` receiver are false; ``int`` and ``double`` mix in arithmetic
 (the result is a double; CEL raises); ``size`` of a string counts code points; ``min``,
-``max`` and ``abs`` are built in. Arithmetic and ``!`` on ``null`` stay errors: guard
-optional fields with ``has(event.field)``.
+``max`` and ``abs`` are built in; with a number the contract types (``num``: an int or a
+double, as the producer wrote it), ``/`` and ``%`` are a double's (``%`` the remainder
+with the sign of the dividend, ``nan`` by zero), so that ``5000`` and ``5000.0`` meet a
+rule alike. Arithmetic and ``!`` on ``null`` stay errors: guard optional fields with
+``has(event.field)``, or a producer leaving the field out makes the rule fail, and
+the worker revert it.
+
+>>> n = compile_expr("event.amount % 1000 == 0", event_types={"amount": "num"})
+>>> [n.evaluate({"event": {"amount": a}, "features": {}}) for a in (5000, 5000.0, 5000.5)]
+[True, True, False]
 """
 
 from __future__ import annotations
@@ -1073,6 +1081,16 @@ class _Compiler:
         lf, rf = left.fn, right.fn
         src = self.src
         pos = node.pos
+        if op in ("/", "%") and "num" in (lt, rt):
+            # A contract number is an int or a double as the producer wrote it (5000 or
+            # 5000.0): its quotient and remainder are a double's, whichever it came as,
+            # so that no event flips or breaks the rule by how it writes a number.
+            on_num = _NUM_OPS[op]
+
+            def num_arith(act: Mapping[str, Any]) -> float:
+                return on_num(lf(act), rf(act), src, pos)
+
+            return _Code(num_arith, "double")
         apply = _ARITH[op]
         on_doubles = _DOUBLE_OPS.get(op)
 
@@ -1349,6 +1367,26 @@ def _mod(a: Any, b: Any, src: _Source, pos: int) -> Any:
     return -r if a < 0 else r
 
 
+def _num_div(a: Any, b: Any, src: _Source, pos: int) -> float:
+    """``/`` with a contract number: as doubles (an int operand too)."""
+    if type(a) is int or type(b) is int:
+        _numbers(a, b, "/", src, pos)  # raises unless both are numbers
+        return float(_div(float(a), float(b), src, pos))
+    return float(_div(a, b, src, pos))
+
+
+def _num_mod(a: Any, b: Any, src: _Source, pos: int) -> float:
+    """``%`` with a contract number: the remainder of doubles, with the sign of ``a``
+    (as ints have it: ``-7 % 3`` is ``-1``); ``nan`` for a zero divisor, as a double's
+    quotient by zero is not an error either."""
+    _numbers(a, b, "%", src, pos)  # raises unless both are numbers
+    x, y = float(a), float(b)
+    if y == 0.0 or x != x or y != y or x in (math.inf, -math.inf):
+        return math.nan
+    return math.fmod(x, y)
+
+
+_NUM_OPS: dict[str, Callable[[Any, Any, _Source, int], float]] = {"/": _num_div, "%": _num_mod}
 _DOUBLE_OPS: dict[str, Callable[[float, float], float]] = {
     "+": operator.add,
     "-": operator.sub,

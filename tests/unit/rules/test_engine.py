@@ -47,7 +47,12 @@ def rule(rule_id: str = "r1", version: int = 1, **fields: Any) -> dict[str, Any]
 
 
 CARD_BIND = {"kind": "card_bind", "amount": 0.0}
-FRESH_DEVICE = {"minutes_since_new_device": 5.0, "failed_logins_24h": 0, "zero": 0}
+FRESH_DEVICE = {
+    "minutes_since_new_device": 5.0,
+    "failed_logins_24h": 0,
+    "zero": 0,
+    "amount_ratio": 2,
+}
 
 
 # --------------------------------------------------------------------------- enums
@@ -446,7 +451,7 @@ def rules_for_evaluation() -> RuleSet:
             rule("device_only", applies_to=["device"], when="true"),
             rule(
                 "divides",
-                when="event.kind == 'withdrawal' && event.amount / features.zero > 1",
+                when="event.kind == 'withdrawal' && features.amount_ratio / features.zero > 1",
             ),
         ],
         KNOWN,
@@ -518,7 +523,7 @@ def test_a_failing_rule_is_reported_and_the_others_still_run() -> None:
     """An exception in one rule becomes an entry in errors; the event is still decided."""
     rs = rules_for_evaluation()
     result = rs.evaluate("transaction", {"kind": "withdrawal", "amount": 5}, FRESH_DEVICE)
-    assert result.errors == (RuleFailure("divides", "division by zero at column 44"),)
+    assert result.errors == (RuleFailure("divides", "division by zero at column 53"),)
     [(rule_id, message)] = result.errors
     assert rule_id == "divides" and message.startswith("division by zero")
     assert result.rule_ids == ["any_txn"]
@@ -630,6 +635,29 @@ def test_the_core_checks_its_rules_against_the_settings_contract(tmp_path: Path)
         core.apply_rule(rule("r2", when="event.kind > 'card_bind'"))
     with pytest.raises(RuleError, match="cannot compare string >= int"):
         Core.create(Settings(), rules_dir=rules_dir, deterministic=True)
+
+
+@pytest.mark.parametrize(
+    "when",
+    [
+        "event.amount % 100 == 0",
+        "event.amount % 1000 == 600",
+        "event.amount / 1000 > 2.5",
+        "event.amount / 1000 == 2.6",
+        "event.amount / 3 > 866",
+        "1000 / event.amount < 0.4",
+        "event.amount % 0 == 0",  # a remainder by zero is no number: never equal
+    ],
+)
+def test_how_a_producer_writes_a_contract_number_never_changes_a_rule(when: str) -> None:
+    """``2600`` and ``2600.0`` are the same amount: a rule's quotient or remainder of a
+    contract number is a double's either way, so an event cannot slip past a rule, or
+    make it fail (and be reverted for everyone), by writing its amount as the other."""
+    rs = RuleSet.from_dicts([rule("n", when=when)], KNOWN)
+    as_int = rs.evaluate("transaction", {"amount": 2600}, {})
+    as_double = rs.evaluate("transaction", {"amount": 2600.0}, {})
+    assert as_int.errors == () and as_double.errors == ()
+    assert bool(as_int.hits) is bool(as_double.hits)
 
 
 def test_a_field_the_types_hold_differently_is_checked_only_when_run() -> None:
