@@ -199,7 +199,6 @@ for _dunder in (
         "1 in event.obj",
         "event.obj.startsWith('a')",
         "event.obj.matches('a')",
-        "'a'.matches(event.obj)",
         "event.obj.size()",
     ],
 )
@@ -245,7 +244,7 @@ def test_no_python_code_object_is_built_from_rule_text(monkeypatch: pytest.Monke
     [
         "event.text.matches('^(a+)+$')",
         "event.text.matches('^(a|aa)+$')",
-        "event.text.matches(event.pattern)",
+        "event.text.matches('^(a*)*$')",
     ],
 )
 def test_a_pathological_pattern_cannot_stall_the_worker(expr: str) -> None:
