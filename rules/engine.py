@@ -252,6 +252,9 @@ def _validate(
     for err in _validator(schema, contract).iter_errors(dict(data)):
         where = "/".join(str(p) for p in err.instance_path) or "(rule)"
         problems.append(f"{where}: {err.message}")
+    version = data.get("version")
+    if type(version) is float:  # JSON Schema's integer takes 2.0 too
+        problems.append(f"version: {version!r} is not an integer (write {int(version)})")
     if problems:
         raise RuleError(f"{_label(data)}: " + "; ".join(sorted(problems)))
 
@@ -378,11 +381,32 @@ def load_rule_files(
     return out
 
 
+#: the largest rule file read, in bytes
+MAX_RULES_FILE = 1 << 20
+
+
+class _RulesLoader(yaml.SafeLoader):
+    """YAML's safe loader without aliases: ``*name`` repeats what ``&name`` marked, so a
+    file of a few lines can stand for billions of values (a "billion laughs")."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark
+            raise yaml.composer.ComposerError(
+                None, None, "aliases (*name) are not allowed in rule files", mark
+            )
+        return super().compose_node(parent, index)
+
+
 def read_rules_file(file: Path) -> list[Mapping[str, Any]]:
     """The rule mappings of one YAML file (a list, or a mapping with a ``rules:`` list),
-    unchecked; :class:`RuleError` if the file is not such YAML."""
+    unchecked; :class:`RuleError` if the file is not such YAML, holds aliases, or is
+    larger than :data:`MAX_RULES_FILE`."""
+    text = file.read_text(encoding="utf-8")
+    if len(text) > MAX_RULES_FILE:
+        raise RuleError(f"{file.name}: {len(text)} characters, at most {MAX_RULES_FILE}")
     try:
-        loaded = yaml.safe_load(file.read_text(encoding="utf-8"))
+        loaded = yaml.load(text, Loader=_RulesLoader)  # a SafeLoader, without aliases
     except yaml.YAMLError as exc:
         raise RuleError(f"{file.name}: invalid YAML: {exc}") from exc
     if loaded is None:

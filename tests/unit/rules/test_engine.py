@@ -589,6 +589,30 @@ def test_a_contract_number_takes_what_ints_and_doubles_take(
     assert result.errors == () and bool(result.hits) is hit
 
 
+def test_a_rule_file_with_yaml_aliases_is_refused(tmp_path: Path) -> None:
+    """Aliases repeat what an anchor marked: nine lines of them stand for a billion
+    values (and gigabytes once the rule is written as JSON), so a rule file may not
+    hold any; the error names the place."""
+    lines = ["- rule_id: bomb", "  version: 1", "  applies_to: [device]", "  when: 'true'"]
+    lines += ["  enabled: true", "  a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"  a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]
+    (tmp_path / "bomb.yaml").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(RuleError, match=r"bomb.yaml: invalid YAML: aliases \(\*name\) are not"):
+        load_rules_dir(tmp_path)
+
+
+def test_a_version_written_as_a_float_is_refused() -> None:
+    """``version: 2.0`` passes JSON Schema's ``integer`` but would not compare as the
+    version 2 already on the rules topic: it is refused, so no rule slips past the
+    publish check and is then ignored by the workers as stale."""
+    with pytest.raises(RuleError, match=r"version: 2.0 is not an integer \(write 2\)"):
+        load_rule(rule(version=2.0), KNOWN)
+    rs = RuleSet.from_dicts([rule(version=1)], KNOWN)
+    with pytest.raises(RuleError, match="not an integer"):
+        rs.apply(rule(version=2.0))
+    assert rs.apply(rule(version=2))[1].kind == "updated"
+
+
 def test_rules_are_checked_against_the_contract_they_are_given(tmp_path: Path) -> None:
     """A deployment's own contract (``contract_dir``) types the conditions and checks the
     rule schema, for the rules loaded at start and for each one the topic brings later;
