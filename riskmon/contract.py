@@ -31,6 +31,7 @@ from riskmon.personal import (
     FieldPath,
     clear_kind,
     clear_paths,
+    digits_withheld,
     has_digit_run,
     holds_identifier,
     might_hold_clear,
@@ -271,6 +272,7 @@ INPUT_CODES = (
     "wrong_event_type",
     *sorted(set(_KIND_CODES.values())),
     "schema_violation",
+    "ts_in_future",
     "unprocessable",
     "processing_error",
 )
@@ -448,17 +450,25 @@ class Contract:
         raise InvalidMessage(code, reason, event_id if isinstance(event_id, str) else None)
 
     def parse(
-        self, raw: bytes, expected_type: str | None = None, max_bytes: int = 64 * 1024
+        self,
+        raw: bytes,
+        expected_type: str | None = None,
+        max_bytes: int = 64 * 1024,
+        not_after: float | None = None,
     ) -> dict[str, Any]:
         """Decode and check one Kafka message value; raise :class:`InvalidMessage`.
 
         ``expected_type`` is the event type the topic carries (``None``: any input type).
+        ``not_after``: the latest event time taken (epoch seconds: the clock plus
+        ``detection.max_future_s``); a later one is refused as ``ts_in_future``, as one
+        event from a device whose clock is years ahead would move the event time of the
+        state it touches (windows, maturity of unlabelled events, the newest verdict).
         An input the checks themselves cannot take (nested too deeply to write out again,
         say) is refused as ``unprocessable``, its content withheld whole: whatever the
         input, the worker goes on.
         """
         try:
-            return self._parse(raw, expected_type, max_bytes)
+            return self._parse(raw, expected_type, max_bytes, not_after)
         except InvalidMessage:
             raise
         except Exception as exc:
@@ -469,20 +479,26 @@ class Contract:
                 keep=orjson.dumps(WITHHELD),
             ) from None
 
-    def _parse(self, raw: bytes, expected_type: str | None, max_bytes: int) -> dict[str, Any]:
+    def _parse(
+        self, raw: bytes, expected_type: str | None, max_bytes: int, not_after: float | None
+    ) -> dict[str, Any]:
         if raw is None:
             raise InvalidMessage("empty", "message has no value")
         if len(raw) > max_bytes:
-            raise InvalidMessage("oversized", f"message is {len(raw)} bytes, limit {max_bytes}")
+            reason = f"message is {len(raw)} bytes, limit {max_bytes}"
+            raise InvalidMessage("oversized", reason, keep=digits_withheld(raw))
         try:
             obj = orjson.loads(raw)  # accepts valid UTF-8 only
         except orjson.JSONDecodeError as exc:
+            # not read as fields, so not checked field by field: every run of digits
+            # that may be an identifier in clear is withheld from the dead letter
+            keep = digits_withheld(raw)
             try:
                 raw.decode("utf-8")
             except UnicodeDecodeError as bad:
                 reason = f"not UTF-8: {bad.reason} at byte {bad.start}"
-                raise InvalidMessage("invalid_utf8", reason) from None
-            raise InvalidMessage("invalid_json", f"not JSON: {exc}") from None
+                raise InvalidMessage("invalid_utf8", reason, keep=keep) from None
+            raise InvalidMessage("invalid_json", f"not JSON: {exc}", keep=keep) from None
         if not isinstance(obj, dict):
             raise InvalidMessage("not_object", f"JSON {type(obj).__name__}, expected an object")
         event_type = obj.get("event_type")
@@ -499,7 +515,7 @@ class Contract:
         ):
             raise self._refused(obj, clear, event_id)
         try:
-            self._check_event(obj, event_type, event_id, expected_type)
+            self._check_event(obj, event_type, event_id, expected_type, not_after)
         except InvalidMessage:
             # a field of the contract may hold an object it should not (which the quick
             # look above leaves to the contract): the refusal comes first all the same
@@ -529,6 +545,7 @@ class Contract:
         event_type: Any,
         event_id: str | None,
         expected_type: str | None,
+        not_after: float | None = None,
     ) -> None:
         if expected_type is not None and event_type != expected_type:
             raise InvalidMessage(
@@ -542,12 +559,19 @@ class Contract:
             )
         self.check(event_type, obj)
         try:  # what the schema's date-time format lets through must be a time we can use
-            usable = _EARLIEST <= parse_ts(obj["ts"]) < _LATEST
+            ts = parse_ts(obj["ts"])
+            usable = _EARLIEST <= ts < _LATEST
         except (ValueError, OverflowError, OSError):
             usable = False
         if not usable:
             reason = "ts: not an RFC 3339 time with an offset between 1970 and 9000"
             raise InvalidMessage("invalid_format", reason, event_id)
+        if not_after is not None and ts > not_after:
+            reason = (
+                f"ts: {obj['ts']} is later than {format_ts(not_after)}, this worker's clock "
+                "plus detection.max_future_s (a device clock set wrong?)"
+            )
+            raise InvalidMessage("ts_in_future", reason, event_id)
 
 
 #: event times a worker can compute with (actions expire later, and dates print)

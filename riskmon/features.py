@@ -481,10 +481,13 @@ MODEL_COLUMNS: dict[str, tuple[str, ...]] = {etype: model_columns(etype) for ety
 def event_vector(event: dict[str, Any], features: dict[str, float]) -> dict[str, float]:
     """The numeric vector the models see: the features plus the event's own numbers."""
     x = features.copy()
-    amount = event.get("amount")
+    etype = event["event_type"]
+    # the contract's amount (a number, 0 or more) of applications and transactions; a
+    # device event has none, and a field of that name beyond its contract is not read
+    amount = event.get("amount") if etype != "device" else None
     x["amount"] = float(amount) if amount is not None else 0.0
     x["log_amount"] = math.log1p(x["amount"])
-    if event["event_type"] == "application":
+    if etype == "application":
         x["term_days"] = float(event.get("term_days") or 0)
         x["declared_monthly_income"] = float(event.get("declared_monthly_income") or 0.0)
         x["age"] = float(event.get("age") or 0)

@@ -219,6 +219,23 @@ def has_digit_run(text: str) -> bool:
     return _DIGIT_RUN.search(unicodedata.normalize("NFKC", text)) is not None
 
 
+def digits_withheld(raw: bytes) -> bytes | None:
+    """``raw`` with every run of eleven digits or more (maybe grouped, full-width too)
+    replaced by :data:`WITHHELD`, or ``None`` when it holds none: what a dead letter may
+    keep of an input it could not read as JSON fields, whose identifiers in clear it
+    cannot find field by field. Bytes that are not UTF-8 are read as replacement
+    characters.
+
+    >>> digits_withheld(b'{"sim_hash": "138 1234 5678", "amount": 12')
+    b'{"sim_hash": "[withheld]", "amount": 12'
+    >>> digits_withheld(b'{"device_id": "d-1"') is None
+    True
+    """
+    text = unicodedata.normalize("NFKC", raw.decode("utf-8", errors="replace"))
+    masked, n = _DIGIT_RUN.subn(WITHHELD, text)
+    return masked.encode("utf-8") if n else None
+
+
 #: first characters of a value that cannot be an identifier in clear (a digest or a
 #: token starting with a letter)
 _LETTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")

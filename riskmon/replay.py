@@ -151,11 +151,14 @@ class Replay:
         batch: list[dict[str, Any]] = []
         numbers: list[int] = []  # the line of each event of the batch
         limit = self.settings.worker.max_message_bytes
+        # as a worker would have: no event time later than the clock allows (the clock
+        # of this machine, so a file of past events replays alike on any day)
+        not_after = time.time() + self.settings.detection.max_future_s
         s = self.summary
         for n, raw in enumerate(lines, 1):
             s.lines += 1
             try:
-                batch.append(self.contract.parse(raw, None, limit))
+                batch.append(self.contract.parse(raw, None, limit, not_after))
                 numbers.append(n)
             except InvalidMessage as exc:
                 s.invalid += 1

@@ -188,6 +188,11 @@ class DetectionSettings(_Frozen):
 
     rules_dir: str = str(REPO_ROOT / "rules" / "lending")
     feature_ttl_s: int = Field(14 * 86400, ge=60, description="state older than this expires")
+    max_future_s: int = Field(
+        600,
+        ge=0,
+        description="an event time more than this ahead of the clock is refused (ts_in_future)",
+    )
     label_maturity_s: int = Field(30 * 86400, ge=0, description="unlabeled -> negative after")
     pending_ttl_s: int = Field(45 * 86400, ge=60, description="how long scored vectors wait")
     pending_max: int = Field(200_000, ge=1000)

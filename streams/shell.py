@@ -449,9 +449,11 @@ class Shell:
         dead: list[dict[str, Any]] = []
         limit = self.settings.worker.max_message_bytes
         now = time.time()
+        not_after = now + self.settings.detection.max_future_s
         for topic, partition, offset, key, value in messages:
             try:
-                valid.append(self.contract.parse(value, self._expected.get(topic), limit))  # type: ignore[arg-type]
+                event = self.contract.parse(value, self._expected.get(topic), limit, not_after)  # type: ignore[arg-type]
+                valid.append(event)
             except InvalidMessage as exc:
                 dead.append(
                     dead_letter(

@@ -178,3 +178,50 @@ def test_every_event_time_the_contract_lets_through_can_be_used(
         with pytest.raises(InvalidMessage) as err:
             contract.parse(raw)
         assert err.value.code == "invalid_format"
+
+
+def test_an_event_time_later_than_the_clock_allows_is_refused(contract: Contract) -> None:
+    """A worker takes no event time later than its clock plus ``max_future_s``: a
+    device whose clock is years ahead would otherwise move the event time of all the
+    state its batch touches. Within the allowance, and with no clock given (``None``),
+    the event is taken."""
+    now = parse_ts("2026-11-28T09:00:00.000Z")
+    future = orjson.dumps(_app(ts="2031-01-01T00:00:00Z"))
+    with pytest.raises(InvalidMessage) as err:
+        contract.parse(future, "application", not_after=now + 600)
+    assert err.value.code == "ts_in_future"
+    assert "2031-01-01T00:00:00Z" in err.value.reason and "max_future_s" in err.value.reason
+    assert err.value.event_id == "a1"
+    near = orjson.dumps(_app(ts="2026-11-28T09:09:59Z"))
+    assert contract.parse(near, "application", not_after=now + 600)["event_id"] == "a1"
+    assert contract.parse(future, "application")["event_id"] == "a1"
+
+
+@pytest.mark.parametrize(
+    ("what", "raw", "code"),
+    [
+        ("oversized", orjson.dumps(_app(sim_hash="13812345678", note="x" * 70_000)), "oversized"),
+        ("not JSON", b'{"event_id": "a1", "sim_hash": "138 1234 5678",', "invalid_json"),
+        (
+            "not UTF-8",
+            b'{"mobile": "\xef\xbc\x91\xef\xbc\x93' + b"812345678" + b'\xff"}',
+            "invalid_utf8",
+        ),
+    ],
+)
+def test_input_not_read_as_fields_keeps_no_number_in_clear(
+    contract: Contract, what: str, raw: bytes, code: str
+) -> None:
+    """An input refused before its fields are read (too large, not JSON, not UTF-8) is
+    not checked field by field: its dead letter keeps it with every run of eleven digits
+    or more withheld, so no phone, identity or card number travels on in clear."""
+    with pytest.raises(InvalidMessage) as err:
+        contract.parse(raw, "application")
+    assert err.value.code == code
+    kept = err.value.keep
+    assert kept is not None and b"[withheld]" in kept
+    assert b"12345678" not in kept and b"1234 5678" not in kept
+    plain = b'{"event_id": "a1", "amount": 12'
+    with pytest.raises(InvalidMessage) as err:
+        contract.parse(plain, "application")
+    assert err.value.keep is None  # nothing to withhold: the bytes travel as they came

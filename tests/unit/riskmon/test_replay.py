@@ -162,3 +162,36 @@ def test_the_replay_goes_on_past_an_event_the_core_fails_on(
     assert "KeyError" in records[0]["reason"] and "13800138000" not in records[0]["reason"]
     table = capsys.readouterr().out
     assert re.search(r"^core failures\s+1$", table, re.MULTILINE), table
+
+
+def test_the_replay_refuses_event_times_a_worker_would_refuse(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An event time later than the clock plus ``detection.max_future_s`` is refused as
+    a worker refuses it (``ts_in_future``), so a backtest decides what production
+    decides; the events around it are decided."""
+    events = tmp_path / "events.jsonl"
+    lines = [
+        orjson.dumps(
+            {
+                "event_id": f"d{i}",
+                "event_type": "device",
+                "user_id": "u1",
+                "ts": ts,
+                "device_id": "dev1",
+                "kind": "login",
+            }
+        )
+        for i, ts in enumerate(
+            ["2026-11-01T10:00:00Z", "2099-01-01T00:00:00Z", "2026-11-01T10:05:00Z"]
+        )
+    ]
+    events.write_bytes(b"\n".join(lines) + b"\n")
+    decisions, dead = tmp_path / "d.jsonl", tmp_path / "dead.jsonl"
+    args = ["replay", str(events), "--decisions", str(decisions), "--deadletters", str(dead)]
+    assert main([*args, "--no-progress"]) == 0
+    decided = [orjson.loads(line)["source_event_id"] for line in decisions.read_bytes().split()]
+    assert decided == ["d0", "d2"]
+    records = [orjson.loads(line) for line in dead.read_bytes().splitlines()]
+    assert [(r["line"], r["code"]) for r in records] == [(2, "ts_in_future")]
+    assert re.search(r"^invalid lines\s+1$", capsys.readouterr().out, re.MULTILINE)

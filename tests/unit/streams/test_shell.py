@@ -93,6 +93,27 @@ async def test_valid_events_get_one_decision_each_and_bad_ones_a_dead_letter(
     assert shell.stats.events == 2 and shell.stats.deadletters == 2
 
 
+async def test_an_event_from_the_future_is_dead_lettered_and_the_rest_decided(
+    shell_and_sent: tuple[Shell, list[tuple[str, bytes | None, bytes]]],
+) -> None:
+    """An event time later than the worker's clock plus ``detection.max_future_s`` is
+    refused (``ts_in_future``) before the core sees it: the other events of its batch
+    are decided, and the identifiers they share keep their history (the batch's event
+    time is not carried years ahead, which would have trimmed it all)."""
+    shell, sent = shell_and_sent
+    future = orjson.loads(_device(9))
+    future["ts"] = "2031-01-01T00:00:00.000Z"
+    batch = [("device.events", 0, i, f"u{i}".encode(), _device(i)) for i in range(3)]
+    batch.append(("device.events", 0, 3, b"u9", orjson.dumps(future)))
+    out = await shell.handle(batch)
+    assert len(out.decisions) == 3
+    dead = [orjson.loads(v) for t, _, v in sent if t == "risk.deadletter"]
+    assert [(d["code"], d["event_id"]) for d in dead] == [("ts_in_future", "dev-9")]
+    store = shell.store
+    assert isinstance(store, AsyncMemoryStore)
+    assert set(store.memory.idents["device:d1"].users) == {"u0", "u1", "u2"}
+
+
 async def test_labels_are_consumed_without_a_decision(
     shell_and_sent: tuple[Shell, list[tuple[str, bytes | None, bytes]]],
 ) -> None:
@@ -102,7 +123,7 @@ async def test_labels_are_consumed_without_a_decision(
         {
             "event_id": "lab-1",
             "event_type": "label",
-            "ts": "2026-12-05T08:00:00.000Z",
+            "ts": "2026-11-28T08:00:00.000Z",
             "user_id": "u1",
             "target_type": "user",
             "target_id": "u1",
