@@ -76,7 +76,12 @@ class CheckpointError(ValueError):
 
 
 class ModelInput(NamedTuple):
-    """One scored event as the models see it (a tuple: cheap to build per event)."""
+    """One scored event as the models see it (a tuple: cheap to build per event).
+
+    ``awaits_label``: whether its vector waits for a verdict (and, with none, matures as
+    a negative); not for an event of a user already confirmed as a fraudster, on which
+    no verdict comes and which is no example of honest traffic.
+    """
 
     event_id: str
     event_type: str
@@ -84,9 +89,12 @@ class ModelInput(NamedTuple):
     targets: tuple[str, ...]
     ts: float
     x: dict[str, float]
+    awaits_label: bool = True
 
 
-_EVENT_ID, _TARGETS, _USER_ID, _TS = map(attrgetter, ("event_id", "targets", "user_id", "ts"))
+_EVENT_ID, _TARGETS, _USER_ID, _TS, _AWAITS = map(
+    attrgetter, ("event_id", "targets", "user_id", "ts", "awaits_label")
+)
 _NONE: frozenset[str] = frozenset()
 
 
@@ -353,7 +361,8 @@ class ModelBank:
                 for i, row_scores in zip(idxs, rows, strict=True):
                     out[i] = row_scores
             new = _new_rows(learned, f"pending:{event_type}", ids)
-            if new is None:
+            waiting = all(map(_AWAITS, group))
+            if new is None and waiting:
                 self.pending.add_many(
                     ids,
                     list(map(_TARGETS, group)),
@@ -363,17 +372,19 @@ class ModelBank:
                     FeatureRows(tm.schema, X),
                 )
                 tm.counts["scored"] += len(idxs)
-            elif new:
-                kept = [group[k] for k in new]
+            elif new is None or new:
+                fresh = range(len(group)) if new is None else new
+                tm.counts["scored"] += len(fresh)
+                ks = [k for k in fresh if group[k].awaits_label]
+                kept = [group[k] for k in ks]
                 self.pending.add_many(
-                    [ids[k] for k in new],
+                    [ids[k] for k in ks],
                     list(map(_TARGETS, kept)),
                     list(map(_USER_ID, kept)),
                     list(map(_TS, kept)),
                     event_type,
-                    FeatureRows(tm.schema, X[new]),
+                    FeatureRows(tm.schema, X[ks]),
                 )
-                tm.counts["scored"] += len(new)
             if learned is not None:
                 learned.add(f"pending:{event_type}", ids)
         return out

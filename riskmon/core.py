@@ -119,6 +119,9 @@ class _Pending(NamedTuple):
     features: dict[str, float]
     evaluation: Evaluation
     user: dict[str, Any] | None
+    #: its vector waits for a verdict: not when its user is a confirmed fraudster as of
+    #: the event (see :class:`detectors.bank.ModelInput`)
+    awaits_label: bool
 
 
 #: profile key -> (event, decision, user document, event time) of its newest decision
@@ -344,6 +347,7 @@ class Core:
         labelled: dict[str, tuple[dict[str, Any], float]] = {}  # user, label time
         # verdicts that may lift account actions: (label, time, user, fraud taken back)
         clearing: list[tuple[dict[str, Any], float, dict[str, Any], bool]] = []
+        verdicts: list[tuple[dict[str, Any], float]] = []  # for the models, in time order
         newest = state.now
         # Event-time order within the micro-batch: the input topics are consumed side by
         # side, so a device event may arrive after the transaction it preceded.
@@ -361,7 +365,8 @@ class Core:
             user = state.user_for(uid, ts)
             if event["event_type"] == "label":
                 out.labels += 1
-                changed = self._label(event, ts, user, state, learned)
+                changed = self._label(event, ts, user, state)
+                verdicts.append((event, ts))
                 if user is not None:
                     if changed:
                         labelled[uid] = (user, ts)
@@ -372,7 +377,8 @@ class Core:
             evaluation = self.rules.evaluate(event["event_type"], event, features)
             if evaluation.errors:
                 self._rule_errors(evaluation, event, out, wall)
-            pending.append(_Pending(event, ts, features, evaluation, user))
+            awaits = user is None or not user["fraud"]
+            pending.append(_Pending(event, ts, features, evaluation, user, awaits))
         state.now = newest
         self.models.on_time(newest)  # takes each matured vector once, whatever its calls
         inputs = [
@@ -383,10 +389,23 @@ class Core:
                 tuple([str(ev[k]) for k in _TARGET_KEYS if k in ev]),
                 p.ts,
                 event_vector(ev, p.features),
+                p.awaits_label,
             )
             for p in pending
         ]
         scores = self.models.score_batch(inputs, learned) if inputs else []
+        # The verdicts teach the classifier once the batch's vectors wait for them: a
+        # label in the batch of the event it names finds it, wherever the batch splits.
+        for event, ts in verdicts:
+            self.models.on_label(
+                event["target_type"],
+                event["target_id"],
+                event["user_id"],
+                event["label"],
+                ts,
+                event_id=event["event_id"],
+                learned=learned,
+            )
         batch_ms = (time.perf_counter() - started) * 1000.0
         per_event_ms = batch_ms / max(1, len(pending))
         ts_text = format_ts(wall)
@@ -412,10 +431,10 @@ class Core:
         ts: float,
         user: dict[str, Any] | None,
         state: BatchState,
-        learned: Learned,
     ) -> bool:
         """Take a verdict of the risk team; ``True`` if it changed whether the user is a
-        confirmed fraudster (what the user's profile says, and what declines)."""
+        confirmed fraudster (what the user's profile says, and what declines). The
+        models learn from it after the batch's events are scored (see ``_process``)."""
         label = event["label"]
         uid = event["user_id"]
         changed = False
@@ -435,15 +454,6 @@ class Core:
             # (the account actions are lifted after the batch's decisions, see _lift).
             # The identifiers keep their fraud marks (they only grow, see riskmon.state).
             changed = user["fraud"] != was
-        self.models.on_label(
-            event["target_type"],
-            event["target_id"],
-            uid,
-            label,
-            ts,
-            event_id=event["event_id"],
-            learned=learned,
-        )
         return changed
 
     def _lift(

@@ -499,3 +499,44 @@ def test_a_freeze_renewed_by_more_items_than_are_kept_is_lifted_only_for_the_use
         assert core.run_batch(store, [verdict], now=0.0).adjustments == []
     out = core.run_batch(store, [verdict_on(200, "user", "u1", "legit", 40)], now=0.0)
     assert [a["action"] for a in out.adjustments] == ["unfreeze"]
+
+
+def _learning(batches: list[list[dict[str, Any]]]) -> dict[str, int]:
+    core = Core.create(Settings.load(env={}, config_file=None), deterministic=True)
+    store = MemoryStore()
+    for batch in batches:
+        core.run_batch(store, batch, now=0.0)
+    counts = core.models.counts
+    keys = ("labels_unmatched", "taught_positive", "taught_negative", "matured")
+    return {k: counts[k] for k in keys}
+
+
+def _later(i: int) -> dict[str, Any]:
+    """Another user's payment 40 days on: what was scored before has matured."""
+    return {**txn(100 + i, "u9", "shop-z", 0), "ts": "2026-12-11T10:00:00.000Z"}
+
+
+def test_a_label_in_the_batch_of_the_event_it_names_teaches_the_classifier() -> None:
+    """The models take a batch's verdicts after its events wait for them: a fraud label
+    that arrives with the transaction it names, in one micro-batch, teaches a positive,
+    as it does when the two come in separate batches; the transaction never matures
+    into a negative."""
+    fraud = {**label(1, "u1", "transaction", "tx1"), "ts": "2026-11-01T10:01:30.000Z"}
+    together = _learning([[txn(1, "u1", "shop-a", 1), fraud], [_later(1)]])
+    apart = _learning([[txn(1, "u1", "shop-a", 1)], [fraud], [_later(1)]])
+    assert together == apart
+    assert together["taught_positive"] == 1 and together["labels_unmatched"] == 0
+    assert together["matured"] == 0
+
+
+def test_a_confirmed_fraudsters_later_events_never_mature_into_negatives() -> None:
+    """After a fraud verdict on a user, the user's events wait for no verdict: unlabelled,
+    they would have taught the classifier that a fraudster's withdrawal is honest. An
+    event before the verdict still waits, and the verdict teaches it as a positive."""
+    fraud = label(1, "u1", "user", "u1")  # 2026-11-02
+    after = {**txn(2, "u1", "shop-a", 3), "kind": "withdrawal", "ts": "2026-11-03T10:00:00Z"}
+    counts = _learning([[txn(1, "u1", "shop-a", 1)], [fraud], [after], [_later(1)]])
+    assert counts["taught_positive"] == 1  # the payment before the verdict
+    assert counts["matured"] == 0 and counts["taught_negative"] == 0
+    unlabelled = _learning([[txn(1, "u1", "shop-a", 1)], [after], [_later(1)]])
+    assert unlabelled["matured"] == 2  # without the verdict, both wait and mature
