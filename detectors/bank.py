@@ -570,6 +570,43 @@ class ModelBank:
         bank.pending.max_items = settings.pending_max
         return bank
 
+    def adopt(self, saved: ModelBank) -> list[str]:
+        """Take over what ``saved`` (a restored checkpoint) learned, under this bank's own
+        configuration: its weights, feature columns and models stay; the models of an
+        event type come from ``saved`` only when they are the same models over the same
+        columns. Returns the event types whose saved models were left out (a release
+        changed their columns or models): they start afresh, with their warm-up.
+
+        The vectors waiting for labels, the drift streams and the counters are taken
+        whole: a label on a vector of a left-out type teaches its new classifier by
+        feature name.
+        """
+        dropped = []
+        for event_type, tm in saved.types.items():
+            columns = self.features.get(event_type)
+            same = (
+                (columns is None or tuple(columns) == tm.schema.columns)
+                and tuple(tm.unsupervised) == self.unsupervised_names
+                and getattr(tm.supervised, "name", None) == self.supervised_name
+                and all(
+                    getattr(det, "features", None) == self.hst_features[event_type]
+                    for det in tm.unsupervised.values()
+                    if isinstance(det, HSTDetector) and event_type in self.hst_features
+                )
+            )
+            if same:
+                self.types[event_type] = tm
+            else:
+                dropped.append(event_type)
+        self.pending = saved.pending
+        self.pending.maturity_s = self.settings.label_maturity_s
+        self.pending.ttl_s = self.settings.pending_ttl_s
+        self.pending.max_items = self.settings.pending_max
+        self.drift = saved.drift
+        self.watermark = saved.watermark
+        self.counts = saved.counts
+        return dropped
+
 
 def _learn_rows(det: Detector, xs: Sequence[Mapping[str, float]], rows: list[int], y: bool) -> None:
     """``det.learn_one(xs[k], y)`` for every ``k`` of ``rows``, in order."""

@@ -271,10 +271,18 @@ class Shell:
             log.info("checkpoint_absent")
             return False
         try:
-            self.core.models = ModelBank.loads(data, self.settings.detection)
+            saved = ModelBank.loads(data, self.settings.detection)
         except Exception as exc:  # a bad checkpoint must not stop the worker
             log.error("checkpoint_unreadable", error=str(exc))
             return False
+        # the models learned, under this release's settings (weights, columns, models)
+        dropped = self.core.models.adopt(saved)
+        if dropped:
+            log.warning(
+                "checkpoint_models_changed",
+                event_types=dropped,
+                fix="none needed: these event types' models start afresh, with their warm-up",
+            )
         log.info("checkpoint_restored", bytes=len(data))
         return True
 

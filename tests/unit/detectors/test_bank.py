@@ -209,3 +209,23 @@ def test_checkpoint_is_compressed_and_the_previous_version_still_restores(settin
     assert restored.score_batch(batch) == bank.score_batch(batch)
     with pytest.raises(CheckpointError, match="damaged"):
         ModelBank.loads(data[:-100], settings)
+
+
+def test_a_restored_checkpoint_learns_on_under_the_settings_of_this_release(settings, synth):
+    """A checkpoint brings what the models learned, not how they are configured: the
+    bank it is restored into keeps its own unsupervised weight; an event type whose
+    columns this release changed starts afresh (and is named), the others score as
+    the saved models do."""
+    bank = ModelBank(settings, unsupervised_weight=0.4)
+    nxt = warm(bank, synth)
+    bank.score_batch(events(synth, synth.normal(300, 7), nxt, "application"))
+    saved = ModelBank.loads(bank.dumps(), settings)
+    columns = {"application": tuple(synth.names[:2])}  # this release reads two columns only
+    fresh = ModelBank(settings, unsupervised_weight=0.0, features=columns)
+    assert fresh.adopt(saved) == ["application"]
+    assert fresh.combined({"hst": 1.0}) == 0.0  # the weight configured, not the saved 0.4
+    probe = events(synth, synth.normal(50, 99), 10_000)
+    expected = ModelBank.loads(bank.dumps(), settings).score_batch(probe)
+    assert fresh.score_batch(probe) == expected
+    assert fresh.score_batch(events(synth, synth.normal(5, 3), 20_000, "application")) == [{}] * 5
+    assert fresh.counts == saved.counts and len(fresh.pending) == len(saved.pending)
