@@ -113,6 +113,12 @@ INPUT_LAG = Gauge(
     ["topic"],
     registry=REGISTRY,
 )
+REDIS_REACHABLE = Gauge(
+    "riskmon_redis_reachable",
+    "1 while Redis answers the worker's state check (every worker.state_check_s), 0 from "
+    "its first failed check: a worker without traffic sees an outage there first",
+    registry=REGISTRY,
+)
 BROKER_REACHABLE = Gauge(
     "riskmon_broker_reachable",
     "1 while the broker answers the worker's probe, 0 from its first unanswered probe",

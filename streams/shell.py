@@ -84,6 +84,7 @@ class Stats:
     broker_ok_at: float | None = None  # the broker's last answer to the probe
     broker_down_since: float | None = None  # its first unanswered probe since then
     broker_error: str | None = None
+    redis_error: str | None = None  # the last state check's failure, until one succeeds
     input_lag: dict[str, int] | None = None  # per input topic, as of broker_ok_at
     ready: bool = False  # checkpoint restored and rule feed following
 
@@ -177,13 +178,14 @@ class Shell:
             )
         await self.restore()
         await self.load_reverted()
+        metrics.REDIS_REACHABLE.set(1)  # it answered the reads above
         self._tasks.append(asyncio.create_task(self._keep_following(), name="riskmon-rules"))
         every = self.settings.detection.checkpoint_every_s
         ckpt = self._every(every, self.checkpoint, "checkpoint_failed", "error")
         self._tasks.append(asyncio.create_task(ckpt, name="riskmon-ckpt"))
-        # Redis away: the batches report it (the state check is only for a lost state)
+        # the state check also tells when Redis stops answering, traffic or not
         every = self.settings.worker.state_check_s
-        state = self._every(every, self.check_state, "state_check_failed", "debug")
+        state = self._every(every, self.watch_redis, "state_check_failed", "error")
         self._tasks.append(asyncio.create_task(state, name="riskmon-state"))
         try:  # rule versions already on the topic apply before the first event
             await asyncio.wait_for(self._rules_caught_up.wait(), timeout=60)
@@ -196,6 +198,23 @@ class Shell:
             app_id=self.settings.worker.app_id,
             rules=len(self.core.rules.versions()),
         )
+
+    async def watch_redis(self) -> None:
+        """:meth:`check_state`, noting whether Redis answered (``/health``,
+        ``riskmon_redis_reachable``): batches report an outage only when traffic comes."""
+        s = self.stats
+        try:
+            await self.check_state()
+        except Exception as exc:
+            if s.redis_error is None:
+                log.error("redis_unanswered", error=error_text(exc))
+            s.redis_error = error_text(exc)
+            metrics.REDIS_REACHABLE.set(0)
+            return
+        if s.redis_error is not None:
+            log.info("redis_answers")
+        s.redis_error = None
+        metrics.REDIS_REACHABLE.set(1)
 
     async def check_state(self) -> bool:
         """Check that Redis still holds the state mark this worker saw; ``False`` (and
@@ -732,13 +751,19 @@ class Shell:
             and now - s.broker_down_since >= self.settings.worker.broker_grace_s
         )
         return {
-            "ok": s.ready and s.last_error is None and not lost and not unreachable,
+            "ok": s.ready
+            and s.last_error is None
+            and s.redis_error is None
+            and not lost
+            and not unreachable,
             "status": "starting"
             if not s.ready
             else "broker_unreachable"
             if unreachable
             else "failing"
             if s.last_error
+            else "redis_unreachable"
+            if s.redis_error
             else "state_lost"
             if lost
             else "running",
@@ -775,5 +800,6 @@ class Shell:
             if s.broker_ok_at is None
             else round(now - s.broker_ok_at, 1),
             "broker_error": s.broker_error,
+            "redis_error": s.redis_error,
             "input_lag": s.input_lag,
         }

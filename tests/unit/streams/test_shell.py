@@ -521,6 +521,36 @@ async def test_a_redis_that_lost_the_state_while_no_worker_ran_is_reported_at_st
     assert outcomes == [(False, 1.0), (True, 0.0), (True, 0.0)]
 
 
+async def test_an_idle_worker_shows_a_redis_outage_and_its_end() -> None:
+    """Without traffic no batch fails: the state check tells that Redis stopped
+    answering (``/health`` ok false, status ``redis_unreachable``, the metric 0), and
+    that it answers again."""
+    settings = Settings.load(env={}, config_file=None)
+    store = AsyncMemoryStore()
+    shell = Shell.create(settings, store=store)
+    shell.stats.ready = True
+
+    def reachable() -> float | None:
+        return REGISTRY.get_sample_value("riskmon_redis_reachable")
+
+    await shell.watch_redis()
+    assert shell.health()["status"] == "running" and reachable() == 1.0
+
+    async def refused(key: str) -> bytes | None:
+        raise ConnectionError("Error 111 connecting to localhost:6379. Connection refused.")
+
+    answering = store.get_blob
+    store.get_blob = refused  # type: ignore[method-assign]
+    await shell.watch_redis()
+    health = shell.health()
+    assert health["ok"] is False and health["status"] == "redis_unreachable"
+    assert "Connection refused" in health["redis_error"] and reachable() == 0.0
+    store.get_blob = answering  # type: ignore[method-assign]
+    await shell.watch_redis()
+    assert shell.health()["ok"] is True and shell.health()["redis_error"] is None
+    assert reachable() == 1.0
+
+
 def test_an_unanswering_broker_turns_health_red_after_the_grace_and_green_again() -> None:
     """One unanswered probe is tolerated for ``worker.broker_grace_s``; past it, /health
     says ok false, status broker_unreachable, with the error; the metric says 0 from the
