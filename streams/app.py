@@ -156,6 +156,14 @@ def create_app(settings: Settings, shell: Shell | None = None) -> faust.App:
         positions.update(zip(mine, got, strict=True))
         known = sum(p is not None for p in got)
         log.info("inputs_assigned", partitions=len(mine), positions=known)
+        the_shell.stats.inputs_assigned = len(mine)
+        if not mine:
+            log.warning(
+                "no_input_partitions",
+                note="the group gave this worker no input partition: more workers than the "
+                "assignment can use (a worker count that divides the partition count uses "
+                "them all)",
+            )
 
     async def behind() -> list[Any]:
         """Input partitions with records the worker has not read yet (see

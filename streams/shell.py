@@ -86,6 +86,7 @@ class Stats:
     broker_error: str | None = None
     redis_error: str | None = None  # the last state check's failure, until one succeeds
     input_lag: dict[str, int] | None = None  # per input topic, as of broker_ok_at
+    inputs_assigned: int | None = None  # input partitions the group gave this worker
     ready: bool = False  # checkpoint restored and rule feed following
 
 
@@ -802,4 +803,5 @@ class Shell:
             "broker_error": s.broker_error,
             "redis_error": s.redis_error,
             "input_lag": s.input_lag,
+            "inputs_assigned": s.inputs_assigned,
         }
