@@ -33,6 +33,13 @@ from rules.engine import RuleError
 log = get_logger("riskmon.replay")
 
 
+def _time_arg(text: str) -> float:
+    try:
+        return parse_ts(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an RFC 3339 time: {text!r}") from None
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("events", type=Path, help="input events, JSON Lines (any mix of types)")
     parser.add_argument("--decisions", type=Path, required=True, help="decisions out (JSONL)")
@@ -45,6 +52,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, help="model seed (default: settings)")
     parser.add_argument("--batch-size", type=int, help="events per micro-batch")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--now",
+        type=_time_arg,
+        metavar="TIME",
+        help="refuse event times later than TIME (RFC 3339) plus detection.max_future_s, "
+        "as a worker with that clock would (ts_in_future); by default the file's times "
+        "are taken as they are",
+    )
 
 
 @dataclass
@@ -114,10 +129,16 @@ def fewer_gc_passes(young: int = 100_000) -> Iterator[None]:
 class Replay:
     """Runs the core over an iterable of raw JSON lines; writes JSONL outputs."""
 
-    def __init__(self, settings: Settings, core: Core | None = None) -> None:
+    def __init__(
+        self, settings: Settings, core: Core | None = None, now: float | None = None
+    ) -> None:
+        """``now``: the clock of the worker the replay stands for, whose
+        ``detection.max_future_s`` bounds the event times taken; ``None``: no bound (a
+        file's times are its own: simulated traffic may run ahead of today)."""
         self.settings = settings
         self.contract = Contract.for_settings(settings)
         self.core = core or Core.create(settings)
+        self.not_after = None if now is None else now + settings.detection.max_future_s
         self.store = MemoryStore()
         self.summary = ReplaySummary()
 
@@ -151,9 +172,7 @@ class Replay:
         batch: list[dict[str, Any]] = []
         numbers: list[int] = []  # the line of each event of the batch
         limit = self.settings.worker.max_message_bytes
-        # as a worker would have: no event time later than the clock allows (the clock
-        # of this machine, so a file of past events replays alike on any day)
-        not_after = time.time() + self.settings.detection.max_future_s
+        not_after = self.not_after
         s = self.summary
         for n, raw in enumerate(lines, 1):
             s.lines += 1
@@ -237,7 +256,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             file=sys.stderr,
         )
         return 2
-    replay = Replay(settings, core)
+    replay = Replay(settings, core, args.now)
     total = None
     progress = None
     if not args.no_progress:

@@ -96,10 +96,21 @@ async def produce(
 async def produce_to_kafka(
     events: list[dict[str, Any]], settings: Any, *, rate: float, limit: int | None
 ) -> int:
-    """Produce to the input topics of ``settings`` with aiokafka, progress on stderr."""
+    """Produce to the input topics of ``settings`` with aiokafka, progress on stderr.
+
+    Events dated later than now have not happened yet: they are left out (counted in
+    the log), as workers refuse event times ahead of their clock (``ts_in_future``).
+    """
     from aiokafka import AIOKafkaProducer
     from tqdm import tqdm
 
+    from riskmon.contract import parse_ts
+
+    now = time.time()
+    due = [e for e in events if parse_ts(e["ts"]) <= now]
+    if len(due) < len(events):
+        log.info("sim.kafka.future_left_out", events=len(events) - len(due))
+    events = due
     total = len(events) if limit is None else min(limit, len(events))
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka.bootstrap, linger_ms=5)
     await producer.start()

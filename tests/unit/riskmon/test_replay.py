@@ -167,9 +167,10 @@ def test_the_replay_goes_on_past_an_event_the_core_fails_on(
 def test_the_replay_refuses_event_times_a_worker_would_refuse(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """An event time later than the clock plus ``detection.max_future_s`` is refused as
-    a worker refuses it (``ts_in_future``), so a backtest decides what production
-    decides; the events around it are decided."""
+    """With ``--now``, an event time later than that clock plus
+    ``detection.max_future_s`` is refused as a worker with that clock refuses it
+    (``ts_in_future``); the events around it are decided. Without it, the file's times
+    are taken as they are (simulated traffic may run ahead of today)."""
     events = tmp_path / "events.jsonl"
     lines = [
         orjson.dumps(
@@ -189,9 +190,12 @@ def test_the_replay_refuses_event_times_a_worker_would_refuse(
     events.write_bytes(b"\n".join(lines) + b"\n")
     decisions, dead = tmp_path / "d.jsonl", tmp_path / "dead.jsonl"
     args = ["replay", str(events), "--decisions", str(decisions), "--deadletters", str(dead)]
-    assert main([*args, "--no-progress"]) == 0
+    assert main([*args, "--no-progress", "--now", "2026-11-01T11:00:00Z"]) == 0
     decided = [orjson.loads(line)["source_event_id"] for line in decisions.read_bytes().split()]
     assert decided == ["d0", "d2"]
     records = [orjson.loads(line) for line in dead.read_bytes().splitlines()]
     assert [(r["line"], r["code"]) for r in records] == [(2, "ts_in_future")]
     assert re.search(r"^invalid lines\s+1$", capsys.readouterr().out, re.MULTILINE)
+    assert main([*args, "--no-progress"]) == 0
+    decided = [orjson.loads(line)["source_event_id"] for line in decisions.read_bytes().split()]
+    assert sorted(decided) == ["d0", "d1", "d2"]  # in event time: the 2099 one last
