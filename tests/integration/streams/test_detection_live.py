@@ -11,7 +11,9 @@ from aiokafka import AIOKafkaProducer
 
 from riskmon.contract import format_ts, parse_ts
 
-BASE = parse_ts("2026-11-20T08:00:00.000Z")
+BASE = parse_ts(
+    "2026-10-01T08:00:00.000Z"
+)  # the whole sequence in the past: workers refuse later times
 
 
 def at(minutes: float) -> str:
