@@ -4,7 +4,11 @@ A stream is named by the caller, e.g. ``"hst:transaction"``. When ADWIN finds th
 mean of the recent scores differs from the older ones, ``update`` returns ``True`` and a
 drift event is queued for ``drain``: the stream name, how many scores that stream had
 seen, the mean score of the older part of the window that ADWIN dropped (before) and the
-mean of the stream's last ``recent`` scores (after).
+mean of the stream's last ``recent`` scores (after). What reaches ``drain`` is what an
+operator should hear of: no event in a stream's first ``min_seen`` scores (its model's
+calibration still settles), and one per ``cooldown`` scores of a stream at most (a shift
+is found again and again while ADWIN's window takes it in); the others are counted in
+``n_quiet``.
 
 >>> import random
 >>> rng = random.Random(0)
@@ -60,15 +64,35 @@ class ScoreDrift:
         Scores averaged for ``mean_after``.
     max_events
         Undrained events kept at most (the oldest are dropped first).
+    min_seen
+        Scores of a stream before its drifts are reported.
+    cooldown
+        Scores of a stream after a reported drift during which its drifts are not.
     """
 
-    def __init__(self, delta: float = 0.002, recent: int = 32, max_events: int = 1000) -> None:
+    # class defaults, so that a bank checkpointed before they existed restores with them
+    min_seen = 1000
+    cooldown = 2000
+    n_quiet = 0
+
+    def __init__(
+        self,
+        delta: float = 0.002,
+        recent: int = 32,
+        max_events: int = 1000,
+        min_seen: int = 1000,
+        cooldown: int = 2000,
+    ) -> None:
         self.delta = delta
         self.recent = recent
         self.max_events = max_events
+        self.min_seen = min_seen
+        self.cooldown = cooldown
         self.streams: dict[str, _Stream] = {}
         self.events: list[dict[str, Any]] = []
         self.n_dropped = 0
+        self.n_quiet = 0
+        self.quiet_until: dict[str, int] = {}  # per stream: no event before this count
 
     def update(self, name: str, score: float) -> bool:
         """Feed one score of stream ``name``; ``True`` when a drift is detected."""
@@ -115,6 +139,11 @@ class ScoreDrift:
     def _record(
         self, name: str, n: int, width: int, total: float, adwin: Any, recent: list[float]
     ) -> None:
+        quiet = self.__dict__.setdefault("quiet_until", {})
+        if n <= self.min_seen or n < quiet.get(name, 0):
+            self.n_quiet += 1
+            return
+        quiet[name] = n + self.cooldown
         kept_w, kept_t = adwin.width, adwin.total
         dropped_w = width - kept_w
         self.events.append(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from itertools import pairwise
 
 from detectors.drift import ScoreDrift
 
@@ -56,7 +57,7 @@ def test_update_and_update_many_agree():
 
 def test_event_queue_is_bounded():
     """Undrained events beyond max_events drop the oldest."""
-    drift = ScoreDrift(max_events=2)
+    drift = ScoreDrift(max_events=2, min_seen=0, cooldown=0)
     for k in range(6):
         drift.update_many("s", stream(1000, 0.1 + 0.8 * (k % 2), 10 + k))
     assert len(drift.events) == 2 and drift.n_dropped >= 1
@@ -74,3 +75,24 @@ def test_batches_of_any_size_detect_the_same_drifts():
         k += step
     assert found == n > 0
     assert whole.drain() == cut.drain()
+
+
+def test_a_shift_is_reported_once_per_cooldown_and_not_while_the_stream_settles():
+    """ADWIN finds a lasting shift again and again while its window takes it in: one
+    event reaches the operator per ``cooldown`` scores of the stream; drifts in the
+    stream's first ``min_seen`` scores (its model's calibration still settling) are
+    not reported. Both are counted in ``n_quiet``."""
+    scores = stream(3000, 0.2, 21)
+    for k in range(8):  # a stream that keeps moving: a detection every few hundred scores
+        scores += stream(600, 0.7 if k % 2 == 0 else 0.2, 22 + k)
+    loud = ScoreDrift(min_seen=0, cooldown=0)
+    found = loud.update_many("s", scores)
+    quiet = ScoreDrift(cooldown=2000)
+    assert quiet.update_many("s", scores) == found  # detection itself is unchanged
+    reported = [e["n"] for e in quiet.drain()]
+    assert len(loud.drain()) == found > len(reported) >= 2
+    assert all(b - a >= 2000 for a, b in pairwise(reported))
+    assert quiet.n_quiet == found - len(reported)
+    early = ScoreDrift(min_seen=5000)
+    early.update_many("s", scores[:4000])
+    assert early.drain() == [] and early.n_quiet > 0
