@@ -457,7 +457,10 @@ class ModelBank:
         y = label_value(label)
         self.watermark = max(self.watermark, ts)
         self.counts["labels"] += 1
-        items = self.pending.match(target_type, target_id, user_id)
+        # A fraud verdict on a user makes every event of the user a fraudster's, later ones
+        # too; another verdict judges the user as of its time (a victim of a takeover
+        # after it was legit until then).
+        items = self.pending.match(target_type, target_id, user_id, until=None if y else ts)
         if not items:
             self.counts["labels_unmatched"] += 1
             return 0

@@ -291,8 +291,12 @@ class PendingStore:
         self._ids.update(event_ids)
         self._blocks.append(block)
 
-    def match(self, target_type: str, target_id: str, user_id: str) -> list[PendingItem]:
-        """Pop and return the pending items a label names, oldest first."""
+    def match(
+        self, target_type: str, target_id: str, user_id: str, until: float | None = None
+    ) -> list[PendingItem]:
+        """Pop and return the pending items a label names, oldest first; with ``until``,
+        a label on the user takes only the user's items of that event time or before
+        (those it can have judged)."""
         if target_type == "user":
             by_user = True
         elif target_type in TARGET_TYPES:
@@ -303,6 +307,9 @@ class PendingStore:
         emptied = False
         for block in self._blocks:
             rows = block.rows_of_user(target_id) if by_user else block.rows_of_target(target_id)
+            if rows and by_user and until is not None:
+                ts = block.ts
+                rows = [k for k in rows if ts[k] <= until]
             if rows:
                 out.extend(block.item(k) for k in rows)
                 self._kill(block, np.array(rows, dtype=np.intp))

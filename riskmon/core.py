@@ -380,23 +380,34 @@ class Core:
             awaits = user is None or not user["fraud"]
             pending.append(_Pending(event, ts, features, evaluation, user, awaits))
         state.now = newest
-        self.models.on_time(newest)  # takes each matured vector once, whatever its calls
-        inputs = [
-            ModelInput(
-                (ev := p.event)["event_id"],
-                ev["event_type"],
-                ev.get("user_id") or "",
-                tuple([str(ev[k]) for k in _TARGET_KEYS if k in ev]),
-                p.ts,
-                event_vector(ev, p.features),
-                p.awaits_label,
+        # Unlabelled vectors mature by event time: up to the batch's first verdict before
+        # its events are scored, then each verdict's time before it teaches, then the
+        # newest event's (each matured vector is taken once, whatever the calls).
+        self.models.on_time(verdicts[0][1] if verdicts else newest)
+        # an item a verdict of this batch names waits for it, even where an earlier
+        # verdict made its user a confirmed fraudster
+        named = {e["target_id"] for e, _ in verdicts if e["target_type"] != "user"}
+        inputs = []
+        for p in pending:
+            ev = p.event
+            targets = tuple([str(ev[k]) for k in _TARGET_KEYS if k in ev])
+            awaits = p.awaits_label or (bool(named) and not named.isdisjoint(targets))
+            inputs.append(
+                ModelInput(
+                    ev["event_id"],
+                    ev["event_type"],
+                    ev.get("user_id") or "",
+                    targets,
+                    p.ts,
+                    event_vector(ev, p.features),
+                    awaits,
+                )
             )
-            for p in pending
-        ]
         scores = self.models.score_batch(inputs, learned) if inputs else []
         # The verdicts teach the classifier once the batch's vectors wait for them: a
         # label in the batch of the event it names finds it, wherever the batch splits.
         for event, ts in verdicts:
+            self.models.on_time(ts)
             self.models.on_label(
                 event["target_type"],
                 event["target_id"],
@@ -406,6 +417,8 @@ class Core:
                 event_id=event["event_id"],
                 learned=learned,
             )
+        if verdicts:
+            self.models.on_time(newest)
         batch_ms = (time.perf_counter() - started) * 1000.0
         per_event_ms = batch_ms / max(1, len(pending))
         ts_text = format_ts(wall)

@@ -540,3 +540,35 @@ def test_a_confirmed_fraudsters_later_events_never_mature_into_negatives() -> No
     assert counts["matured"] == 0 and counts["taught_negative"] == 0
     unlabelled = _learning([[txn(1, "u1", "shop-a", 1)], [after], [_later(1)]])
     assert unlabelled["matured"] == 2  # without the verdict, both wait and mature
+
+
+def test_a_verdict_is_taught_before_later_events_of_its_batch_mature_its_vector() -> None:
+    """A batch holding a verdict and, later in event time, an event that brings the
+    named vector to maturity: the verdict is taken at its own time, first, so the vector
+    is taught as what it is, never as a negative as well."""
+    fraud = {**label(1, "u1", "transaction", "tx1"), "ts": "2026-11-30T10:00:00.000Z"}
+    counts = _learning([[txn(1, "u1", "shop-a", 1)], [fraud, _later(1)]])
+    assert counts == {
+        "labels_unmatched": 0,
+        "taught_positive": 1,
+        "taught_negative": 0,
+        "matured": 0,
+    }
+
+
+def test_a_verdict_earlier_in_event_time_than_the_item_it_names_still_finds_it() -> None:
+    """Clocks differ between systems: a fraud verdict on a transaction dated a little
+    before the transaction, in one batch with it, finds its vector (the verdict made the
+    user a confirmed fraudster first, but the item it names waits for it)."""
+    fraud = {**label(1, "u1", "transaction", "tx1"), "ts": "2026-11-01T10:00:30.000Z"}
+    counts = _learning([[txn(1, "u1", "shop-a", 1), fraud], [_later(1)]])
+    assert counts["taught_positive"] == 1 and counts["labels_unmatched"] == 0
+
+
+def test_a_legit_verdict_on_a_user_judges_only_the_events_before_it() -> None:
+    """A user found legit at a time says nothing of the user's later events (an account
+    taken over afterwards): those wait for their own verdicts, and mature."""
+    legit = {**label(1, "u1", "user", "u1"), "label": "legit", "ts": "2026-11-01T10:02:00Z"}
+    counts = _learning([[txn(1, "u1", "shop-a", 1), legit, txn(2, "u1", "shop-b", 3)], [_later(1)]])
+    assert counts["taught_negative"] == 2  # the payment before the verdict, then maturity
+    assert counts["matured"] == 1  # the payment after it
