@@ -289,10 +289,19 @@ class ModelBank:
 
     # -- scoring ---------------------------------------------------------------------
 
-    def _models(self, event_type: str, xs: Sequence[Mapping[str, float]]) -> _TypeModels:
+    def _models(
+        self,
+        event_type: str,
+        xs: Sequence[Mapping[str, float]],
+        columns: Sequence[str] | None = None,
+    ) -> _TypeModels:
         tm = self.types.get(event_type)
         if tm is None:
-            columns = self.features.get(event_type) or tuple(sorted({k for x in xs for k in x}))
+            columns = (
+                self.features.get(event_type)
+                or columns
+                or tuple(sorted({k for x in xs for k in x}))
+            )
             s = self.settings
 
             def build(name: str) -> Detector:
@@ -575,10 +584,12 @@ class ModelBank:
 
     def adopt(self, saved: ModelBank) -> list[str]:
         """Take over what ``saved`` (a restored checkpoint) learned, under this bank's own
-        configuration: its weights, feature columns and models stay; the models of an
-        event type come from ``saved`` only when they are the same models over the same
-        columns. Returns the event types whose saved models were left out (a release
-        changed their columns or models): they start afresh, with their warm-up.
+        configuration: its weights, feature columns and model lists stay; the models of
+        an event type come from ``saved`` only when they are the same models over the
+        same columns, and keep the parameters they were built with (warm-up, refit
+        interval, reservoir, rates, seed). Returns the event types whose saved models
+        were left out (a release changed their columns or models): they start afresh,
+        with their warm-up.
 
         The vectors waiting for labels, the drift streams and the counters are taken
         whole: a label on a vector of a left-out type teaches its new classifier by
@@ -599,8 +610,9 @@ class ModelBank:
             )
             if same:
                 self.types[event_type] = tm
-            else:
+            else:  # built now: a label may come before the type's next event
                 dropped.append(event_type)
+                self._models(event_type, (), tm.schema.columns)
         self.pending = saved.pending
         self.pending.maturity_s = self.settings.label_maturity_s
         self.pending.ttl_s = self.settings.pending_ttl_s

@@ -500,7 +500,9 @@ class Contract:
                 raise InvalidMessage("invalid_utf8", reason, keep=keep) from None
             raise InvalidMessage("invalid_json", f"not JSON: {exc}", keep=keep) from None
         if not isinstance(obj, dict):
-            raise InvalidMessage("not_object", f"JSON {type(obj).__name__}, expected an object")
+            # not an event, so not checked field by field either
+            reason = f"JSON {type(obj).__name__}, expected an object"
+            raise InvalidMessage("not_object", reason, keep=digits_withheld(raw))
         event_type = obj.get("event_type")
         event_id = obj.get("event_id") if isinstance(obj.get("event_id"), str) else None
         # before anything else is said of it: a refused event's dead letter keeps the
@@ -567,9 +569,9 @@ class Contract:
             reason = "ts: not an RFC 3339 time with an offset between 1970 and 9000"
             raise InvalidMessage("invalid_format", reason, event_id)
         if not_after is not None and ts > not_after:
-            reason = (
-                f"ts: {obj['ts']} is later than {format_ts(not_after)}, this worker's clock "
-                "plus detection.max_future_s (a device clock set wrong?)"
+            reason = (  # the time as this worker reads it: the text may hold any digits
+                f"ts: {format_ts(ts)} is later than {format_ts(not_after)}, this worker's "
+                "clock plus detection.max_future_s (a device clock set wrong?)"
             )
             raise InvalidMessage("ts_in_future", reason, event_id)
 

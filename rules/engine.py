@@ -254,7 +254,8 @@ def _validate(
         problems.append(f"{where}: {err.message}")
     version = data.get("version")
     if type(version) is float:  # JSON Schema's integer takes 2.0 too
-        problems.append(f"version: {version!r} is not an integer (write {int(version)})")
+        write = f" (write {int(version)})" if version.is_integer() else ""
+        problems.append(f"version: {version!r} is not an integer{write}")
     if problems:
         raise RuleError(f"{_label(data)}: " + "; ".join(sorted(problems)))
 

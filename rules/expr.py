@@ -1102,7 +1102,8 @@ class _Compiler:
             def num_arith(act: Mapping[str, Any]) -> float:
                 return on_num(lf(act), rf(act), src, pos)
 
-            return _Code(num_arith, "double")
+            # typed a contract number: it is a double, and ``%`` takes it again
+            return _Code(num_arith, "num")
         apply = _ARITH[op]
         on_doubles = _DOUBLE_OPS.get(op)
 

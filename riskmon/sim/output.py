@@ -93,24 +93,44 @@ async def produce(
     return sent
 
 
+def ended_by(events: list[dict[str, Any]], now: float) -> list[dict[str, Any]]:
+    """``events``, moved back in time as one so that none is later than ``now``.
+
+    >>> from riskmon.contract import parse_ts
+    >>> ev = [{"ts": "2026-11-01T00:00:00.000Z"}, {"ts": "2026-11-03T00:00:00.000Z"}]
+    >>> [e["ts"] for e in ended_by(ev, parse_ts("2026-11-02T00:00:00Z"))]
+    ['2026-10-31T00:00:00.000Z', '2026-11-02T00:00:00.000Z']
+    >>> ended_by(ev, parse_ts("2026-12-01T00:00:00Z")) == ev
+    True
+    """
+    from riskmon.contract import format_ts, parse_ts
+
+    last = max((parse_ts(e["ts"]) for e in events), default=now)
+    if last <= now:
+        return events
+    shift = last - now
+    return [{**e, "ts": format_ts(parse_ts(e["ts"]) - shift)} for e in events]
+
+
 async def produce_to_kafka(
     events: list[dict[str, Any]], settings: Any, *, rate: float, limit: int | None
 ) -> int:
     """Produce to the input topics of ``settings`` with aiokafka, progress on stderr.
 
-    Events dated later than now have not happened yet: they are left out (counted in
-    the log), as workers refuse event times ahead of their clock (``ts_in_future``).
+    Workers refuse event times ahead of their clock (``ts_in_future``): when the
+    simulated stream (its label tail included) runs past now, every event is moved back
+    by the same span, so that the stream ends now (logged as ``sim.kafka.shifted``).
     """
     from aiokafka import AIOKafkaProducer
     from tqdm import tqdm
 
     from riskmon.contract import parse_ts
 
-    now = time.time()
-    due = [e for e in events if parse_ts(e["ts"]) <= now]
-    if len(due) < len(events):
-        log.info("sim.kafka.future_left_out", events=len(events) - len(due))
-    events = due
+    shifted = ended_by(events, time.time())
+    if shifted is not events:
+        moved = parse_ts(events[0]["ts"]) - parse_ts(shifted[0]["ts"])
+        log.info("sim.kafka.shifted", seconds=round(moved, 3), reason="the stream ran past now")
+    events = shifted
     total = len(events) if limit is None else min(limit, len(events))
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka.bootstrap, linger_ms=5)
     await producer.start()

@@ -229,3 +229,7 @@ def test_a_restored_checkpoint_learns_on_under_the_settings_of_this_release(sett
     assert fresh.score_batch(probe) == expected
     assert fresh.score_batch(events(synth, synth.normal(5, 3), 20_000, "application")) == [{}] * 5
     assert fresh.counts == saved.counts and len(fresh.pending) == len(saved.pending)
+    # the left-out type's models exist at once: a label before its next event teaches
+    other = ModelBank(settings, unsupervised_weight=0.0, features=columns)
+    other.adopt(ModelBank.loads(bank.dumps(), settings))
+    assert other.on_label("application", "T900", "u27", "fraud", T0 + 1000) == 1

@@ -671,6 +671,8 @@ def test_the_core_checks_its_rules_against_the_settings_contract(tmp_path: Path)
         "event.amount / 3 > 866",
         "1000 / event.amount < 0.4",
         "event.amount % 0 == 0",  # a remainder by zero is no number: never equal
+        "event.amount % 1000 % 7 == 5",  # such a result is a contract number again
+        "event.amount / 100 % 2 == 0",
     ],
 )
 def test_how_a_producer_writes_a_contract_number_never_changes_a_rule(when: str) -> None:
