@@ -478,16 +478,9 @@ class ModelBank:
             return 0
         return self._learn(items, y)
 
-    #: the latest event time :meth:`on_time` matured vectors up to (a class default, for
-    #: banks checkpointed before it was kept)
-    matured_to = -math.inf
-
     def on_time(self, ts: float) -> int:
         """Learn the vectors that matured unlabelled by event time ``ts`` as negatives."""
         self.watermark = max(self.watermark, ts)
-        if ts <= self.matured_to:  # nothing more has matured (a verdict's earlier time)
-            return 0
-        self.matured_to = ts
         learned = 0
         # each type has its own classifier: only the order within a type matters
         for event_type, runs in self.pending.expire_rows_by_type(ts).items():
@@ -508,6 +501,8 @@ class ModelBank:
         for item in items:
             tm = self.types.get(item.event_type)
             if tm is None or tm.supervised is None:
+                continue
+            if not y and item.matured:  # taught as a negative when it matured already
                 continue
             x = item.x
             if isinstance(x, FeatureRow):

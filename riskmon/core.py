@@ -417,8 +417,8 @@ class Core:
                 event_id=event["event_id"],
                 learned=learned,
             )
-        if verdicts:
-            self.models.on_time(newest)
+        # and the batch's own vectors that are past maturity already (late events)
+        self.models.on_time(newest)
         batch_ms = (time.perf_counter() - started) * 1000.0
         per_event_ms = batch_ms / max(1, len(pending))
         ts_text = format_ts(wall)

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
 REGISTRY = CollectorRegistry(auto_describe=True)
+# process_start_time_seconds among them: the alerts tell a worker's new series by it
+ProcessCollector(registry=REGISTRY)
 
 EVENTS = Counter(
     "riskmon_events_total",

@@ -572,3 +572,29 @@ def test_a_legit_verdict_on_a_user_judges_only_the_events_before_it() -> None:
     counts = _learning([[txn(1, "u1", "shop-a", 1), legit, txn(2, "u1", "shop-b", 3)], [_later(1)]])
     assert counts["taught_negative"] == 2  # the payment before the verdict, then maturity
     assert counts["matured"] == 1  # the payment after it
+
+
+def test_how_a_stream_is_batched_does_not_change_what_matures() -> None:
+    """A payment past maturity by the time of a verdict on it is taught as a negative when
+    it matures and then as the verdict says, whether the two come in one micro-batch or
+    two; a late event's vector past maturity matures in its own batch, with or without
+    a verdict about someone else beside it."""
+    pay = txn(1, "u1", "shop-a", 1)  # 2026-11-01
+    fraud = {**label(1, "u1", "transaction", "tx1"), "ts": "2026-12-11T10:00:00.000Z"}
+    together, apart = _learning([[pay, fraud]]), _learning([[pay], [fraud]])
+    assert together == apart
+    assert together["matured"] == 1 and together["taught_positive"] == 1
+    other = {**label(2, "u7", "transaction", "tx999"), "ts": "2026-12-11T09:00:00.000Z"}
+    late = {**_later(1), "ts": "2026-12-11T10:00:00.000Z"}
+    assert _learning([[late, pay]])["matured"] == 1
+    assert _learning([[late, pay, other]])["matured"] == 1
+
+
+def test_a_vector_taught_as_a_negative_when_it_matured_is_not_taught_so_again() -> None:
+    """A legit verdict after the vector matured (and was taught as a negative) does not
+    teach it as a negative a second time."""
+    pay = txn(1, "u1", "shop-a", 1)
+    legit = {**label(1, "u1", "transaction", "tx1"), "label": "legit"}
+    legit["ts"] = "2026-12-12T10:00:00.000Z"
+    counts = _learning([[pay], [_later(1)], [legit]])
+    assert counts["matured"] == 1 and counts["taught_negative"] == 1
