@@ -579,9 +579,7 @@ class ModelBank:
         if not isinstance(bank, cls):
             raise CheckpointError(f"checkpoint holds a {type(bank).__name__}, not a ModelBank")
         bank.settings = settings
-        bank.pending.maturity_s = settings.label_maturity_s
-        bank.pending.ttl_s = settings.pending_ttl_s
-        bank.pending.max_items = settings.pending_max
+        bank.pending.limit_by(settings)
         return bank
 
     def adopt(self, saved: ModelBank) -> list[str]:
@@ -616,9 +614,7 @@ class ModelBank:
                 dropped.append(event_type)
                 self._models(event_type, (), tm.schema.columns)
         self.pending = saved.pending
-        self.pending.maturity_s = self.settings.label_maturity_s
-        self.pending.ttl_s = self.settings.pending_ttl_s
-        self.pending.max_items = self.settings.pending_max
+        self.pending.limit_by(self.settings)
         self.drift = saved.drift
         self.watermark = saved.watermark
         self.counts = saved.counts

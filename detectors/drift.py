@@ -38,6 +38,11 @@ from river import drift
 
 __all__ = ["ScoreDrift"]
 
+#: default scores of a stream before its drifts are reported
+MIN_SEEN = 1000
+#: default scores of a stream after a reported drift during which its drifts are not
+COOLDOWN = 2000
+
 
 class _Stream:
     """ADWIN of one stream, with the count and sum of its current window."""
@@ -70,18 +75,13 @@ class ScoreDrift:
         Scores of a stream after a reported drift during which its drifts are not.
     """
 
-    # class defaults, so that a bank checkpointed before they existed restores with them
-    min_seen = 1000
-    cooldown = 2000
-    n_quiet = 0
-
     def __init__(
         self,
         delta: float = 0.002,
         recent: int = 32,
         max_events: int = 1000,
-        min_seen: int = 1000,
-        cooldown: int = 2000,
+        min_seen: int = MIN_SEEN,
+        cooldown: int = COOLDOWN,
     ) -> None:
         self.delta = delta
         self.recent = recent
@@ -139,7 +139,7 @@ class ScoreDrift:
     def _record(
         self, name: str, n: int, width: int, total: float, adwin: Any, recent: list[float]
     ) -> None:
-        quiet = self.__dict__.setdefault("quiet_until", {})
+        quiet = self.quiet_until
         if n <= self.min_seen or n < quiet.get(name, 0):
             self.n_quiet += 1
             return
@@ -157,6 +157,11 @@ class ScoreDrift:
         if len(self.events) > self.max_events:
             del self.events[0]
             self.n_dropped += 1
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # a bank checkpointed before the quiet periods existed restores with the defaults
+        defaults = {"min_seen": MIN_SEEN, "cooldown": COOLDOWN, "n_quiet": 0, "quiet_until": {}}
+        self.__dict__.update(defaults | state)
 
     def drain(self) -> list[dict[str, Any]]:
         """The drift events since the last drain, oldest first."""

@@ -227,6 +227,13 @@ class PendingStore:
         """Limits from a ``DetectionSettings``."""
         return cls(settings.label_maturity_s, settings.pending_ttl_s, settings.pending_max)
 
+    def limit_by(self, settings: Any) -> None:
+        """Take the limits of a ``DetectionSettings`` from now on (a store restored from a
+        checkpoint keeps its items)."""
+        self.maturity_s = settings.label_maturity_s
+        self.ttl_s = settings.pending_ttl_s
+        self.max_items = settings.pending_max
+
     def __len__(self) -> int:
         return len(self._ids)
 

@@ -441,6 +441,10 @@ class Contract:
     def is_valid(self, schema: str, obj: Any) -> bool:
         return bool(self._validators[schema].is_valid(obj))
 
+    def validator(self, schema: str) -> Any:
+        """The compiled JSON Schema validator of ``schema`` (``iter_errors``, ``is_valid``)."""
+        return self._validators[schema]
+
     def check(self, schema: str, obj: Any) -> None:
         """Raise :class:`InvalidMessage` with the first violation, if any."""
         if self._validators[schema].is_valid(obj):

@@ -225,14 +225,9 @@ def _field_types(etype: str, contract: Contract) -> dict[str, str]:
     return types
 
 
-@functools.cache
-def _rule_validator(contract: Contract) -> Any:
-    return jsonschema_rs.validator_for(contract.schemas["rule"])
-
-
 def _validator(schema: Mapping[str, Any] | None, contract: Contract | None) -> Any:
     if schema is None:
-        return _rule_validator(contract or default_contract())
+        return (contract or default_contract()).validator("rule")
     return jsonschema_rs.validator_for(dict(schema))
 
 

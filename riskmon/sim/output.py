@@ -93,23 +93,25 @@ async def produce(
     return sent
 
 
-def ended_by(events: list[dict[str, Any]], now: float) -> list[dict[str, Any]]:
-    """``events``, moved back in time as one so that none is later than ``now``.
+def ended_by(events: list[dict[str, Any]], now: float) -> tuple[list[dict[str, Any]], float]:
+    """``events``, moved back in time as one so that none is later than ``now``, and the
+    seconds they were moved by (``0.0``: ``events`` themselves, unmoved).
 
     >>> from riskmon.contract import parse_ts
     >>> ev = [{"ts": "2026-11-01T00:00:00.000Z"}, {"ts": "2026-11-03T00:00:00.000Z"}]
-    >>> [e["ts"] for e in ended_by(ev, parse_ts("2026-11-02T00:00:00Z"))]
-    ['2026-10-31T00:00:00.000Z', '2026-11-02T00:00:00.000Z']
-    >>> ended_by(ev, parse_ts("2026-12-01T00:00:00Z")) == ev
+    >>> moved, shift = ended_by(ev, parse_ts("2026-11-02T00:00:00Z"))
+    >>> [e["ts"] for e in moved], shift
+    (['2026-10-31T00:00:00.000Z', '2026-11-02T00:00:00.000Z'], 86400.0)
+    >>> ended_by(ev, parse_ts("2026-12-01T00:00:00Z")) == (ev, 0.0)
     True
     """
     from riskmon.contract import format_ts, parse_ts
 
     last = max((parse_ts(e["ts"]) for e in events), default=now)
     if last <= now:
-        return events
+        return events, 0.0
     shift = last - now
-    return [{**e, "ts": format_ts(parse_ts(e["ts"]) - shift)} for e in events]
+    return [{**e, "ts": format_ts(parse_ts(e["ts"]) - shift)} for e in events], shift
 
 
 async def produce_to_kafka(
@@ -124,13 +126,9 @@ async def produce_to_kafka(
     from aiokafka import AIOKafkaProducer
     from tqdm import tqdm
 
-    from riskmon.contract import parse_ts
-
-    shifted = ended_by(events, time.time())
-    if shifted is not events:
-        moved = parse_ts(events[0]["ts"]) - parse_ts(shifted[0]["ts"])
-        log.info("sim.kafka.shifted", seconds=round(moved, 3), reason="the stream ran past now")
-    events = shifted
+    events, shift = ended_by(events, time.time())
+    if shift:
+        log.info("sim.kafka.shifted", seconds=round(shift, 3), reason="the stream ran past now")
     total = len(events) if limit is None else min(limit, len(events))
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka.bootstrap, linger_ms=5)
     await producer.start()
