@@ -24,6 +24,7 @@ import tempfile
 from pathlib import Path
 
 from simulated import add_events_options, events_of
+from trees import env_for, trees
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = str(ROOT / ".venv" / "bin" / "python")
@@ -35,8 +36,8 @@ def instructions(tree: Path, events: Path, work: Path) -> int:
     cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", PYTHON]
     cmd += ["-m", "riskmon.cli", "replay", str(events), "--decisions", str(work / "d.jsonl")]
     cmd += ["--seed", "1", "--no-progress"]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RISKMON_")}
-    env.update(PYTHONHASHSEED="0", PYTHONPATH=str(tree))
+    env = env_for(tree)
+    env["PYTHONHASHSEED"] = "0"
     subprocess.run(cmd, check=True, capture_output=True, cwd=tree, env=env)
     match = re.search(r"^summary: (\d+)", out.read_text(), re.MULTILINE)
     out.unlink()
@@ -62,27 +63,9 @@ def main() -> int:
     events = events_of(args).resolve()
     n_events = sum(1 for line in events.open("rb") if line.strip())
     rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        trees = [("working tree", ROOT)]
-        if args.against:
-            old = work / "against"
-            subprocess.run(
-                ["git", "worktree", "add", "--detach", "-q", str(old), args.against],
-                check=True,
-                cwd=ROOT,
-            )
-            trees.insert(0, (args.against, old))
-        try:
-            for name, tree in trees:
-                rows.append((name, *loop_per_event(tree, events, n_events, work)))
-        finally:
-            if args.against:
-                subprocess.run(
-                    ["git", "worktree", "remove", "--force", str(work / "against")],
-                    check=False,
-                    cwd=ROOT,
-                )
+    with tempfile.TemporaryDirectory() as tmp, trees(args.against, Path(tmp)) as found:
+        for name, tree in found:
+            rows.append((name, *loop_per_event(tree, events, n_events, Path(tmp))))
     print(f"{events.name}: {n_events:,} events\n")
     print("| tree | instructions per event (replay loop) | start-up (instructions) |")
     print("|---|---|---|")

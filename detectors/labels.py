@@ -17,6 +17,11 @@ type): parallel columns plus a per-block time order, so a batch costs a few C-le
 operations rather than objects and heap entries per item. Ties in event time are broken
 by arrival order everywhere (``expire``, ``match``, eviction).
 
+A live worker's micro-batches are small, so a full store holds tens of thousands of
+blocks. No step walks them all: ``expire`` takes the blocks that hold something due from
+two heaps (by the next time to mature and to drop), a label finds the blocks of its user
+or id in an index, and eviction takes the oldest items from a heap of each block's oldest.
+
 >>> store = PendingStore(maturity_s=100, ttl_s=200, max_items=1000)
 >>> store.add("e1", ("app-1",), "u1", 0.0, "application", {"f": 1.0})
 >>> store.add("e2", ("app-1", "txn-9"), "u1", 10.0, "transaction", {"f": 2.0})
@@ -38,6 +43,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from heapq import heapify, heappop, heappush, heapreplace
 from typing import Any
 
 import numpy as np
@@ -82,7 +88,8 @@ class PendingBlock:
     """Items added together, as parallel columns (row ``k`` has sequence ``seq0 + k``).
 
     ``order`` lists the rows by ``(ts, seq)``; the first ``n_mature`` of that order have
-    been through maturity, the first ``n_drop`` through the TTL.
+    been through maturity, the first ``n_drop`` through the TTL; none of the first
+    ``head`` is alive.
     """
 
     __slots__ = (
@@ -90,6 +97,7 @@ class PendingBlock:
         "_user_rows",
         "alive",
         "event_type",
+        "head",
         "ids",
         "matured",
         "n_alive",
@@ -133,6 +141,7 @@ class PendingBlock:
             self.sorted_ts = ts[self.order]
         self.n_mature = 0
         self.n_drop = 0
+        self.head = 0
         # the rows of each user and each target id, built when a label first asks
         self._user_rows: dict[str, list[int]] | None = None
         self._target_rows: dict[str, list[int]] | None = None
@@ -148,6 +157,18 @@ class PendingBlock:
             self.seq0 + k,
             bool(self.matured[k]),
         )
+
+    def oldest(self) -> tuple[float, int] | None:
+        """``(ts, seq)`` of the block's oldest alive item, or ``None``."""
+        order, alive, head = self.order, self.alive, self.head
+        n = len(order)
+        while head < n and not alive[order[head]]:
+            head += 1
+        self.head = head
+        if head == n:
+            return None
+        k = int(order[head])
+        return float(self.ts[k]), self.seq0 + k
 
     def advance(self, pointer: str, cutoff: float) -> np.ndarray | None:
         """Move the ``pointer`` (``n_mature`` or ``n_drop``) of the time order past every
@@ -196,6 +217,7 @@ class PendingBlock:
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        self.head = 0  # blocks of older checkpoints have none
         for k, v in state.items():
             if k not in _OLD_INDEXES:
                 setattr(self, k, v)
@@ -216,11 +238,75 @@ class PendingStore:
         self.ttl_s = ttl_s
         self.max_items = max_items
         self._ids: set[str] = set()  # the pending event ids
-        self._blocks: list[PendingBlock] = []  # in arrival (sequence) order
+        self._blocks: dict[int, PendingBlock] = {}  # by seq0: in arrival (sequence) order
         self._seq = 0
         self.n_evicted = 0
         self.n_dropped = 0
         self.n_duplicates = 0
+        self._index()
+
+    def _index(self) -> None:
+        """Build the indexes and heaps over the blocks held (a new or restored store)."""
+        # user id / target id -> the blocks holding an item of it (by seq0, in order)
+        self._by_user: dict[str, dict[int, PendingBlock]] = {}
+        self._by_target: dict[str, dict[int, PendingBlock]] = {}
+        # (time of the next row to pass, seq0, block): maturity, TTL; (ts, seq, block) of
+        # each block's oldest alive item: eviction. Entries of dead blocks are skipped
+        # when they come up, and the heaps are rebuilt when those are the most of them.
+        self._due: list[tuple[float, int, PendingBlock]] = []
+        self._drop: list[tuple[float, int, PendingBlock]] = []
+        self._oldest: list[tuple[float, int, PendingBlock]] = []
+        self._dead = 0  # blocks emptied since the heaps were built
+        for block in self._blocks.values():
+            self._index_block(block)
+        self._heaps()
+
+    def _index_block(self, block: PendingBlock) -> None:
+        seq0, by_user, by_target = block.seq0, self._by_user, self._by_target
+        for user_id in dict.fromkeys(block.users):
+            held = by_user.get(user_id)
+            if held is None:
+                by_user[user_id] = {seq0: block}
+            else:
+                held[seq0] = block
+        for targets in block.targets:
+            for target in targets:
+                held = by_target.get(target)
+                if held is None:
+                    by_target[target] = {seq0: block}
+                else:
+                    held[seq0] = block
+
+    def _heaps(self) -> None:
+        """The three heaps, from the blocks alone."""
+        due, drop, oldest = [], [], []
+        for block in self._blocks.values():
+            n = len(block.order)
+            if block.n_mature < n:
+                due.append((float(block.sorted_ts[block.n_mature]), block.seq0, block))
+            if block.n_drop < n:
+                drop.append((float(block.sorted_ts[block.n_drop]), block.seq0, block))
+            first = block.oldest()
+            if first is not None:
+                oldest.append((*first, block))
+        heapify(due)
+        heapify(drop)
+        heapify(oldest)
+        self._due, self._drop, self._oldest = due, drop, oldest
+        self._dead = 0
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        for name in ("_by_user", "_by_target", "_due", "_drop", "_oldest", "_dead"):
+            state.pop(name, None)  # built again from the blocks
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        blocks = self._blocks
+        if isinstance(blocks, list):  # older checkpoints: a list in sequence order
+            self._blocks = {b.seq0: b for b in blocks if b.n_alive}
+        self._index()
 
     @classmethod
     def from_settings(cls, settings: Any) -> PendingStore:
@@ -296,7 +382,17 @@ class PendingStore:
         block = PendingBlock(event_ids, targets, user_ids, ts, event_type, xs, self._seq + 1)
         self._seq += len(event_ids)
         self._ids.update(event_ids)
-        self._blocks.append(block)
+        self._blocks[block.seq0] = block
+        self._index_block(block)
+        first = float(block.sorted_ts[0])
+        heappush(self._due, (first, block.seq0, block))
+        heappush(self._drop, (first, block.seq0, block))
+        k = int(block.order[0])
+        heappush(self._oldest, (float(block.ts[k]), block.seq0 + k, block))
+        if self._dead > 64 and self._dead > len(self._blocks):
+            # the heaps hold mostly emptied blocks (with their vectors): built afresh, so
+            # that memory follows what is pending
+            self._heaps()
 
     def match(
         self, target_type: str, target_id: str, user_id: str, until: float | None = None
@@ -310,9 +406,11 @@ class PendingStore:
             by_user = False
         else:
             raise ValueError(f"unknown target_type {target_type!r}; expected {TARGET_TYPES}")
+        held = (self._by_user if by_user else self._by_target).get(target_id)
+        if not held:
+            return []
         out: list[PendingItem] = []
-        emptied = False
-        for block in self._blocks:
+        for block in list(held.values()):  # a block emptied here leaves the index
             rows = block.rows_of_user(target_id) if by_user else block.rows_of_target(target_id)
             if rows and by_user and until is not None:
                 ts = block.ts
@@ -320,9 +418,6 @@ class PendingStore:
             if rows:
                 out.extend(block.item(k) for k in rows)
                 self._kill(block, np.array(rows, dtype=np.intp))
-                emptied |= block.n_alive == 0
-        if emptied:
-            self._prune()
         out.sort(key=lambda i: (i.ts, i.seq))
         return out
 
@@ -348,56 +443,89 @@ class PendingStore:
         """The rows that matured, per block in block order (each in time order)."""
         found: list[tuple[PendingBlock, np.ndarray]] = []
         if self.maturity_s < self.ttl_s:
-            cutoff = now_ts - self.maturity_s
-            for block in self._blocks:
-                rows = block.advance("n_mature", cutoff)
-                if rows is not None:
-                    block.matured[rows] = True
-                    found.append((block, rows))
-        cutoff = now_ts - self.ttl_s
-        emptied = False
-        for block in self._blocks:
-            rows = block.advance("n_drop", cutoff)
-            if rows is not None:
-                self._kill(block, rows)
-                self.n_dropped += len(rows)
-                emptied |= block.n_alive == 0
-        if emptied:
-            self._prune()
+            for block, rows in _passed(self._due, "n_mature", now_ts - self.maturity_s):
+                block.matured[rows] = True
+                found.append((block, rows))
+            if len(found) > 1:
+                found.sort(key=lambda run: run[0].seq0)
+        for block, rows in _passed(self._drop, "n_drop", now_ts - self.ttl_s):
+            self._kill(block, rows)
+            self.n_dropped += len(rows)
         return found
 
     def _evict(self, count: int) -> None:
         """Drop the ``count`` oldest pending items (by ``(ts, seq)``)."""
-        ts_parts, seq_parts, where = [], [], []
-        for b, block in enumerate(self._blocks):
-            rows = block.order[block.alive[block.order]][:count]
-            ts_parts.append(block.ts[rows])
-            seq_parts.append(rows + block.seq0)
-            where.append(np.full(len(rows), b))
-        if not ts_parts:
-            return
-        ts, seq, owner = np.concatenate(ts_parts), np.concatenate(seq_parts), np.concatenate(where)
-        pick = np.lexsort((seq, ts))[:count]
-        blocks = self._blocks
-        for b in np.unique(owner[pick]).tolist():
-            chosen = pick[owner[pick] == b]
-            self._kill(blocks[b], seq[chosen] - blocks[b].seq0)
-        self.n_evicted += len(pick)
-        self._prune()
+        heap = self._oldest
+        evicted = 0
+        while evicted < count and heap:
+            ts, seq, block = heap[0]
+            first = block.oldest() if block.n_alive else None
+            if first is None:
+                heappop(heap)
+                continue
+            if first != (ts, seq):  # its oldest went since (a label, the TTL)
+                heapreplace(heap, (*first, block))
+                continue
+            self._kill(block, np.array([seq - block.seq0], dtype=np.intp))
+            evicted += 1
+            first = block.oldest() if block.n_alive else None
+            if first is None:
+                heappop(heap)
+            else:
+                heapreplace(heap, (*first, block))
+        self.n_evicted += evicted
 
     def _kill(self, block: PendingBlock, rows: np.ndarray) -> None:
-        """Forget the (alive) ``rows`` of ``block``."""
+        """Forget the (alive) ``rows`` of ``block``; an emptied block is forgotten."""
         block.alive[rows] = False
         block.n_alive -= len(rows)
         ids = block.ids
         deque(map(self._ids.remove, [ids[k] for k in rows.tolist()]), maxlen=0)
+        if not block.n_alive:
+            self._forget(block)
 
-    def _prune(self) -> None:
-        self._blocks = [b for b in self._blocks if b.n_alive]
+    def _forget(self, block: PendingBlock) -> None:
+        """Take an emptied block out of the store and its indexes (its heap entries are
+        skipped when they come up)."""
+        seq0 = block.seq0
+        del self._blocks[seq0]
+        self._dead += 1
+        for index, keys in (
+            (self._by_user, dict.fromkeys(block.users)),
+            (self._by_target, {t: None for targets in block.targets for t in targets}),
+        ):
+            for key in keys:
+                held = index.get(key)
+                if held is not None:
+                    held.pop(seq0, None)
+                    if not held:
+                        del index[key]
 
     def compact(self) -> None:
-        """Forget the blocks whose items are all gone."""
-        self._prune()
+        """Rebuild the heaps without the entries of emptied blocks."""
+        self._heaps()
+
+
+def _passed(
+    heap: list[tuple[float, int, PendingBlock]], pointer: str, cutoff: float
+) -> list[tuple[PendingBlock, np.ndarray]]:
+    """Move the ``pointer`` of each block whose next row is at or before ``cutoff`` past
+    every such row (:meth:`PendingBlock.advance`); the alive rows passed, per block."""
+    out = []
+    while heap and heap[0][0] <= cutoff:
+        _, seq0, block = heap[0]
+        if not block.n_alive:  # emptied: gone from the store
+            heappop(heap)
+            continue
+        rows = block.advance(pointer, cutoff)
+        at = getattr(block, pointer)
+        if at < len(block.order):
+            heapreplace(heap, (float(block.sorted_ts[at]), seq0, block))
+        else:
+            heappop(heap)
+        if rows is not None:
+            out.append((block, rows))
+    return out
 
 
 def _merge(
