@@ -65,9 +65,11 @@ DEFAULT_SUPERVISED = "logreg"
 UNSUPERVISED_WEIGHT = 0.4
 
 CHECKPOINT_MAGIC = b"RMBANK"
-CHECKPOINT_VERSION = 3  # 2: pending vectors kept in blocks; 3: the pickle compressed
+#: 2: pending vectors kept in blocks; 3: the pickle compressed; 4: the pending blocks
+#: pickled as columns (a release before cannot read them: it starts afresh)
+CHECKPOINT_VERSION = 4
 #: versions :meth:`ModelBank.loads` restores (a rolling upgrade reads the one before)
-_READABLE = {2: False, 3: True}  # version -> compressed
+_READABLE = {2: False, 3: True, 4: True}  # version -> compressed
 _HEADER = struct.Struct(">6sH")
 
 
@@ -542,14 +544,22 @@ class ModelBank:
     # -- checkpoints -----------------------------------------------------------------
 
     def dumps(self) -> bytes:
-        """A checkpoint: a versioned header, then the pickled bank, compressed.
+        """A checkpoint: a versioned header, then the pickled bank, compressed
+        (``seal(snapshot())``)."""
+        return self.seal(self.snapshot())
 
-        Most of it is the feature vectors waiting for labels (up to
+    def snapshot(self) -> bytes:
+        """The bank pickled: the part of a checkpoint that reads the models, during
+        which nothing may change them."""
+        return pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL)
+
+    @staticmethod
+    def seal(body: bytes) -> bytes:
+        """A :meth:`snapshot` made a checkpoint: the versioned header, then the pickle
+        compressed. Most of it is the feature vectors waiting for labels (up to
         ``detection.pending_max``, dense and full of zeros): with 80,000 of them, 9 MB
-        rather than 58 MB in Redis, for half a second more of compression.
-        """
-        self.pending.compact()
-        body = pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL)
+        rather than 58 MB in Redis, for half a second more of compression, which reads
+        only the snapshot (and lets other threads run)."""
         return _HEADER.pack(CHECKPOINT_MAGIC, CHECKPOINT_VERSION) + zlib.compress(body, 1)
 
     @classmethod

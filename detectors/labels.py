@@ -299,6 +299,7 @@ class PendingStore:
         state = self.__dict__.copy()
         for name in ("_by_user", "_by_target", "_due", "_drop", "_oldest", "_dead"):
             state.pop(name, None)  # built again from the blocks
+        state["_blocks"] = _pack(list(self._blocks.values()))
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -306,6 +307,9 @@ class PendingStore:
         blocks = self._blocks
         if isinstance(blocks, list):  # older checkpoints: a list in sequence order
             self._blocks = {b.seq0: b for b in blocks if b.n_alive}
+        elif _PACKED in blocks:
+            self._blocks = _unpack(blocks)
+        # else blocks by seq0, as held in memory
         self._index()
 
     @classmethod
@@ -525,6 +529,111 @@ def _passed(
             heappop(heap)
         if rows is not None:
             out.append((block, rows))
+    return out
+
+
+_PACKED = "packed"  # the key that marks blocks written out by :func:`_pack`
+_PACK_HEAD = ("seq0", "n", "n_mature", "n_drop", "n_alive", "head", "event_type", "xs_kind")
+
+
+def _pack(blocks: list[PendingBlock]) -> dict[str, Any]:
+    """The blocks as a few columns, to pickle: a live store holds tens of thousands of
+    small blocks, and pickling each block's own arrays costs many times as much.
+
+    Vectors that are rows of one matrix (``xs`` with a ``block`` array and the
+    ``schema`` naming its columns, as :class:`detectors.bank.FeatureRows`) are written
+    as one matrix per schema; others as they are.
+
+    >>> store = PendingStore(maturity_s=100, ttl_s=200, max_items=10)
+    >>> store.add_many(["e1", "e2"], [(), ("t",)], ["u1", "u2"], [5.0, 1.0], "device",
+    ...                [{"f": 1.0}, {"f": 2.0}])
+    >>> store.add("e3", (), "u1", 3.0, "application", {"g": 3.0})
+    >>> packed = _pack(list(store._blocks.values()))
+    >>> packed["blocks"].tolist(), packed["types"], packed["order"].tolist()
+    ([[1, 2, 0, 0, 2, 0, 0, -1], [3, 1, 0, 0, 1, 0, 1, -1]], ['device', 'application'], [1, 0, 0])
+    >>> for b in _unpack(packed).values():
+    ...     print(b.ids, b.ts.tolist(), b.sorted_ts.tolist(), b.xs)
+    ['e1', 'e2'] [5.0, 1.0] [1.0, 5.0] [{'f': 1.0}, {'f': 2.0}]
+    ['e3'] [3.0] [3.0] [{'g': 3.0}]
+    """
+    types: dict[str, int] = {}
+    kinds: dict[int, int] = {}  # id(schema) -> kind
+    schemas: list[tuple[type, Any]] = []  # per kind: (class of the xs, schema)
+    matrices: list[list[np.ndarray]] = []  # per kind: the blocks' matrices, in order
+    loose: list[Sequence[Mapping[str, float]]] = []  # the xs of other blocks, in order
+    rows = []
+    ids: list[str] = []
+    users: list[str] = []
+    targets: list[tuple[str, ...]] = []
+    for b in blocks:
+        xs = b.xs
+        schema, matrix = getattr(xs, "schema", None), getattr(xs, "block", None)
+        if schema is not None and isinstance(matrix, np.ndarray) and len(matrix) == len(b.ids):
+            kind = kinds.get(id(schema))
+            if kind is None:
+                kind = kinds[id(schema)] = len(schemas)
+                schemas.append((type(xs), schema))
+                matrices.append([])
+            matrices[kind].append(matrix)
+        else:
+            kind = -1
+            loose.append(list(xs))
+        t = types.setdefault(b.event_type, len(types))
+        rows.append((b.seq0, len(b.ids), b.n_mature, b.n_drop, b.n_alive, b.head, t, kind))
+        ids += b.ids
+        users += b.users
+        targets += b.targets
+
+    def column(name: str, dtype: Any) -> np.ndarray:
+        parts = [getattr(b, name) for b in blocks]
+        return np.concatenate(parts).astype(dtype, copy=False) if parts else np.empty(0, dtype)
+
+    return {
+        _PACKED: 1,
+        "blocks": np.array(rows, dtype=np.int64).reshape(-1, len(_PACK_HEAD)),
+        "types": list(types),
+        "ids": ids,
+        "users": users,
+        "targets": targets,
+        "ts": column("ts", float),
+        "alive": column("alive", bool),
+        "matured": column("matured", bool),
+        "order": column("order", np.intp),
+        "xs_schemas": schemas,
+        "xs_matrices": [np.concatenate(parts) for parts in matrices],
+        "xs_loose": loose,
+    }
+
+
+def _unpack(packed: dict[str, Any]) -> dict[int, PendingBlock]:
+    """The blocks of :func:`_pack`, by seq0 (their arrays are views of its columns)."""
+    head = packed["blocks"]
+    ids, users, targets = packed["ids"], packed["users"], packed["targets"]
+    ts, alive, matured, order = packed["ts"], packed["alive"], packed["matured"], packed["order"]
+    starts = np.concatenate(([0], np.cumsum(head[:, 1])))
+    sorted_ts = ts[order + np.repeat(starts[:-1], head[:, 1])] if len(ts) else ts
+    types, schemas = packed["types"], packed["xs_schemas"]
+    matrices, loose = packed["xs_matrices"], iter(packed["xs_loose"])
+    at = [0] * len(schemas)  # per kind: the next row of its matrix
+    out: dict[int, PendingBlock] = {}
+    for (seq0, n, n_mature, n_drop, n_alive, first, t, kind), a in zip(
+        head.tolist(), starts[:-1].tolist(), strict=True
+    ):
+        z = a + n
+        block = PendingBlock.__new__(PendingBlock)
+        block.ids, block.users, block.targets = ids[a:z], users[a:z], targets[a:z]
+        if kind < 0:
+            block.xs = next(loose)
+        else:
+            cls, schema = schemas[kind]
+            block.xs = cls(schema, matrices[kind][at[kind] : at[kind] + n])
+            at[kind] += n
+        block.ts, block.sorted_ts, block.order = ts[a:z], sorted_ts[a:z], order[a:z]
+        block.alive, block.matured = alive[a:z], matured[a:z]
+        block.event_type, block.seq0 = types[t], seq0
+        block.n_mature, block.n_drop, block.n_alive, block.head = n_mature, n_drop, n_alive, first
+        block._user_rows = block._target_rows = None
+        out[seq0] = block
     return out
 
 

@@ -307,18 +307,20 @@ class Shell:
         return True
 
     async def checkpoint(self) -> None:
-        # Batches and rule changes wait (the lock); the event loop does not: a checkpoint
-        # of 200,000 pending vectors takes seconds to pickle and compress, while the
-        # consumer's heartbeats and /health must go on.
+        # Batches and rule changes wait (the lock) while the models are pickled, in a
+        # thread: the event loop goes on (consumer heartbeats, /health). The compression,
+        # which reads only the pickle, runs after the lock is let go.
+        models = self.core.models
         async with self._lock:
-            dumping = asyncio.ensure_future(asyncio.to_thread(self.core.models.dumps))
+            dumping = asyncio.ensure_future(asyncio.to_thread(models.snapshot))
             try:
-                data = await asyncio.shield(dumping)
+                body = await asyncio.shield(dumping)
             except asyncio.CancelledError:
                 # the thread reads the models to its end: the lock is held until then
                 with contextlib.suppress(Exception):
                     await dumping
                 raise
+        data = await asyncio.to_thread(models.seal, body)
         await self.store.put_blob(CHECKPOINT, data)
         self.stats.last_checkpoint_at = time.time()
         log.debug("checkpoint_saved", bytes=len(data))

@@ -191,22 +191,49 @@ def test_hst_feature_subset_per_event_type(settings, synth):
     assert split_on <= set(chosen)
 
 
-def test_checkpoint_is_compressed_and_the_previous_version_still_restores(settings, synth):
-    """A checkpoint is the compressed pickle (version 3), much smaller than the pickle
-    itself; an uncompressed checkpoint of version 2 (the worker before an upgrade) is
-    restored too, and scores like the bank it came from. A damaged one fails clearly."""
+def test_checkpoint_is_compressed_and_the_previous_versions_still_restore(
+    settings, synth, monkeypatch
+):
+    """A checkpoint is the compressed pickle (version 4), much smaller than the pickle
+    itself. The checkpoints of the releases before, a compressed pickle with the waiting
+    vectors' blocks pickled one by one (version 3) and the same uncompressed (version 2),
+    are restored too, and score, mature and match like the bank they came from. A
+    damaged one fails clearly."""
     import pickle
     import struct
+    import zlib
+
+    from detectors.labels import PendingStore
 
     bank = ModelBank(settings)
     n = warm(bank, synth)
+    assert len(bank.pending) > 0
     data = bank.dumps()
     plain = pickle.dumps(bank, protocol=pickle.HIGHEST_PROTOCOL)
-    assert data[6:8] == (3).to_bytes(2, "big") and len(data) < len(plain) / 2
-    old = struct.pack(">6sH", b"RMBANK", 2) + plain
-    restored = ModelBank.loads(old, settings)
+    assert data[6:8] == (4).to_bytes(2, "big") and len(data) < len(plain) / 2
+    built = {"_by_user", "_by_target", "_due", "_drop", "_oldest", "_dead"}
+    with monkeypatch.context() as m:  # the store as releases before pickled it
+        m.setattr(
+            PendingStore,
+            "__getstate__",
+            lambda self: {
+                **{k: v for k, v in self.__dict__.items() if k not in built},
+                "_blocks": list(self._blocks.values()),
+            },
+        )
+        old_plain = pickle.dumps(bank, protocol=pickle.HIGHEST_PROTOCOL)
     batch = events(synth, np.vstack([synth.normal(90, 61), synth.anomalies(10, 61)]), n)
-    assert restored.score_batch(batch) == bank.score_batch(batch)
+    expected = ModelBank.loads(data, settings)
+    for version, body in ((3, zlib.compress(old_plain)), (2, old_plain)):
+        restored = ModelBank.loads(struct.pack(">6sH", b"RMBANK", version) + body, settings)
+        assert len(restored.pending) == len(bank.pending)
+        assert restored.score_batch(batch) == expected.score_batch(batch)
+        later = T0 + n + 10**8
+        got, want = restored.pending.expire(later), expected.pending.expire(later)
+        assert [(i.event_id, i.seq, dict(i.x)) for i in got] == [
+            (i.event_id, i.seq, dict(i.x)) for i in want
+        ]
+        expected = ModelBank.loads(data, settings)
     with pytest.raises(CheckpointError, match="damaged"):
         ModelBank.loads(data[:-100], settings)
 

@@ -12,10 +12,11 @@ from typing import Any
 import orjson
 import pytest
 
+from detectors.bank import ModelBank
 from riskmon.metrics import REGISTRY
 from riskmon.settings import Settings
 from riskmon.store import AsyncMemoryStore
-from streams.shell import Shell
+from streams.shell import CHECKPOINT, Shell
 
 
 @pytest.fixture
@@ -643,7 +644,9 @@ async def test_the_rule_feed_starts_again_after_it_fails() -> None:
     assert len(calls) == 3
 
 
-async def test_a_cancelled_checkpoint_holds_the_lock_until_its_thread_is_done() -> None:
+async def test_a_cancelled_checkpoint_holds_the_lock_until_its_thread_is_done(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """A checkpoint pickles the models in a thread under the shell's lock; cancelled
     meanwhile (the worker stopping), it keeps the lock until the thread has finished
     reading the models, so no batch changes them under it."""
@@ -652,14 +655,14 @@ async def test_a_cancelled_checkpoint_holds_the_lock_until_its_thread_is_done() 
     settings = Settings.load(env={}, config_file=None)
     shell = Shell.create(settings, store=AsyncMemoryStore())
     started, release = threading.Event(), threading.Event()
-    real = shell.core.models.dumps
+    real = ModelBank.snapshot
 
-    def slow() -> bytes:
+    def slow(self: ModelBank) -> bytes:
         started.set()
         release.wait(10)
-        return real()
+        return real(self)
 
-    shell.core.models.dumps = slow  # type: ignore[method-assign]
+    monkeypatch.setattr(ModelBank, "snapshot", slow)
     task = asyncio.create_task(shell.checkpoint())
     assert await asyncio.to_thread(started.wait, 10)
     task.cancel()
@@ -669,6 +672,40 @@ async def test_a_cancelled_checkpoint_holds_the_lock_until_its_thread_is_done() 
     with pytest.raises(asyncio.CancelledError):
         await task
     assert not shell._lock.locked()
+
+
+async def test_a_checkpoint_compresses_after_letting_batches_go_on(
+    shell_and_sent: tuple[Shell, list[tuple[str, bytes | None, bytes]]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Only the pickling of the models holds the shell's lock: while the checkpoint is
+    compressed, batches are decided; the checkpoint saved restores the models as they
+    were when it was taken."""
+    import threading
+
+    shell, sent = shell_and_sent
+    settings, store, models = shell.settings, shell.store, shell.core.models
+    started, release = threading.Event(), threading.Event()
+    real = ModelBank.seal
+
+    def slow(body: bytes) -> bytes:
+        started.set()
+        release.wait(10)
+        return real(body)
+
+    monkeypatch.setattr(ModelBank, "seal", staticmethod(slow))
+    task = asyncio.create_task(shell.checkpoint())
+    assert await asyncio.to_thread(started.wait, 10)
+    assert not shell._lock.locked()
+    await asyncio.wait_for(shell.handle([("device.events", 0, 0, b"u0", _device(0))]), 10)
+    assert [topic for topic, _, _ in sent] == ["risk.decisions"] and not task.done()
+    release.set()
+    await task
+    saved = await store.get_blob(CHECKPOINT)
+    assert saved is not None
+    # the checkpoint holds the models as they were before the batch; they went on
+    assert len(ModelBank.loads(saved, settings.detection).pending) == 0
+    assert len(models.pending) == 1
 
 
 async def test_profiles_are_written_before_the_outputs_are_published(
