@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import inspect
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -644,25 +646,31 @@ async def test_the_rule_feed_starts_again_after_it_fails() -> None:
     assert len(calls) == 3
 
 
+def _stalled(monkeypatch: pytest.MonkeyPatch, name: str) -> tuple[threading.Event, threading.Event]:
+    """``ModelBank.<name>`` made to wait, once called, until released: the events
+    ``(started, release)``."""
+    started, release = threading.Event(), threading.Event()
+    real = getattr(ModelBank, name)
+
+    def slow(*args: Any) -> Any:
+        started.set()
+        release.wait(10)
+        return real(*args)
+
+    static = isinstance(inspect.getattr_static(ModelBank, name), staticmethod)
+    monkeypatch.setattr(ModelBank, name, staticmethod(slow) if static else slow)
+    return started, release
+
+
 async def test_a_cancelled_checkpoint_holds_the_lock_until_its_thread_is_done(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A checkpoint pickles the models in a thread under the shell's lock; cancelled
     meanwhile (the worker stopping), it keeps the lock until the thread has finished
     reading the models, so no batch changes them under it."""
-    import threading
-
     settings = Settings.load(env={}, config_file=None)
     shell = Shell.create(settings, store=AsyncMemoryStore())
-    started, release = threading.Event(), threading.Event()
-    real = ModelBank.snapshot
-
-    def slow(self: ModelBank) -> bytes:
-        started.set()
-        release.wait(10)
-        return real(self)
-
-    monkeypatch.setattr(ModelBank, "snapshot", slow)
+    started, release = _stalled(monkeypatch, "snapshot")
     task = asyncio.create_task(shell.checkpoint())
     assert await asyncio.to_thread(started.wait, 10)
     task.cancel()
@@ -681,19 +689,9 @@ async def test_a_checkpoint_compresses_after_letting_batches_go_on(
     """Only the pickling of the models holds the shell's lock: while the checkpoint is
     compressed, batches are decided; the checkpoint saved restores the models as they
     were when it was taken."""
-    import threading
-
     shell, sent = shell_and_sent
     settings, store, models = shell.settings, shell.store, shell.core.models
-    started, release = threading.Event(), threading.Event()
-    real = ModelBank.seal
-
-    def slow(body: bytes) -> bytes:
-        started.set()
-        release.wait(10)
-        return real(body)
-
-    monkeypatch.setattr(ModelBank, "seal", staticmethod(slow))
+    started, release = _stalled(monkeypatch, "seal")
     task = asyncio.create_task(shell.checkpoint())
     assert await asyncio.to_thread(started.wait, 10)
     assert not shell._lock.locked()
