@@ -304,7 +304,7 @@ class PendingStore:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        blocks = self._blocks
+        blocks: Any = self._blocks
         if isinstance(blocks, list):  # older checkpoints: a list in sequence order
             self._blocks = {b.seq0: b for b in blocks if b.n_alive}
         elif _PACKED in blocks:

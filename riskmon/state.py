@@ -12,8 +12,9 @@ Two kinds of state, chosen so that several workers can share them safely:
   workers write at once.
 
 Bounds keep memory finite: at most :data:`MAX_IDENT_USERS` users,
-:data:`MAX_IDENT_EVENTS` events and :data:`MAX_IDENT_APPS` applications per identifier
-(counts saturate there), 7 days of history, and a TTL on every Redis key.
+:data:`MAX_IDENT_EVENTS` events, :data:`MAX_IDENT_APPS` applications and
+:data:`MAX_IDENT_FRAUD` users with a fraud mark per identifier (counts saturate there),
+7 days of history, and a TTL on every Redis key.
 """
 
 from __future__ import annotations
@@ -26,6 +27,10 @@ WEEK = 7 * 86400.0
 MAX_IDENT_USERS = 200
 MAX_IDENT_EVENTS = 256
 MAX_IDENT_APPS = 64
+#: users with a fraud mark kept per identifier: a fraud share is capped at 1 and the
+#: identifier holds at most :data:`MAX_IDENT_USERS` users, so marks past this many change
+#: no feature
+MAX_IDENT_FRAUD = MAX_IDENT_USERS
 
 
 @dataclass(slots=True, init=False)
@@ -168,7 +173,15 @@ class IdentState:
         return n_hour, n_day, total, len(amounts)
 
     def mark_fraud(self, user_id: str) -> None:
-        if user_id not in self.fraud:
+        """Add a user with a confirmed fraud label (up to :data:`MAX_IDENT_FRAUD`).
+
+        >>> s = IdentState()
+        >>> for k in range(MAX_IDENT_FRAUD + 5):
+        ...     s.mark_fraud(f"u{k}")
+        >>> len(s.fraud), len(s.new_fraud)
+        (200, 200)
+        """
+        if user_id not in self.fraud and len(self.fraud) < MAX_IDENT_FRAUD:
             self.fraud.add(user_id)
             self.new_fraud.add(user_id)
 

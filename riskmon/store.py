@@ -21,6 +21,8 @@ key                                 type    what
 ``P i:{<kind>:<value>}:u``          zset    users seen on an identifier, score = last ts
 ``P i:{<kind>:<value>}:e``          zset    events on an identifier, score = event ts
 ``P i:{<kind>:<value>}:f``          set     users on it with a confirmed fraud label
+                                            (the first 200: past that many, the fraud
+                                            share is 1 whatever the number)
 ``P i:{<kind>:<value>}:a``          hash    identifier attributes (device flags), and
                                             ``@<name>``: event time of each
 ``P i:{<kind>:<value>}:app``        zset    loan applications carrying the identifier,
@@ -102,6 +104,7 @@ from redis.retry import Retry
 from riskmon.state import (
     MAX_IDENT_APPS,
     MAX_IDENT_EVENTS,
+    MAX_IDENT_FRAUD,
     MAX_IDENT_USERS,
     WEEK,
     IdentState,
@@ -195,7 +198,8 @@ class MemoryStore:
             target = idents.get(key)
             if target is None:
                 target = idents[key] = IdentState()
-            target.fraud.add(uid)
+            if len(target.fraud) < MAX_IDENT_FRAUD:
+                target.fraud.add(uid)
         self.seen.update(state.new_seen)
         if not state.profiles_saved:
             self._put_profiles(state)
@@ -244,12 +248,14 @@ end
 return 1
 """
 
-#: Reads the five keys of one identifier (KEYS: u, e, f, a, app).
+#: Reads the five keys of one identifier (KEYS: u, e, f, a, app), at most ARGV[1] users
+#: with a fraud mark (all of them when there are no more; any that many of a set written
+#: before the cap, which is all a fraud share can count).
 LOAD_IDENT = """
 return {
   redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES'),
   redis.call('ZRANGE', KEYS[2], 0, -1, 'WITHSCORES'),
-  redis.call('SMEMBERS', KEYS[3]),
+  redis.call('SRANDMEMBER', KEYS[3], ARGV[1]),
   redis.call('HGETALL', KEYS[4]),
   redis.call('ZRANGE', KEYS[5], 0, -1, 'WITHSCORES'),
 }
@@ -263,13 +269,14 @@ return {
 #: strings, so they arrive exactly), the caps of ``u``, ``e`` and ``app``, then which of
 #: the three to trim (:meth:`riskmon.state.IdentState.trims`, e.g. ``"100"``): those that
 #: :meth:`riskmon.state.IdentState.settle` would cut after the batch changed the
-#: identifier (fraud marks alone trim nothing). Each trim and TTL renewal is a call, and
+#: identifier (fraud marks alone trim nothing), then the cap of ``f`` (marks past it are
+#: not added; the TTL is renewed all the same). Each trim and TTL renewal is a call, and
 #: calls are most of a script's cost, so the script makes only those that do something.
 SAVE_IDENT = """
 local ttl, lowest = ARGV[1], '(' .. ARGV[2]
 local change = cjson.decode(ARGV[3])
 local caps = {u = tonumber(ARGV[4]), e = tonumber(ARGV[5]), app = tonumber(ARGV[6])}
-local trims = ARGV[7]
+local trims, fraud_cap = ARGV[7], tonumber(ARGV[8])
 local function zset(key, pairs, cap, gt, trim)
   local added = pairs ~= nil and #pairs > 0
   if added then
@@ -294,8 +301,10 @@ zset(KEYS[1], change.u, caps.u, true, trims:sub(1, 1) == '1')
 zset(KEYS[2], change.e, caps.e, false, trims:sub(2, 2) == '1')
 zset(KEYS[5], change.app, caps.app, false, trims:sub(3, 3) == '1')
 if change.f ~= nil and #change.f > 0 then
-  for i = 1, #change.f, 2000 do
-    redis.call('SADD', KEYS[3], unpack(change.f, i, math.min(i + 1999, #change.f)))
+  local room = fraud_cap - redis.call('SCARD', KEYS[3])
+  for i = 1, #change.f do
+    if room <= 0 then break end
+    room = room - redis.call('SADD', KEYS[3], change.f[i])
   end
   redis.call('EXPIRE', KEYS[3], ttl)
 end
@@ -311,7 +320,7 @@ if change.a ~= nil and #change.a > 0 then
 end
 return 1
 """
-_CAPS = (MAX_IDENT_USERS, MAX_IDENT_EVENTS, MAX_IDENT_APPS)
+_CAPS = (MAX_IDENT_USERS, MAX_IDENT_EVENTS, MAX_IDENT_APPS)  # then trims, MAX_IDENT_FRAUD
 
 #: Writes a risk profile unless the one stored is of a newer event: several workers write
 #: the profile of one device or application (its users' events go to different workers),
@@ -666,7 +675,8 @@ class RedisStore:
                 loose.append(eid)
 
         cmds = [_script(LOAD_USER, user_keys(p, uid), eids) for uid, eids in by_user.items()]
-        cmds += [_script(LOAD_IDENT, ident_keys_of(p, key), ()) for key in needs.idents]
+        cap = (MAX_IDENT_FRAUD,)
+        cmds += [_script(LOAD_IDENT, ident_keys_of(p, key), cap) for key in needs.idents]
         cmds += [_command("EXISTS", f"{p}seen:{eid}") for eid in loose]
         res = self._execute(cmds, transaction=False)
         state = BatchState()
@@ -739,7 +749,7 @@ class RedisStore:
 
         shared: list[Command] = []  # step 1: commutative, idempotent
         for key, change, trim in idents:
-            args = (ttl, lowest, orjson.dumps(change), *_CAPS, trim)
+            args = (ttl, lowest, orjson.dumps(change), *_CAPS, trim, MAX_IDENT_FRAUD)
             shared.append(_script(SAVE_IDENT, ident_keys_of(p, key), args))
         if not state.profiles_saved:
             shared += self._profile_commands(state)

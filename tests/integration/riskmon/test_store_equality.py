@@ -17,12 +17,14 @@ from redis.cluster import RedisCluster
 from riskmon.features import FEATURE_NAMES, ident_keys, observe
 from riskmon.settings import Settings
 from riskmon.stack import LocalRedisCluster
+from riskmon.state import MAX_IDENT_FRAUD
 from riskmon.store import (
     SAVE_USER,
     SCRIPT_SHAS,
     BatchState,
     Command,
     MemoryStore,
+    Needs,
     RedisStore,
     ident_keys_of,
     needs_for,
@@ -479,3 +481,29 @@ async def test_profiles_written_ahead_are_there_at_once_and_not_written_again(
     assert target.get(user_keys(prefix, user)[0]) is not None
     assert await redis_store.get_profile("user", user) is None
     assert await redis_store.get_profile("device", "d1") == state.profiles["device:d1"]
+
+
+async def test_fraud_marks_on_an_identifier_stop_at_the_cap(target: Any, prefix: str) -> None:
+    """Fraud marks on one identifier are kept up to MAX_IDENT_FRAUD, across batches, as
+    the in-memory store keeps them; a mark past the cap still renews the TTL; a set
+    written larger (by a release without the cap) loads at most that many members."""
+    client = target
+    store = RedisStore(client, prefix, ttl_s=3600)
+    for start in range(0, MAX_IDENT_FRAUD + 50, 25):
+        state = BatchState()
+        state.fraud_marks = [("ip:1", f"u{k}") for k in range(start, start + 25)]
+        await store.save(state)
+    key = ident_keys_of(prefix, "ip:1")[2]
+    assert client.scard(key) == MAX_IDENT_FRAUD
+    client.expire(key, 100)
+    state = BatchState()
+    state.fraud_marks = [("ip:1", "late")]
+    await store.save(state)
+    assert client.ttl(key) > 100 and not client.sismember(key, "late")
+    loaded = await store.load(Needs(users=(), idents=("ip:1",), events=()))
+    assert loaded.idents["ip:1"].fraud == {f"u{k}" for k in range(MAX_IDENT_FRAUD)}
+    older = ident_keys_of(prefix, "ip:2")[2]
+    client.sadd(older, *[f"u{k}" for k in range(500)])
+    loaded = await store.load(Needs(users=(), idents=("ip:2",), events=()))
+    fraud = loaded.idents["ip:2"].fraud
+    assert len(fraud) == MAX_IDENT_FRAUD and fraud <= {f"u{k}" for k in range(500)}

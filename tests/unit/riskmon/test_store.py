@@ -5,7 +5,10 @@ from __future__ import annotations
 import redis
 
 from riskmon.settings import Settings
-from riskmon.store import RedisStore
+from riskmon.state import MAX_IDENT_FRAUD
+from riskmon.store import BatchState, MemoryStore, Needs, RedisStore
+
+T0 = 1_800_000_000.0
 
 
 def test_a_hung_redis_fails_a_round_trip_at_the_socket_timeout_without_retries() -> None:
@@ -21,3 +24,19 @@ def test_a_hung_redis_fails_a_round_trip_at_the_socket_timeout_without_retries()
     assert any(issubclass(redis.exceptions.ConnectionError, e) for e in errors)
     assert not any(issubclass(redis.exceptions.TimeoutError, e) for e in errors)
     assert not any(issubclass(TimeoutError, e) for e in errors)
+
+
+def test_the_memory_store_keeps_fraud_marks_on_an_identifier_up_to_the_cap() -> None:
+    """Fraud marks on one identifier are kept up to MAX_IDENT_FRAUD, whatever the number
+    of batches that bring them: a batch loads at most that many, and the identifier's
+    fraud share is 1, as it is with every mark."""
+    store = MemoryStore()
+    for start in range(0, MAX_IDENT_FRAUD + 50, 25):
+        state = BatchState()
+        state.fraud_marks = [("ip:1", f"u{k}") for k in range(start, start + 25)]
+        store.save(state)
+    state = store.load(Needs(users=(), idents=("ip:1",), events=()))
+    ident = state.idents["ip:1"]
+    assert len(ident.fraud) == MAX_IDENT_FRAUD
+    ident.record("u0", "e1", T0)
+    assert ident.counts(T0)[-1] == 1.0
