@@ -1,7 +1,7 @@
 """The Redis store alone: load and save per micro-batch, on one server and on a cluster.
 
     .venv/bin/python bench/bench_store.py [--users 1000] [--days 7] [--seed 1]
-        [--batch-size 500] [--nodes 3]
+        [--batch-size 500] [--nodes 3] [--fraud-sets]
 
 Runs the simulator's events through the core in micro-batches, as the worker does, with
 the state in Redis; times only the store's two calls per batch (``load_now``,
@@ -19,6 +19,11 @@ otherwise. Besides the client's time it reports the Redis server's CPU per event
 bounds what one server (or node) can serve for all workers together. Last, the Redis CPU
 of one profile write, as a plain ``SET`` and through the script that keeps the newest
 event's document (``SAVE_PROFILE``), on the run's own profile documents.
+
+``--fraud-sets`` measures only this, on the server: the milliseconds of one load of an
+identifier whose fraud set (``i:{...}:f``) holds 200, 10,000 or 100,000 users, written
+straight into Redis, as long use (or a release without a cap on it) leaves them. Run it
+with ``PYTHONPATH=TREE`` to measure another tree's store.
 """
 
 from __future__ import annotations
@@ -45,8 +50,10 @@ from riskmon.store import (
     SCRIPT_SHAS,
     BatchState,
     Command,
+    Needs,
     RedisStore,
     _pipelined,
+    ident_keys_of,
     profile_key,
 )
 from riskmon.testing import cluster_ports, stack_settings
@@ -142,6 +149,27 @@ def profile_writes(
     return [(label, cpu_s / len(profiles) * 1e6) for label, cpu_s in out]
 
 
+def fraud_set_loads(client: Any, ttl: int, sizes: tuple[int, ...] = (200, 10_000, 100_000)):
+    """``[(members, ms per load, fraud users loaded)]``: one identifier, its fraud set
+    written straight into Redis, loaded through the store (median of 21)."""
+    out = []
+    for n in sizes:
+        prefix = f"bf{uuid.uuid4().hex[:10]}:"
+        key = ident_keys_of(prefix, "ip:1")[2]
+        for i in range(0, n, 10_000):
+            client.sadd(key, *[f"user-{k}" for k in range(i, min(n, i + 10_000))])
+        store = RedisStore(client, prefix, ttl)
+        needs = Needs(users=(), idents=("ip:1",), events=())
+        times = []
+        for _ in range(21):
+            t0 = time.perf_counter()
+            state = store.load_now(needs)
+            times.append(time.perf_counter() - t0)
+        out.append((n, sorted(times)[10] * 1e3, len(state.idents["ip:1"].fraud)))
+        clean(client, prefix)
+    return out
+
+
 def clean(client: Any, prefix: str) -> None:
     for key in list(client.scan_iter(match=f"{prefix}*", count=1000)):
         client.delete(key)
@@ -156,11 +184,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--nodes", type=int, default=3, help="primaries of the cluster")
     ap.add_argument("--server-only", action="store_true", help="skip the cluster targets")
     ap.add_argument("--work", type=Path, default=ROOT / "out" / "bench-store")
+    ap.add_argument("--fraud-sets", action="store_true", help="only the fraud set loads")
     args = ap.parse_args(argv)
     settings = stack_settings()
     if not redis_answers(settings):
         print("bench_store: Redis not answering; `riskmon stack up`", file=sys.stderr)
         return 1
+    if args.fraud_sets:
+        server = redis.Redis(host=settings.redis.host, port=settings.redis.port)
+        rows = fraud_set_loads(server, settings.detection.feature_ttl_s)
+        print("| fraud set members | ms per load | fraud users loaded |\n|---|---|---|")
+        for n, ms, loaded in rows:
+            print(f"| {n:,} | {ms:.2f} | {loaded:,} |")
+        return 0
     events_path, _ = simulate(args.users, args.days, args.seed, args.work)
     contract = Contract.load(settings.contract_dir, settings.privacy.kinds)
     events = [contract.parse(raw, None) for raw in read_lines(events_path)]
