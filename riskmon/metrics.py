@@ -73,6 +73,25 @@ STAGE_SECONDS = Histogram(
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
     registry=REGISTRY,
 )
+CHECKPOINT_SECONDS = Histogram(
+    "riskmon_checkpoint_seconds",
+    "Time per model checkpoint in each part: held (the models pickled; batches wait), "
+    "compress, save (to Redis)",
+    ["part"],
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+    registry=REGISTRY,
+)
+for _part in ("held", "compress", "save"):
+    CHECKPOINT_SECONDS.labels(part=_part)
+CHECKPOINT_BYTES = Gauge(
+    "riskmon_checkpoint_bytes", "Size of the last model checkpoint saved", registry=REGISTRY
+)
+PENDING_VECTORS = Gauge(
+    "riskmon_pending_vectors",
+    "Scored feature vectors waiting for a label or maturity (at most "
+    "detection.pending_max; the oldest are dropped past it)",
+    registry=REGISTRY,
+)
 HELD_EVENTS = Gauge(
     "riskmon_held_events",
     "Events held back until the input partitions still catching up reach their event time",

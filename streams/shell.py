@@ -312,6 +312,8 @@ class Shell:
         # which reads only the pickle, runs after the lock is let go.
         models = self.core.models
         async with self._lock:
+            t0 = time.perf_counter()
+            pending = len(models.pending)
             dumping = asyncio.ensure_future(asyncio.to_thread(models.snapshot))
             try:
                 body = await asyncio.shield(dumping)
@@ -320,10 +322,16 @@ class Shell:
                 with contextlib.suppress(Exception):
                     await dumping
                 raise
+        t1 = time.perf_counter()
         data = await asyncio.to_thread(models.seal, body)
+        t2 = time.perf_counter()
         await self.store.put_blob(CHECKPOINT, data)
+        t3 = time.perf_counter()
         self.stats.last_checkpoint_at = time.time()
-        log.debug("checkpoint_saved", bytes=len(data))
+        for part, seconds in (("held", t1 - t0), ("compress", t2 - t1), ("save", t3 - t2)):
+            metrics.CHECKPOINT_SECONDS.labels(part=part).observe(seconds)
+        metrics.CHECKPOINT_BYTES.set(len(data))
+        log.debug("checkpoint_saved", bytes=len(data), pending=pending, held_s=round(t1 - t0, 3))
 
     async def _every(
         self, seconds: float, step: Callable[[], Awaitable[Any]], failed: str, level: str
@@ -637,6 +645,7 @@ class Shell:
         metrics.BATCH_SECONDS.observe(elapsed)
         metrics.BATCH_SIZE.observe(n)
         metrics.LAST_BATCH.set(s.last_batch_at)
+        metrics.PENDING_VECTORS.set(len(self.core.models.pending))
         if out.duplicates:
             metrics.DUPLICATES.inc(out.duplicates)
         for event in valid:

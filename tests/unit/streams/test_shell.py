@@ -688,9 +688,18 @@ async def test_a_checkpoint_compresses_after_letting_batches_go_on(
 ) -> None:
     """Only the pickling of the models holds the shell's lock: while the checkpoint is
     compressed, batches are decided; the checkpoint saved restores the models as they
-    were when it was taken."""
+    were when it was taken. Each part of it is timed in riskmon_checkpoint_seconds, and
+    its size is exported, and after each batch the vectors waiting for labels."""
     shell, sent = shell_and_sent
     settings, store, models = shell.settings, shell.store, shell.core.models
+
+    def counts() -> list[float | None]:
+        return [
+            REGISTRY.get_sample_value("riskmon_checkpoint_seconds_count", {"part": part})
+            for part in ("held", "compress", "save")
+        ]
+
+    before = counts()
     started, release = _stalled(monkeypatch, "seal")
     task = asyncio.create_task(shell.checkpoint())
     assert await asyncio.to_thread(started.wait, 10)
@@ -704,6 +713,9 @@ async def test_a_checkpoint_compresses_after_letting_batches_go_on(
     # the checkpoint holds the models as they were before the batch; they went on
     assert len(ModelBank.loads(saved, settings.detection).pending) == 0
     assert len(models.pending) == 1
+    assert counts() == [n + 1 for n in before if n is not None]
+    assert REGISTRY.get_sample_value("riskmon_checkpoint_bytes") == len(saved)
+    assert REGISTRY.get_sample_value("riskmon_pending_vectors") == 1  # after the batch
 
 
 async def test_profiles_are_written_before_the_outputs_are_published(
