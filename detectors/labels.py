@@ -606,7 +606,8 @@ def _pack(blocks: list[PendingBlock]) -> dict[str, Any]:
 
 
 def _unpack(packed: dict[str, Any]) -> dict[int, PendingBlock]:
-    """The blocks of :func:`_pack`, by seq0 (their arrays are views of its columns)."""
+    """The blocks of :func:`_pack`, by seq0 (each with arrays of its own: a view would
+    keep every restored vector in memory as long as one block of them is pending)."""
     head = packed["blocks"]
     ids, users, targets = packed["ids"], packed["users"], packed["targets"]
     ts, alive, matured, order = packed["ts"], packed["alive"], packed["matured"], packed["order"]
@@ -626,10 +627,14 @@ def _unpack(packed: dict[str, Any]) -> dict[int, PendingBlock]:
             block.xs = next(loose)
         else:
             cls, schema = schemas[kind]
-            block.xs = cls(schema, matrices[kind][at[kind] : at[kind] + n])
+            block.xs = cls(schema, matrices[kind][at[kind] : at[kind] + n].copy())
             at[kind] += n
-        block.ts, block.sorted_ts, block.order = ts[a:z], sorted_ts[a:z], order[a:z]
-        block.alive, block.matured = alive[a:z], matured[a:z]
+        block.ts, block.sorted_ts = ts[a:z].copy(), sorted_ts[a:z].copy()
+        block.order, block.alive, block.matured = (
+            order[a:z].copy(),
+            alive[a:z].copy(),
+            matured[a:z].copy(),
+        )
         block.event_type, block.seq0 = types[t], seq0
         block.n_mature, block.n_drop, block.n_alive, block.head = n_mature, n_drop, n_alive, first
         block._user_rows = block._target_rows = None

@@ -27,9 +27,9 @@ WEEK = 7 * 86400.0
 MAX_IDENT_USERS = 200
 MAX_IDENT_EVENTS = 256
 MAX_IDENT_APPS = 64
-#: users with a fraud mark kept per identifier: a fraud share is capped at 1 and the
-#: identifier holds at most :data:`MAX_IDENT_USERS` users, so marks past this many change
-#: no feature
+#: users with a fraud mark kept per identifier: an identifier with this many has a fraud
+#: share of 1 (it holds at most :data:`MAX_IDENT_USERS` users once a batch is saved, so
+#: more marks would change nothing then)
 MAX_IDENT_FRAUD = MAX_IDENT_USERS
 
 
@@ -139,7 +139,7 @@ class IdentState:
         else:
             u1, u2, u3 = _windows(us, ts, hour, day, week)
         fraud = len(self.fraud)
-        share = fraud / len(us) if fraud else 0.0
+        share = (fraud / len(us) if fraud < MAX_IDENT_FRAUD else 1.0) if fraud else 0.0
         return u1 + late, u2 + late, u3 + late, e1, e2, e3, 1.0 if share > 1.0 else share
 
     def add_application(self, application_id: str, amount: float, ts: float) -> None:
@@ -305,7 +305,7 @@ def _window_counts(
     if ne and es[-1] > ts:
         ne = bisect_right(es, ts)
     h, d, w = ts - 3600.0, ts - 86400.0, ts - WEEK
-    share = n_fraud / len(us) if us else 0.0
+    share = (n_fraud / len(us) if n_fraud < MAX_IDENT_FRAUD else 1.0) if us else 0.0
     return (
         nu - bisect_left(us, h, 0, nu),
         nu - bisect_left(us, d, 0, nu),

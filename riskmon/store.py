@@ -21,8 +21,8 @@ key                                 type    what
 ``P i:{<kind>:<value>}:u``          zset    users seen on an identifier, score = last ts
 ``P i:{<kind>:<value>}:e``          zset    events on an identifier, score = event ts
 ``P i:{<kind>:<value>}:f``          set     users on it with a confirmed fraud label
-                                            (the first 200: past that many, the fraud
-                                            share is 1 whatever the number)
+                                            (the first 200: with that many, the fraud
+                                            share is 1)
 ``P i:{<kind>:<value>}:a``          hash    identifier attributes (device flags), and
                                             ``@<name>``: event time of each
 ``P i:{<kind>:<value>}:app``        zset    loan applications carrying the identifier,
@@ -270,7 +270,8 @@ return {
 #: the three to trim (:meth:`riskmon.state.IdentState.trims`, e.g. ``"100"``): those that
 #: :meth:`riskmon.state.IdentState.settle` would cut after the batch changed the
 #: identifier (fraud marks alone trim nothing), then the cap of ``f`` (marks past it are
-#: not added; the TTL is renewed all the same). Each trim and TTL renewal is a call, and
+#: not added, a set larger from before the cap is cut to it; the TTL is renewed all the
+#: same). Each trim and TTL renewal is a call, and
 #: calls are most of a script's cost, so the script makes only those that do something.
 SAVE_IDENT = """
 local ttl, lowest = ARGV[1], '(' .. ARGV[2]
@@ -302,6 +303,9 @@ zset(KEYS[2], change.e, caps.e, false, trims:sub(2, 2) == '1')
 zset(KEYS[5], change.app, caps.app, false, trims:sub(3, 3) == '1')
 if change.f ~= nil and #change.f > 0 then
   local room = fraud_cap - redis.call('SCARD', KEYS[3])
+  if room < 0 then  -- a set written before the cap
+    redis.call('SPOP', KEYS[3], -room)
+  end
   for i = 1, #change.f do
     if room <= 0 then break end
     room = room - redis.call('SADD', KEYS[3], change.f[i])

@@ -486,7 +486,8 @@ async def test_profiles_written_ahead_are_there_at_once_and_not_written_again(
 async def test_fraud_marks_on_an_identifier_stop_at_the_cap(target: Any, prefix: str) -> None:
     """Fraud marks on one identifier are kept up to MAX_IDENT_FRAUD, across batches, as
     the in-memory store keeps them; a mark past the cap still renews the TTL; a set
-    written larger (by a release without the cap) loads at most that many members."""
+    written larger (by a release without the cap) loads at most that many members, and
+    is cut to that many by the next mark."""
     client = target
     store = RedisStore(client, prefix, ttl_s=3600)
     for start in range(0, MAX_IDENT_FRAUD + 50, 25):
@@ -507,3 +508,7 @@ async def test_fraud_marks_on_an_identifier_stop_at_the_cap(target: Any, prefix:
     loaded = await store.load(Needs(users=(), idents=("ip:2",), events=()))
     fraud = loaded.idents["ip:2"].fraud
     assert len(fraud) == MAX_IDENT_FRAUD and fraud <= {f"u{k}" for k in range(500)}
+    state = BatchState()
+    state.fraud_marks = [("ip:2", "late")]
+    await store.save(state)
+    assert client.scard(older) == MAX_IDENT_FRAUD and 0 < client.ttl(older) <= 3600

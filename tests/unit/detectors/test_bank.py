@@ -224,6 +224,9 @@ def test_checkpoint_is_compressed_and_the_previous_versions_still_restore(
         old_plain = pickle.dumps(bank, protocol=pickle.HIGHEST_PROTOCOL)
     batch = events(synth, np.vstack([synth.normal(90, 61), synth.anomalies(10, 61)]), n)
     expected = ModelBank.loads(data, settings)
+    blocks = list(expected.pending._blocks.values())
+    assert blocks and all(type(b.xs).__name__ == "FeatureRows" for b in blocks)
+    assert all(b.xs.block.base is None for b in blocks)  # each owns its vectors
     for version, body in ((3, zlib.compress(old_plain)), (2, old_plain)):
         restored = ModelBank.loads(struct.pack(">6sH", b"RMBANK", version) + body, settings)
         assert len(restored.pending) == len(bank.pending)

@@ -310,6 +310,12 @@ def test_many_small_blocks_behave_as_the_plain_rules_say():
             assert got == ref.match(False, target, None)
         if b == 200:
             s = pickle.loads(pickle.dumps(s))
+            # each restored block owns its arrays (a view would keep all of them alive)
+            assert all(
+                a.base is None
+                for blk in s._blocks.values()
+                for a in (blk.ts, blk.sorted_ts, blk.order, blk.alive, blk.matured)
+            )
         if b == 250:  # blocks by seq0, as held in memory
             state = s.__getstate__()
             state["_blocks"] = pickle.loads(pickle.dumps(dict(s._blocks)))

@@ -29,7 +29,8 @@ def test_a_hung_redis_fails_a_round_trip_at_the_socket_timeout_without_retries()
 def test_the_memory_store_keeps_fraud_marks_on_an_identifier_up_to_the_cap() -> None:
     """Fraud marks on one identifier are kept up to MAX_IDENT_FRAUD, whatever the number
     of batches that bring them: a batch loads at most that many, and the identifier's
-    fraud share is 1, as it is with every mark."""
+    fraud share is 1, as it is with every mark, also while a batch adds users past the
+    number an identifier keeps."""
     store = MemoryStore()
     for start in range(0, MAX_IDENT_FRAUD + 50, 25):
         state = BatchState()
@@ -40,3 +41,6 @@ def test_the_memory_store_keeps_fraud_marks_on_an_identifier_up_to_the_cap() -> 
     assert len(ident.fraud) == MAX_IDENT_FRAUD
     ident.record("u0", "e1", T0)
     assert ident.counts(T0)[-1] == 1.0
+    for k in range(MAX_IDENT_FRAUD + 20):
+        assert ident.record(f"v{k}", f"f{k}", T0 + k)[-1] == 1.0
+    assert len(ident.users) > MAX_IDENT_FRAUD and ident.counts(T0 + 500)[-1] == 1.0
