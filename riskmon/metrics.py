@@ -83,6 +83,11 @@ CHECKPOINT_SECONDS = Histogram(
 )
 for _part in ("held", "compress", "save"):
     CHECKPOINT_SECONDS.labels(part=_part)
+LAST_CHECKPOINT = Gauge(
+    "riskmon_last_checkpoint_timestamp_seconds",
+    "When the models were last checkpointed to Redis (0 until the worker's first)",
+    registry=REGISTRY,
+)
 CHECKPOINT_BYTES = Gauge(
     "riskmon_checkpoint_bytes", "Size of the last model checkpoint saved", registry=REGISTRY
 )

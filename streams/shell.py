@@ -328,6 +328,7 @@ class Shell:
         await self.store.put_blob(CHECKPOINT, data)
         t3 = time.perf_counter()
         self.stats.last_checkpoint_at = time.time()
+        metrics.LAST_CHECKPOINT.set(self.stats.last_checkpoint_at)
         for part, seconds in (("held", t1 - t0), ("compress", t2 - t1), ("save", t3 - t2)):
             metrics.CHECKPOINT_SECONDS.labels(part=part).observe(seconds)
         metrics.CHECKPOINT_BYTES.set(len(data))

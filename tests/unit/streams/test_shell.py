@@ -715,6 +715,9 @@ async def test_a_checkpoint_compresses_after_letting_batches_go_on(
     assert len(models.pending) == 1
     assert counts() == [n + 1 for n in before if n is not None]
     assert REGISTRY.get_sample_value("riskmon_checkpoint_bytes") == len(saved)
+    assert REGISTRY.get_sample_value("riskmon_last_checkpoint_timestamp_seconds") == pytest.approx(
+        shell.stats.last_checkpoint_at
+    )
     assert REGISTRY.get_sample_value("riskmon_pending_vectors") == 1  # after the batch
 
 
