@@ -224,6 +224,9 @@ class PendingBlock:
         self._user_rows = self._target_rows = None
 
 
+#: what a store builds from its blocks (:meth:`PendingStore._index`), not pickled
+_BUILT = ("_by_user", "_by_target", "_due", "_drop", "_oldest", "_dead")
+
 #: the indexes that blocks of older checkpoints carry (sets of ids): built again instead
 _OLD_INDEXES = frozenset({"_users_set", "_targets_set"})
 
@@ -261,19 +264,20 @@ class PendingStore:
             self._index_block(block)
         self._heaps()
 
+    def _index_keys(
+        self, block: PendingBlock
+    ) -> tuple[tuple[dict[str, dict[int, PendingBlock]], Iterable[str]], ...]:
+        """Each index with the keys of ``block`` in it (its users, its target ids)."""
+        targets = {t: None for ts in block.targets for t in ts}
+        return (self._by_user, dict.fromkeys(block.users)), (self._by_target, targets)
+
     def _index_block(self, block: PendingBlock) -> None:
-        seq0, by_user, by_target = block.seq0, self._by_user, self._by_target
-        for user_id in dict.fromkeys(block.users):
-            held = by_user.get(user_id)
-            if held is None:
-                by_user[user_id] = {seq0: block}
-            else:
-                held[seq0] = block
-        for targets in block.targets:
-            for target in targets:
-                held = by_target.get(target)
+        seq0 = block.seq0
+        for index, keys in self._index_keys(block):
+            for key in keys:
+                held = index.get(key)
                 if held is None:
-                    by_target[target] = {seq0: block}
+                    index[key] = {seq0: block}
                 else:
                     held[seq0] = block
 
@@ -297,8 +301,8 @@ class PendingStore:
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        for name in ("_by_user", "_by_target", "_due", "_drop", "_oldest", "_dead"):
-            state.pop(name, None)  # built again from the blocks
+        for name in _BUILT:
+            state.pop(name, None)
         state["_blocks"] = _pack(list(self._blocks.values()))
         return state
 
@@ -466,17 +470,11 @@ class PendingStore:
             first = block.oldest() if block.n_alive else None
             if first is None:
                 heappop(heap)
-                continue
-            if first != (ts, seq):  # its oldest went since (a label, the TTL)
+            elif first != (ts, seq):  # its oldest went since (evicted, a label, the TTL)
                 heapreplace(heap, (*first, block))
-                continue
-            self._kill(block, np.array([seq - block.seq0], dtype=np.intp))
-            evicted += 1
-            first = block.oldest() if block.n_alive else None
-            if first is None:
-                heappop(heap)
             else:
-                heapreplace(heap, (*first, block))
+                self._kill(block, np.array([seq - block.seq0], dtype=np.intp))
+                evicted += 1
         self.n_evicted += evicted
 
     def _kill(self, block: PendingBlock, rows: np.ndarray) -> None:
@@ -494,10 +492,7 @@ class PendingStore:
         seq0 = block.seq0
         del self._blocks[seq0]
         self._dead += 1
-        for index, keys in (
-            (self._by_user, dict.fromkeys(block.users)),
-            (self._by_target, {t: None for targets in block.targets for t in targets}),
-        ):
+        for index, keys in self._index_keys(block):
             for key in keys:
                 held = index.get(key)
                 if held is not None:

@@ -172,8 +172,17 @@ class IdentState:
                 total += float(amount)
         return n_hour, n_day, total, len(amounts)
 
+    def add_fraud(self, user_id: str) -> bool:
+        """Add a user with a confirmed fraud label, up to :data:`MAX_IDENT_FRAUD` (as the
+        Redis store's script does); ``True`` if added."""
+        fraud = self.fraud
+        if user_id in fraud or len(fraud) >= MAX_IDENT_FRAUD:
+            return False
+        fraud.add(user_id)
+        return True
+
     def mark_fraud(self, user_id: str) -> None:
-        """Add a user with a confirmed fraud label (up to :data:`MAX_IDENT_FRAUD`).
+        """:meth:`add_fraud`, noted as a change of this batch.
 
         >>> s = IdentState()
         >>> for k in range(MAX_IDENT_FRAUD + 5):
@@ -181,8 +190,7 @@ class IdentState:
         >>> len(s.fraud), len(s.new_fraud)
         (200, 200)
         """
-        if user_id not in self.fraud and len(self.fraud) < MAX_IDENT_FRAUD:
-            self.fraud.add(user_id)
+        if self.add_fraud(user_id):
             self.new_fraud.add(user_id)
 
     def set_attr(self, name: str, value: str, ts: float) -> None:

@@ -198,8 +198,7 @@ class MemoryStore:
             target = idents.get(key)
             if target is None:
                 target = idents[key] = IdentState()
-            if len(target.fraud) < MAX_IDENT_FRAUD:
-                target.fraud.add(uid)
+            target.add_fraud(uid)
         self.seen.update(state.new_seen)
         if not state.profiles_saved:
             self._put_profiles(state)
@@ -266,18 +265,19 @@ return {
 #: each key it writes or trims.
 #: ARGV: ttl, lowest score kept, a JSON object ``{"u": [score, member, ...], "e": [...],
 #: "app": [...], "f": [member, ...], "a": [field, value, ...]}`` (scores as decimal
-#: strings, so they arrive exactly), the caps of ``u``, ``e`` and ``app``, then which of
-#: the three to trim (:meth:`riskmon.state.IdentState.trims`, e.g. ``"100"``): those that
+#: strings, so they arrive exactly), the caps of ``u``, ``e``, ``app`` and ``f`` (fraud
+#: marks past it are not added, a set larger from before the cap is cut to it; the TTL is
+#: renewed all the same), then which of the first three to trim
+#: (:meth:`riskmon.state.IdentState.trims`, e.g. ``"100"``): those that
 #: :meth:`riskmon.state.IdentState.settle` would cut after the batch changed the
-#: identifier (fraud marks alone trim nothing), then the cap of ``f`` (marks past it are
-#: not added, a set larger from before the cap is cut to it; the TTL is renewed all the
-#: same). Each trim and TTL renewal is a call, and
+#: identifier (fraud marks alone trim nothing). Each trim and TTL renewal is a call, and
 #: calls are most of a script's cost, so the script makes only those that do something.
 SAVE_IDENT = """
 local ttl, lowest = ARGV[1], '(' .. ARGV[2]
 local change = cjson.decode(ARGV[3])
-local caps = {u = tonumber(ARGV[4]), e = tonumber(ARGV[5]), app = tonumber(ARGV[6])}
-local trims, fraud_cap = ARGV[7], tonumber(ARGV[8])
+local caps = {u = tonumber(ARGV[4]), e = tonumber(ARGV[5]), app = tonumber(ARGV[6]),
+              f = tonumber(ARGV[7])}
+local trims = ARGV[8]
 local function zset(key, pairs, cap, gt, trim)
   local added = pairs ~= nil and #pairs > 0
   if added then
@@ -302,7 +302,7 @@ zset(KEYS[1], change.u, caps.u, true, trims:sub(1, 1) == '1')
 zset(KEYS[2], change.e, caps.e, false, trims:sub(2, 2) == '1')
 zset(KEYS[5], change.app, caps.app, false, trims:sub(3, 3) == '1')
 if change.f ~= nil and #change.f > 0 then
-  local room = fraud_cap - redis.call('SCARD', KEYS[3])
+  local room = caps.f - redis.call('SCARD', KEYS[3])
   if room < 0 then  -- a set written before the cap
     redis.call('SPOP', KEYS[3], -room)
   end
@@ -324,7 +324,7 @@ if change.a ~= nil and #change.a > 0 then
 end
 return 1
 """
-_CAPS = (MAX_IDENT_USERS, MAX_IDENT_EVENTS, MAX_IDENT_APPS)  # then trims, MAX_IDENT_FRAUD
+_CAPS = (MAX_IDENT_USERS, MAX_IDENT_EVENTS, MAX_IDENT_APPS, MAX_IDENT_FRAUD)
 
 #: Writes a risk profile unless the one stored is of a newer event: several workers write
 #: the profile of one device or application (its users' events go to different workers),
@@ -753,7 +753,7 @@ class RedisStore:
 
         shared: list[Command] = []  # step 1: commutative, idempotent
         for key, change, trim in idents:
-            args = (ttl, lowest, orjson.dumps(change), *_CAPS, trim, MAX_IDENT_FRAUD)
+            args = (ttl, lowest, orjson.dumps(change), *_CAPS, trim)
             shared.append(_script(SAVE_IDENT, ident_keys_of(p, key), args))
         if not state.profiles_saved:
             shared += self._profile_commands(state)
