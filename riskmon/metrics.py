@@ -52,8 +52,34 @@ ADJUSTMENTS = Counter(
 )
 RULE_HITS = Counter("riskmon_rule_hits_total", "Rule hits", ["rule_id", "mode"], registry=REGISTRY)
 RULE_ERRORS = Counter(
-    "riskmon_rule_errors_total", "Rules rejected or reverted", ["rule_id"], registry=REGISTRY
+    "riskmon_rule_errors_total",
+    "Rules rejected or reverted (rule ids past the first MAX_RULE_ERROR_IDS under 'other')",
+    ["rule_id"],
+    registry=REGISTRY,
 )
+#: how many rule ids ``riskmon_rule_errors_total`` names, per process; the ids come from
+#: whatever is published to the rules topic, and each new one would be a new series
+MAX_RULE_ERROR_IDS = 100
+OTHER_RULE_ID = "other"
+_rule_error_ids: set[str] = set()
+
+
+def count_rule_error(rule_id: str) -> str:
+    """Count a rejected or reverted rule; returns the label it was counted under: its id,
+    or ``other`` once :data:`MAX_RULE_ERROR_IDS` other ids have been counted.
+
+    >>> count_rule_error("velocity_check")
+    'velocity_check'
+    """
+    if rule_id not in _rule_error_ids:
+        if len(_rule_error_ids) >= MAX_RULE_ERROR_IDS:
+            rule_id = OTHER_RULE_ID
+        else:
+            _rule_error_ids.add(rule_id)
+    RULE_ERRORS.labels(rule_id=rule_id).inc()
+    return rule_id
+
+
 DUPLICATES = Counter(
     "riskmon_duplicate_events_total", "Events seen before (same event_id)", registry=REGISTRY
 )

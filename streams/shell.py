@@ -27,7 +27,7 @@ from riskmon.contract import Contract, InvalidMessage, format_ts, parse_ts
 from riskmon.core import PROCESSING_ERROR, RULE_EVAL_ERROR, Core, Outputs
 from riskmon.deadletter import dead_letter
 from riskmon.logs import error_text, get_logger
-from riskmon.personal import WITHHELD
+from riskmon.personal import WITHHELD, has_digit_run
 from riskmon.settings import Settings
 from riskmon.store import AsyncMemoryStore, BatchState, RedisStore
 from rules.engine import RuleError
@@ -112,12 +112,23 @@ async def _unknown() -> bool | None:
 
 
 def _rule_id_of(key: bytes | None, value: bytes | None) -> str:
-    """A rule message's id: its key, else the ``rule_id`` in its body, else ``?``."""
+    """A rejected rule message's id, as logs and metrics name it: its key, else the
+    ``rule_id`` in its body, else ``?``; at most 128 characters (the contract's longest
+    rule id), and withheld when it holds a run of digits that may be a number in clear.
+
+    >>> _rule_id_of(b"ato_login", None), _rule_id_of(None, b'{"rule_id": "farm"}')
+    ('ato_login', 'farm')
+    >>> _rule_id_of(b"r-13812345678", None), len(_rule_id_of(b"x" * 1000, None))
+    ('[withheld]', 128)
+    """
+    rule_id = "?"
     if key:
-        return key.decode(errors="replace")
-    with contextlib.suppress(Exception):
-        return str(orjson.loads(value or b"")["rule_id"])[:128]
-    return "?"
+        rule_id = key.decode(errors="replace")
+    else:
+        with contextlib.suppress(Exception):
+            rule_id = str(orjson.loads(value or b"")["rule_id"])
+    rule_id = rule_id[:128]
+    return WITHHELD if has_digit_run(rule_id) else rule_id
 
 
 class Shell:
@@ -444,7 +455,7 @@ class Shell:
                 log.info("rule_rejected_before", rule_id=rule_id, offset=offset)
                 return
             self.stats.rules_rejected += 1
-            metrics.RULE_ERRORS.labels(rule_id=rule_id).inc()
+            metrics.count_rule_error(rule_id)
             log.error(
                 "rule_rejected",
                 rule_id=rule_id,
@@ -668,7 +679,7 @@ class Shell:
                 metrics.DRIFTS.labels(stream=str(op.get("name", "?"))).inc()
             elif op.get("kind") == "rule_reverted":
                 s.rules_reverted += 1
-                metrics.RULE_ERRORS.labels(rule_id=str(op.get("rule_id"))).inc()
+                metrics.count_rule_error(str(op.get("rule_id")))
         if valid:
             newest = max(d.get("event_ts", "") for d in out.decisions) if out.decisions else None
             if newest:
