@@ -201,6 +201,14 @@ class DetectionSettings(_Frozen):
     reservoir_size: int = Field(4096, ge=100)
     alert_dedup_s: int = Field(3600, ge=0)
     adjustment_ttl_s: int = Field(7 * 86400, ge=60)
+    verdict_ttl_s: int = Field(
+        365 * 86400,
+        ge=60,
+        description="a confirmed fraudster's document and profile are kept this long after "
+        "the user's last change, so that the verdict outlives a quiet spell (other users' "
+        "expire with feature_ttl_s; a user with an account action in force is kept at "
+        "least adjustment_ttl_s)",
+    )
     checkpoint_every_s: float = Field(30.0, gt=0)
     classifier_lr: float = Field(0.01, gt=0, le=1, description="SGD step of the classifier")
     classifier_negative_rate: float = Field(

@@ -483,11 +483,22 @@ class RedisStore:
     the round trip is repeated once, which is safe: see the module's note on retries.
     """
 
-    def __init__(self, client: Any, prefix: str, ttl_s: int, seen_ttl_s: int | None = None):
+    def __init__(
+        self,
+        client: Any,
+        prefix: str,
+        ttl_s: int,
+        seen_ttl_s: int | None = None,
+        *,
+        verdict_ttl_s: int | None = None,
+        action_ttl_s: int | None = None,
+    ):
         self.r = client
         self.p = prefix
         self.ttl = int(ttl_s)
         self.seen_ttl = int(seen_ttl_s or ttl_s)
+        self.verdict_ttl = max(self.ttl, int(verdict_ttl_s or 0))
+        self.action_ttl = max(self.ttl, int(action_ttl_s or 0))
         self.cluster = isinstance(client, RedisCluster)
         self._scripts_loaded = False  # loaded on the first round trip
 
@@ -512,7 +523,30 @@ class RedisStore:
             client = RedisCluster(host=r.host, port=r.port, **options)
         else:
             client = redis.Redis(host=r.host, port=r.port, db=r.db, **options)
-        return cls(client, r.key_prefix, settings.detection.feature_ttl_s)
+        d = settings.detection
+        return cls(
+            client,
+            r.key_prefix,
+            d.feature_ttl_s,
+            verdict_ttl_s=d.verdict_ttl_s,
+            action_ttl_s=d.adjustment_ttl_s,
+        )
+
+    def user_ttl(self, fraud: Any, actions: Any) -> int:
+        """Seconds a user's document or profile is kept after its last change: a
+        confirmed fraudster's ``verdict_ttl_s``, so that a quiet spell does not clear
+        the verdict; one with account actions in force, long enough for them to run
+        out; the feature TTL otherwise.
+
+        >>> store = RedisStore(None, "rm:", 3600, verdict_ttl_s=86400, action_ttl_s=7200)
+        >>> store.user_ttl(False, {}), store.user_ttl(False, {"freeze": 1.0})
+        (3600, 7200)
+        >>> store.user_ttl(True, {"freeze": 1.0})
+        86400
+        """
+        if fraud:
+            return self.verdict_ttl
+        return self.action_ttl if actions else self.ttl
 
     def _load_scripts(self) -> None:
         for script, sha in SCRIPT_SHAS.items():  # on a cluster: on every primary
@@ -664,7 +698,8 @@ class RedisStore:
         for name, doc in state.profiles.items():
             entity, _, entity_id = name.partition(":")
             key = profile_key(self.p, entity, entity_id)
-            newest_first = (orjson.dumps(doc), self.ttl, repr(doc["event_time"]))
+            ttl = self.user_ttl(doc.get("confirmed_fraud"), doc.get("actions"))
+            newest_first = (orjson.dumps(doc), ttl, repr(doc["event_time"]))
             commands.append(_script(SAVE_PROFILE, [key], newest_first))
         return commands
 
@@ -759,11 +794,13 @@ class RedisStore:
             shared += self._profile_commands(state)
         users: list[Command] = []  # step 2: each user's document with its seen marks
         for uid, seen in seen_by.items():
-            document = orjson.dumps(state.users[uid])
+            user = state.users[uid]
+            document = orjson.dumps(user)
+            user_ttl = self.user_ttl(user.get("fraud"), user.get("actions"))
             # each user's marks are trimmed by that user's own newest event: one event
             # far ahead in time trims its own user's marks, nobody else's
             lowest_seen = repr(newest.get(uid, state.now) - self.seen_ttl)
-            args = (ttl, document, self.seen_ttl, lowest_seen, MAX_USER_SEEN, *seen)
+            args = (user_ttl, document, self.seen_ttl, lowest_seen, MAX_USER_SEEN, *seen)
             users.append(_script(SAVE_USER, user_keys(p, uid), args))
         for eid in loose:
             users.append(_command("SET", f"{p}seen:{eid}", b"1", "EX", self.seen_ttl))

@@ -14,6 +14,8 @@ import pytest
 import redis
 from redis.cluster import RedisCluster
 
+from riskmon.contract import format_ts
+from riskmon.core import Core
 from riskmon.features import FEATURE_NAMES, ident_keys, observe
 from riskmon.settings import Settings
 from riskmon.stack import LocalRedisCluster
@@ -512,3 +514,58 @@ async def test_fraud_marks_on_an_identifier_stop_at_the_cap(target: Any, prefix:
     state.fraud_marks = [("ip:2", "late")]
     await store.save(state)
     assert client.scard(older) == MAX_IDENT_FRAUD and 0 < client.ttl(older) <= 3600
+
+
+async def test_a_confirmed_fraudster_outlives_the_feature_ttl(target: Any, prefix: str) -> None:
+    """A user the risk team confirmed as a fraudster keeps the verdict through a quiet
+    spell: the user's document and profile get ``detection.verdict_ttl_s``, not the
+    feature TTL after which any other user starts afresh; a user with an account action
+    in force keeps the document until the action can have run out."""
+    settings = Settings.load(env={}, config_file=None)
+    core = Core.create(settings, deterministic=True)
+    store = RedisStore(target, prefix, ttl_s=3600, verdict_ttl_s=400 * 86400, action_ttl_s=7200)
+
+    def at(seconds: float) -> str:
+        return format_ts(T0 + seconds)
+
+    events: list[dict[str, Any]] = [
+        {
+            "event_id": f"login-{u}",
+            "event_type": "device",
+            "ts": at(0),
+            "user_id": u,
+            "device_id": f"d-{u}",
+            "kind": "login",
+        }
+        for u in ("u-fraud", "u-plain")
+    ]
+    events.append(
+        {
+            "event_id": "verdict",
+            "event_type": "label",
+            "ts": at(60),
+            "user_id": "u-fraud",
+            "target_type": "user",
+            "target_id": "u-fraud",
+            "label": "fraud",
+            "source": "manual",
+        }
+    )
+    state = await store.load(core.needs(events))
+    core.process(events, state, now=T0 + 60)
+    await store.save(state)
+    fraud_doc, _ = user_keys(prefix, "u-fraud")
+    plain_doc, _ = user_keys(prefix, "u-plain")
+    assert 399 * 86400 < target.ttl(fraud_doc) <= 400 * 86400
+    assert 0 < target.ttl(plain_doc) <= 3600
+    assert 399 * 86400 < target.ttl(profile_key(prefix, "user", "u-fraud")) <= 400 * 86400
+    assert 0 < target.ttl(profile_key(prefix, "user", "u-plain")) <= 3600
+    profile = await store.get_profile("user", "u-fraud")
+    assert profile is not None and profile["confirmed_fraud"] is True
+    # an action in force: the document is kept for the action's time at least
+    frozen = await store.load(Needs(users=("u-plain",), idents=(), events=()))
+    user = frozen.user_for("u-plain", T0 + 120)
+    assert user is not None
+    user["actions"] = {"freeze": T0 + 7000}
+    await store.save(frozen)
+    assert 3600 < target.ttl(plain_doc) <= 7200
