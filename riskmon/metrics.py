@@ -16,7 +16,7 @@ ProcessCollector(registry=REGISTRY)
 
 EVENTS = Counter(
     "riskmon_events_total",
-    "Valid input events received, repeats included (riskmon_duplicates_total counts those; "
+    "Valid input events received, repeats included (riskmon_duplicate_events_total counts those; "
     "/health events leaves them out)",
     ["event_type"],
     registry=REGISTRY,

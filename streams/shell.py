@@ -518,16 +518,6 @@ class Shell:
                         now=now,
                     )
                 )
-                metrics.DEAD_LETTERS.labels(topic=topic, code=exc.code).inc()
-                log.warning(
-                    "dead_letter",
-                    code=exc.code,
-                    reason=exc.reason,
-                    topic=topic,
-                    partition=partition,
-                    offset=offset,
-                    event_id=exc.event_id,
-                )
         return valid, dead
 
     def _processing_errors(self, out: Outputs, messages: list[Message]) -> list[dict[str, Any]]:
@@ -563,7 +553,6 @@ class Shell:
                     now=time.time(),
                 )
             )
-            metrics.DEAD_LETTERS.labels(topic=topic, code=PROCESSING_ERROR).inc()
         return dead
 
     async def handle(self, messages: list[Message]) -> Outputs:
@@ -649,9 +638,21 @@ class Shell:
         s.alerts += len(out.alerts)
         s.adjustments += len(out.adjustments)
         s.deadletters += len(out.deadletters)
+        # counted and logged once the batch is done: a batch whose state could not be
+        # loaded is checked again on its retry, and would count its bad inputs each time
         for rec in out.deadletters:
-            if rec["code"] == RULE_EVAL_ERROR:  # the others were counted where they were made
-                metrics.DEAD_LETTERS.labels(topic=rec["topic"], code=RULE_EVAL_ERROR).inc()
+            code = rec["code"]
+            metrics.DEAD_LETTERS.labels(topic=rec["topic"], code=code).inc()
+            if code != RULE_EVAL_ERROR and code != PROCESSING_ERROR:  # logged as they failed
+                log.warning(
+                    "dead_letter",
+                    code=code,
+                    reason=rec["reason"],
+                    topic=rec["topic"],
+                    partition=rec["partition"],
+                    offset=rec["offset"],
+                    event_id=rec["event_id"],
+                )
         s.duplicates += out.duplicates
         s.last_batch_at = time.time()
         metrics.BATCH_SECONDS.observe(elapsed)
@@ -680,10 +681,9 @@ class Shell:
             elif op.get("kind") == "rule_reverted":
                 s.rules_reverted += 1
                 metrics.count_rule_error(str(op.get("rule_id")))
-        if valid:
-            newest = max(d.get("event_ts", "") for d in out.decisions) if out.decisions else None
-            if newest:
-                metrics.EVENT_LAG.set(time.time() - parse_ts(newest))
+        if out.decisions:  # by time, not by text: an event time may have any UTC offset
+            newest = max(parse_ts(d["event_ts"]) for d in out.decisions)
+            metrics.EVENT_LAG.set(time.time() - newest)
         log.debug(
             "batch",
             messages=n,

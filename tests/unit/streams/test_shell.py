@@ -742,3 +742,74 @@ async def test_profiles_are_written_before_the_outputs_are_published(
     await shell.handle([("device.events", 0, i, f"u{i}".encode(), _device(i)) for i in range(3)])
     assert found == [(True, False)] * 3
     assert {f"dev-{i}" for i in range(3)} <= store.memory.seen.keys()
+
+
+async def test_bad_inputs_of_a_batch_retried_after_failed_loads_count_once(
+    shell_and_sent: tuple[Shell, list[tuple[str, bytes | None, bytes]]],
+) -> None:
+    """A batch whose state cannot be loaded (Redis away) is checked again on each retry:
+    its bad inputs are counted in ``riskmon_deadletters_total`` once, when the batch is
+    done, as ``/health`` counts them, not once per attempt (a short Redis outage would
+    otherwise fire the dead-letter alert)."""
+    shell, _ = shell_and_sent
+    labels = {"topic": "device.events", "code": "invalid_json"}
+    before = REGISTRY.get_sample_value("riskmon_deadletters_total", labels) or 0.0
+    real_load = shell.store.load
+    attempts = [0]
+
+    async def load_failing_thrice(needs: Any) -> Any:
+        attempts[0] += 1
+        if attempts[0] <= 3:
+            raise ConnectionError("redis away")
+        return await real_load(needs)
+
+    shell.store.load = load_failing_thrice  # type: ignore[method-assign]
+    messages = [("device.events", 0, i, b"k", b"{not json") for i in range(3)]
+    messages.append(("device.events", 0, 3, b"u3", _device(3)))
+    for _ in range(3):
+        with pytest.raises(ConnectionError):
+            await shell.handle(messages)
+    out = await shell.handle(messages)
+    assert [d["source_event_id"] for d in out.decisions] == ["dev-3"]
+    assert [d["offset"] for d in out.deadletters] == [0, 1, 2]
+    assert shell.health()["deadletters"] == 3
+    assert REGISTRY.get_sample_value("riskmon_deadletters_total", labels) == before + 3
+
+
+async def test_event_time_lag_takes_the_newest_event_by_time_whatever_its_offset(
+    shell_and_sent: tuple[Shell, list[tuple[str, bytes | None, bytes]]],
+) -> None:
+    """``riskmon_event_time_lag_seconds`` is the wall clock minus the newest event time of
+    the batch, compared as times: an event 15 minutes old written with a +08:00 offset
+    sorts after a newer one in UTC as text, and must not make the lag 15 minutes."""
+    from datetime import UTC, datetime, timedelta, timezone
+
+    shell, _ = shell_and_sent
+    now = datetime.now(UTC)
+    fresh = now - timedelta(seconds=1)
+    old = (now - timedelta(minutes=15)).astimezone(timezone(timedelta(hours=8)))
+
+    def device(i: int, ts: str) -> bytes:
+        return orjson.dumps(
+            {
+                "event_id": f"lag-{i}",
+                "event_type": "device",
+                "ts": ts,
+                "user_id": f"u{i}",
+                "device_id": "d1",
+                "kind": "login",
+            }
+        )
+
+    old_text = old.isoformat(timespec="milliseconds")
+    fresh_text = fresh.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    assert old_text > fresh_text  # as text, the older event would be the newest
+    out = await shell.handle(
+        [
+            ("device.events", 0, 0, b"u0", device(0, fresh_text)),
+            ("device.events", 0, 1, b"u1", device(1, old_text)),
+        ]
+    )
+    assert len(out.decisions) == 2
+    lag = REGISTRY.get_sample_value("riskmon_event_time_lag_seconds")
+    assert lag is not None and 0.0 < lag < 60.0
