@@ -171,6 +171,13 @@ REDIS_REACHABLE = Gauge(
     "its first failed check: a worker without traffic sees an outage there first",
     registry=REGISTRY,
 )
+RULES_FEED_OK = Gauge(
+    "riskmon_rules_feed_ok",
+    "1 once the worker has read the rules topic to its end, 0 from its start or a failure "
+    "of the rule feed until it has read to the end again: rule versions published "
+    "meanwhile do not judge this worker's events",
+    registry=REGISTRY,
+)
 BROKER_REACHABLE = Gauge(
     "riskmon_broker_reachable",
     "1 while the broker answers the worker's probe, 0 from its first unanswered probe",

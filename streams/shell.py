@@ -87,6 +87,8 @@ class Stats:
     redis_error: str | None = None  # the last state check's failure, until one succeeds
     input_lag: dict[str, int] | None = None  # per input topic, as of broker_ok_at
     inputs_assigned: int | None = None  # input partitions the group gave this worker
+    rules_feed_error: str | None = None  # the rule feed's last failure, until it catches up
+    rules_feed_failed_at: float | None = None  # its first failure since it last caught up
     ready: bool = False  # checkpoint restored and rule feed following
 
 
@@ -368,7 +370,12 @@ class Shell:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.error("rules_feed_failed", error=error_text(exc), retry_in_s=delay)
+                s = self.stats
+                s.rules_feed_error = error_text(exc)
+                if s.rules_feed_failed_at is None:
+                    s.rules_feed_failed_at = time.time()
+                metrics.RULES_FEED_OK.set(0)
+                log.error("rules_feed_failed", error=s.rules_feed_error, retry_in_s=delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30.0)
 
@@ -394,6 +401,7 @@ class Shell:
             consumer.assign(tps)
             await consumer.seek_to_beginning(*tps)
             ends = await consumer.end_offsets(tps)
+            caught_up = False
             while True:
                 batch = await consumer.getmany(timeout_ms=500)
                 for tp, records in batch.items():
@@ -401,13 +409,26 @@ class Shell:
                         await self.on_rule_message(
                             tp.topic, tp.partition, rec.offset, rec.key, rec.value
                         )
-                if not self._rules_caught_up.is_set():
+                if not caught_up:
                     positions = [await consumer.position(tp) for tp in tps]
                     if all(pos >= ends[tp] for pos, tp in zip(positions, tps, strict=True)):
-                        self._rules_caught_up.set()
-                        log.info("rules_caught_up", rules=len(self.core.rules.versions()))
+                        caught_up = True
+                        self.rules_caught_up()
         finally:
             await consumer.stop()
+
+    def rules_caught_up(self) -> None:
+        """The rule feed has read the rules topic to the end it had when the feed
+        (re)started: the first time, events may be decided; after a failure, the feed
+        is well again."""
+        s = self.stats
+        if s.rules_feed_error is not None:
+            log.info("rules_feed_recovered", failed_at=format_ts(s.rules_feed_failed_at or 0.0))
+        s.rules_feed_error = s.rules_feed_failed_at = None
+        metrics.RULES_FEED_OK.set(1)
+        if not self._rules_caught_up.is_set():
+            self._rules_caught_up.set()
+            log.info("rules_caught_up", rules=len(self.core.rules.versions()))
 
     async def on_rule_message(
         self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None
@@ -810,6 +831,10 @@ class Shell:
             "rules_applied": s.rules_applied,
             "rules_rejected": s.rules_rejected,
             "rules_reverted": s.rules_reverted,
+            "rules_feed_error": s.rules_feed_error,
+            "rules_feed_failed_at": None
+            if s.rules_feed_failed_at is None
+            else format_ts(s.rules_feed_failed_at),
             "models": self.core.models.status(),
             "last_batch_age_s": None
             if s.last_batch_at is None

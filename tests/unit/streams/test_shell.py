@@ -813,3 +813,42 @@ async def test_event_time_lag_takes_the_newest_event_by_time_whatever_its_offset
     assert len(out.decisions) == 2
     lag = REGISTRY.get_sample_value("riskmon_event_time_lag_seconds")
     assert lag is not None and 0.0 < lag < 60.0
+
+
+async def test_a_failing_rule_feed_shows_in_health_and_metrics_until_it_catches_up(
+    shell_and_sent: tuple[Shell, list[tuple[str, bytes | None, bytes]]],
+) -> None:
+    """A rule feed that fails (the broker away, a dead letter it cannot send) is
+    restarted with a backoff; meanwhile rule versions published do not reach the worker,
+    so ``/health`` names the error and ``riskmon_rules_feed_ok`` is 0, until the feed has
+    read the rules topic to its end again."""
+    shell, _ = shell_and_sent
+    calls = [0]
+    recovered = asyncio.Event()
+
+    async def feed() -> None:
+        calls[0] += 1
+        if calls[0] <= 2:
+            raise ConnectionError("no broker at 127.0.0.1:1")
+        shell.rules_caught_up()
+        recovered.set()
+        await asyncio.Event().wait()  # following, for good
+
+    shell._follow_rules = feed  # type: ignore[method-assign]
+    task = asyncio.create_task(shell._keep_following(first_delay=0.05))
+    try:
+        for _ in range(100):
+            if calls[0] >= 1 and shell.health()["rules_feed_error"] is not None:
+                break
+            await asyncio.sleep(0.005)
+        health = shell.health()
+        assert "ConnectionError" in health["rules_feed_error"]
+        assert health["rules_feed_failed_at"] is not None
+        assert REGISTRY.get_sample_value("riskmon_rules_feed_ok") == 0.0
+        await asyncio.wait_for(recovered.wait(), timeout=5)
+        health = shell.health()
+        assert health["rules_feed_error"] is None and health["rules_feed_failed_at"] is None
+        assert REGISTRY.get_sample_value("riskmon_rules_feed_ok") == 1.0
+        assert calls[0] == 3
+    finally:
+        task.cancel()
