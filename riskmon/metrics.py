@@ -171,6 +171,12 @@ REDIS_REACHABLE = Gauge(
     "its first failed check: a worker without traffic sees an outage there first",
     registry=REGISTRY,
 )
+CHECKPOINT_UNREADABLE = Gauge(
+    "riskmon_checkpoint_unreadable",
+    "1 when the worker found the model checkpoint unreadable at its start and started its "
+    "models afresh (the checkpoint is kept aside, see the runbook), else 0",
+    registry=REGISTRY,
+)
 RULES_FEED_OK = Gauge(
     "riskmon_rules_feed_ok",
     "1 once the worker has read the rules topic to its end, 0 from its start or a failure "

@@ -867,6 +867,12 @@ class RedisStore:
     async def put_blob(self, name: str, data: bytes) -> None:
         await asyncio.to_thread(self.r.set, f"{self.p}{name}", data)
 
+    async def keep_blob(self, name: str, data: bytes, ttl_s: int) -> bool:
+        """Write ``data`` under ``name`` for ``ttl_s`` seconds unless something is there
+        already (the first copy stays); ``True`` if written."""
+        done = await asyncio.to_thread(self.r.set, f"{self.p}{name}", data, nx=True, ex=ttl_s)
+        return bool(done)
+
 
 def needs_for(events: Iterable[dict[str, Any]], ident_keys: Any) -> Needs:
     """The keys a batch of events needs, in first-seen order (deterministic)."""
@@ -931,6 +937,12 @@ class AsyncMemoryStore:
 
     async def put_blob(self, name: str, data: bytes) -> None:
         self.blobs[name] = data
+
+    async def keep_blob(self, name: str, data: bytes, ttl_s: int) -> bool:
+        if name in self.blobs:  # (no clock here: kept for good)
+            return False
+        self.blobs[name] = data
+        return True
 
     async def ping(self) -> bool:
         return True

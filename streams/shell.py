@@ -40,6 +40,10 @@ Message = tuple[str, int | None, int | None, bytes | None, bytes | None]
 #: (or ``None`` when the sender has nothing to wait for)
 Sender = Callable[[str, bytes | None, bytes], Awaitable[Awaitable[Any] | None]]
 CHECKPOINT = "models"
+#: where a checkpoint this release cannot read is kept (the first one found, for
+#: UNREADABLE_KEEP_S), before the worker's own checkpoints replace it under CHECKPOINT
+CHECKPOINT_UNREADABLE = "models:unreadable"
+UNREADABLE_KEEP_S = 30 * 86400
 #: A key every worker checks for (no TTL): its token is set once, by the first worker on
 #: a Redis. When it is gone or changed, Redis lost Riskmon's state (it restarted empty,
 #: was flushed, or evicted keys).
@@ -88,6 +92,7 @@ class Stats:
     input_lag: dict[str, int] | None = None  # per input topic, as of broker_ok_at
     inputs_assigned: int | None = None  # input partitions the group gave this worker
     rules_feed_error: str | None = None  # the rule feed's last failure, until it catches up
+    checkpoint_restore: str | None = None  # at start: restored, absent or unreadable
     rules_feed_failed_at: float | None = None  # its first failure since it last caught up
     ready: bool = False  # checkpoint restored and rule feed following
 
@@ -301,12 +306,29 @@ class Shell:
     async def restore(self) -> bool:
         data = await self.store.get_blob(CHECKPOINT)
         if data is None:
+            self.stats.checkpoint_restore = "absent"
             log.info("checkpoint_absent")
             return False
         try:
             saved = ModelBank.loads(data, self.settings.detection)
         except Exception as exc:  # a bad checkpoint must not stop the worker
-            log.error("checkpoint_unreadable", error=str(exc))
+            # its models start afresh, and their checkpoints will replace this one: it is
+            # kept aside first (a rollback to a release that cannot read it, say, would
+            # otherwise lose what the models had learned)
+            self.stats.checkpoint_restore = "unreadable"
+            metrics.CHECKPOINT_UNREADABLE.set(1)
+            try:
+                kept = await self.store.keep_blob(CHECKPOINT_UNREADABLE, data, UNREADABLE_KEEP_S)
+            except Exception as keep_exc:
+                kept = False
+                log.error("checkpoint_not_kept", error=error_text(keep_exc))
+            log.error(
+                "checkpoint_unreadable",
+                error=str(exc),
+                kept_as=CHECKPOINT_UNREADABLE,
+                kept_now=kept,
+                bytes=len(data),
+            )
             return False
         # the models learned, under this release's settings (weights, columns, models)
         dropped = self.core.models.adopt(saved)
@@ -316,6 +338,8 @@ class Shell:
                 event_types=dropped,
                 fix="none needed: these event types' models start afresh, with their warm-up",
             )
+        self.stats.checkpoint_restore = "restored"
+        metrics.CHECKPOINT_UNREADABLE.set(0)
         log.info("checkpoint_restored", bytes=len(data))
         return True
 
@@ -839,6 +863,7 @@ class Shell:
             "last_batch_age_s": None
             if s.last_batch_at is None
             else round(now - s.last_batch_at, 1),
+            "checkpoint_restore": s.checkpoint_restore,
             "last_checkpoint_age_s": None
             if s.last_checkpoint_at is None
             else round(now - s.last_checkpoint_at, 1),

@@ -569,3 +569,13 @@ async def test_a_confirmed_fraudster_outlives_the_feature_ttl(target: Any, prefi
     user["actions"] = {"freeze": T0 + 7000}
     await store.save(frozen)
     assert 3600 < target.ttl(plain_doc) <= 7200
+
+
+async def test_a_blob_kept_aside_stays_the_first_and_expires(target: Any, prefix: str) -> None:
+    """``keep_blob`` writes only where nothing is yet, with a TTL: the first unreadable
+    checkpoint kept is not replaced by a later one."""
+    store = RedisStore(target, prefix, ttl_s=3600)
+    assert await store.keep_blob("models:unreadable", b"first", 600) is True
+    assert await store.keep_blob("models:unreadable", b"second", 600) is False
+    assert await store.get_blob("models:unreadable") == b"first"
+    assert 0 < target.ttl(f"{prefix}models:unreadable") <= 600

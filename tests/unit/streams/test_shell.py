@@ -18,7 +18,7 @@ from detectors.bank import ModelBank
 from riskmon.metrics import REGISTRY
 from riskmon.settings import Settings
 from riskmon.store import AsyncMemoryStore
-from streams.shell import CHECKPOINT, Shell
+from streams.shell import CHECKPOINT, CHECKPOINT_UNREADABLE, Shell
 
 
 @pytest.fixture
@@ -852,3 +852,34 @@ async def test_a_failing_rule_feed_shows_in_health_and_metrics_until_it_catches_
         assert calls[0] == 3
     finally:
         task.cancel()
+
+
+async def test_an_unreadable_checkpoint_is_kept_aside_before_it_is_replaced(
+    shell_and_sent: tuple[Shell, list[tuple[str, bytes | None, bytes]]],
+) -> None:
+    """A worker that cannot read the model checkpoint (a rollback to a release that does
+    not know its format, say) starts its models afresh and says so (``/health``
+    ``checkpoint_restore``, ``riskmon_checkpoint_unreadable`` 1); the checkpoint is kept
+    under ``models:unreadable`` first, since the worker's own checkpoints replace it, and
+    a second unreadable one does not replace that copy."""
+    shell, _ = shell_and_sent
+    store = shell.store
+    assert isinstance(store, AsyncMemoryStore)
+    newer = b"a checkpoint in a format this release does not know"
+    await store.put_blob(CHECKPOINT, newer)
+    assert await shell.restore() is False
+    assert shell.health()["checkpoint_restore"] == "unreadable"
+    assert REGISTRY.get_sample_value("riskmon_checkpoint_unreadable") == 1.0
+    assert await store.get_blob(CHECKPOINT_UNREADABLE) == newer
+    await shell.checkpoint()  # the fresh models' checkpoint takes the key
+    fresh = await store.get_blob(CHECKPOINT)
+    assert fresh is not None and fresh != newer
+    assert await store.get_blob(CHECKPOINT_UNREADABLE) == newer
+    await store.put_blob(CHECKPOINT, b"another unreadable one")
+    assert await shell.restore() is False
+    assert await store.get_blob(CHECKPOINT_UNREADABLE) == newer
+    # a readable checkpoint restores, and the worker says so
+    await store.put_blob(CHECKPOINT, fresh)
+    assert await shell.restore() is True
+    assert shell.health()["checkpoint_restore"] == "restored"
+    assert REGISTRY.get_sample_value("riskmon_checkpoint_unreadable") == 0.0
