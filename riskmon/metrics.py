@@ -177,6 +177,12 @@ CHECKPOINT_UNREADABLE = Gauge(
     "models afresh (the checkpoint is kept aside, see the runbook), else 0",
     registry=REGISTRY,
 )
+REDIS_MAY_EVICT = Gauge(
+    "riskmon_redis_may_evict",
+    "1 when Redis's maxmemory-policy lets it drop keys (any but noeviction): Riskmon's "
+    "state would go when memory runs short; 0 when it does not, or cannot be read",
+    registry=REGISTRY,
+)
 RULES_FEED_OK = Gauge(
     "riskmon_rules_feed_ok",
     "1 once the worker has read the rules topic to its end, 0 from its start or a failure "

@@ -43,6 +43,9 @@ CHECKPOINT = "models"
 #: where a checkpoint this release cannot read is kept (the first one found, for
 #: UNREADABLE_KEEP_S), before the worker's own checkpoints replace it under CHECKPOINT
 CHECKPOINT_UNREADABLE = "models:unreadable"
+#: the Redis state check (every worker.state_check_s) reads the eviction policy every
+#: this many checks (a minute, by default)
+EVICTION_CHECK_EVERY = 12
 UNREADABLE_KEEP_S = 30 * 86400
 #: A key every worker checks for (no TTL): its token is set once, by the first worker on
 #: a Redis. When it is gone or changed, Redis lost Riskmon's state (it restarted empty,
@@ -93,6 +96,7 @@ class Stats:
     inputs_assigned: int | None = None  # input partitions the group gave this worker
     rules_feed_error: str | None = None  # the rule feed's last failure, until it catches up
     checkpoint_restore: str | None = None  # at start: restored, absent or unreadable
+    redis_eviction_policy: str | None = None  # maxmemory-policy, None where unknown
     rules_feed_failed_at: float | None = None  # its first failure since it last caught up
     ready: bool = False  # checkpoint restored and rule feed following
 
@@ -162,6 +166,7 @@ class Shell:
         #: have moved, and another worker may have saved newer state for its users.
         self.generation: Callable[[], int] = lambda: 0
         self._rules_caught_up = asyncio.Event()
+        self._state_checks = 0
         #: (rule id, version) reverted after failing (kept in the store, across restarts)
         self._reverted: set[tuple[str, int]] = set()
         self._state_mark: bytes | None = None
@@ -187,14 +192,7 @@ class Shell:
         """Check the state mark, restore the model checkpoint, then follow the rules topic."""
         metrics.start_dead_letter_counts(self.settings.topics.inputs, self.settings.topics.rules)
         await self.check_state()
-        policy = await self.store.eviction_policy()
-        if policy is not None and policy != "noeviction":
-            log.error(
-                "redis_eviction_policy",
-                policy=policy,
-                fix="set maxmemory-policy noeviction: Redis would drop Riskmon's state "
-                "(features, verdicts, freezes, profiles) when memory runs short",
-            )
+        await self.check_eviction_policy()
         await self.restore()
         await self.load_reverted()
         metrics.REDIS_REACHABLE.set(1)  # it answered the reads above
@@ -218,12 +216,33 @@ class Shell:
             rules=len(self.core.rules.versions()),
         )
 
+    async def check_eviction_policy(self) -> None:
+        """Read Redis's ``maxmemory-policy``: any but ``noeviction`` lets Redis drop
+        Riskmon's state when memory runs short (``riskmon_redis_may_evict`` 1, an error
+        log when it becomes so). Unknown where CONFIG is not allowed (a managed Redis):
+        then 0, and nothing logged."""
+        policy = await self.store.eviction_policy()
+        bad = policy is not None and policy != "noeviction"
+        if bad and policy != self.stats.redis_eviction_policy:
+            log.error(
+                "redis_eviction_policy",
+                policy=policy,
+                fix="set maxmemory-policy noeviction: Redis would drop Riskmon's state "
+                "(features, verdicts, freezes, profiles) when memory runs short",
+            )
+        self.stats.redis_eviction_policy = policy
+        metrics.REDIS_MAY_EVICT.set(1 if bad else 0)
+
     async def watch_redis(self) -> None:
         """:meth:`check_state`, noting whether Redis answered (``/health``,
-        ``riskmon_redis_reachable``): batches report an outage only when traffic comes."""
+        ``riskmon_redis_reachable``): batches report an outage only when traffic comes.
+        Every :data:`EVICTION_CHECK_EVERY` checks, the eviction policy too."""
         s = self.stats
         try:
             await self.check_state()
+            self._state_checks += 1
+            if self._state_checks % EVICTION_CHECK_EVERY == 0:
+                await self.check_eviction_policy()
         except Exception as exc:
             if s.redis_error is None:
                 log.error("redis_unanswered", error=error_text(exc))
@@ -875,6 +894,7 @@ class Shell:
             else round(now - s.broker_ok_at, 1),
             "broker_error": s.broker_error,
             "redis_error": s.redis_error,
+            "redis_eviction_policy": s.redis_eviction_policy,
             "input_lag": s.input_lag,
             "inputs_assigned": s.inputs_assigned,
         }

@@ -18,7 +18,7 @@ from detectors.bank import ModelBank
 from riskmon.metrics import REGISTRY
 from riskmon.settings import Settings
 from riskmon.store import AsyncMemoryStore
-from streams.shell import CHECKPOINT, CHECKPOINT_UNREADABLE, Shell
+from streams.shell import CHECKPOINT, CHECKPOINT_UNREADABLE, EVICTION_CHECK_EVERY, Shell
 
 
 @pytest.fixture
@@ -883,3 +883,39 @@ async def test_an_unreadable_checkpoint_is_kept_aside_before_it_is_replaced(
     assert await shell.restore() is True
     assert shell.health()["checkpoint_restore"] == "restored"
     assert REGISTRY.get_sample_value("riskmon_checkpoint_unreadable") == 0.0
+
+
+async def test_a_redis_that_may_evict_state_shows_within_a_minute(
+    shell_and_sent: tuple[Shell, list[tuple[str, bytes | None, bytes]]],
+) -> None:
+    """The state check reads Redis's ``maxmemory-policy`` every EVICTION_CHECK_EVERY
+    checks: a policy that lets Redis drop keys (set after the worker started, say) shows
+    in ``/health`` and as ``riskmon_redis_may_evict`` 1, and back to 0 once set right; a
+    policy that cannot be read (CONFIG not allowed) counts as 0."""
+    shell, _ = shell_and_sent
+    policy: list[str | None] = ["noeviction"]
+
+    async def eviction_policy() -> str | None:
+        return policy[0]
+
+    shell.store.eviction_policy = eviction_policy  # type: ignore[method-assign]
+
+    async def checks(n: int) -> None:
+        for _ in range(n):
+            await shell.watch_redis()
+
+    await shell.check_eviction_policy()
+    assert REGISTRY.get_sample_value("riskmon_redis_may_evict") == 0.0
+    policy[0] = "allkeys-lru"
+    await checks(EVICTION_CHECK_EVERY)
+    assert shell.health()["redis_eviction_policy"] == "allkeys-lru"
+    assert REGISTRY.get_sample_value("riskmon_redis_may_evict") == 1.0
+    policy[0] = "noeviction"
+    await checks(EVICTION_CHECK_EVERY - 1)
+    assert REGISTRY.get_sample_value("riskmon_redis_may_evict") == 1.0  # not read yet
+    await checks(1)
+    assert REGISTRY.get_sample_value("riskmon_redis_may_evict") == 0.0
+    policy[0] = None
+    await checks(EVICTION_CHECK_EVERY)
+    assert REGISTRY.get_sample_value("riskmon_redis_may_evict") == 0.0
+    assert shell.health()["redis_eviction_policy"] is None
