@@ -82,6 +82,31 @@ async def topic_partitions(admin: AIOKafkaAdminClient, names: Iterable[str]) -> 
     return out
 
 
+def copartition_problem(counts: dict[str, int]) -> str | None:
+    """What is wrong with the partitions of the input topics (``counts``: name ->
+    partitions), or ``None``. A user's events and verdicts, keyed by ``user_id``, meet in
+    one worker only when every input topic has as many partitions: partition *k* of each
+    goes to the same worker, and the key picks the same *k* in each.
+
+    >>> copartition_problem({"loan.applications": 4, "risk.labels": 4})
+    >>> copartition_problem({"loan.applications": 8, "risk.labels": 4})
+    'input topics with different partition counts: loan.applications 8, risk.labels 4'
+    """
+    if len(set(counts.values())) <= 1:
+        return None
+    listed = ", ".join(f"{name} {n}" for name, n in sorted(counts.items()))
+    return f"input topics with different partition counts: {listed}"
+
+
+async def input_partitions(settings: Settings, *, timeout_s: float = 30.0) -> dict[str, int]:
+    """Name -> partition count of the input topics that exist on the broker."""
+    admin = await connect_admin(settings, timeout_s=timeout_s)
+    try:
+        return await topic_partitions(admin, settings.topics.inputs)
+    finally:
+        await admin.close()
+
+
 async def _wait_for_leaders(
     admin: AIOKafkaAdminClient, names: list[str], partitions: int, deadline: float
 ) -> None:

@@ -141,14 +141,25 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         )
     if not wait_for_redis(settings):
         return 1
-    if not args.no_create_topics:
-        from riskmon.topics import TopicsError, ensure_topics
+    from riskmon.topics import TopicsError, copartition_problem, ensure_topics, input_partitions
 
-        try:
+    try:
+        if not args.no_create_topics:
             asyncio.run(ensure_topics(settings))
-        except TopicsError as exc:  # the reason in one line, not a traceback
-            log.error("kafka_unreachable", broker=settings.kafka.bootstrap, error=str(exc))
-            return 1
+        counts = asyncio.run(input_partitions(settings))
+    except TopicsError as exc:  # the reason in one line, not a traceback
+        log.error("kafka_unreachable", broker=settings.kafka.bootstrap, error=str(exc))
+        return 1
+    problem = copartition_problem(counts)
+    if problem is not None:  # a user's events would be decided apart, on stale state
+        log.error(
+            "inputs_not_copartitioned",
+            partitions=counts,
+            error=problem,
+            fix="give every input topic the same number of partitions "
+            "(kafka-topics.sh --alter --partitions N on those with fewer)",
+        )
+        return 2
     app = create_app(settings)
     log.info(
         "worker_starting",

@@ -385,3 +385,29 @@ async def test_a_redis_refusing_writes_for_a_while_delays_outputs_but_never_repe
     assert not adjustments or max(adjustments.values()) == 1
     assert "batch_resumed" in worker.log.read_text()
     assert worker.alive() and worker.health()["ok"]
+
+
+async def test_a_worker_refuses_input_topics_with_different_partition_counts(isolated) -> None:
+    """A user's events and verdicts meet in one worker only when every input topic has
+    as many partitions: one input topic given more partitions than the others (scaling
+    out half-way) makes a starting worker exit with status 2 and the counts, rather than
+    decide a user's events apart on state that other workers overwrite."""
+    from aiokafka.admin import NewPartitions
+
+    from riskmon.topics import connect_admin, topic_partitions
+
+    settings = isolated.settings
+    admin = await connect_admin(settings)
+    try:
+        applications = settings.topics.applications
+        before = await topic_partitions(admin, [applications])
+        await admin.create_partitions({applications: NewPartitions(before[applications] + 2)})
+    finally:
+        await admin.close()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RISKMON_")}
+    cmd = [sys.executable, "-m", "riskmon.cli", "--config", str(isolated.config_file), "worker"]
+    done = subprocess.run(cmd, env=env, capture_output=True, timeout=120)
+    log = (done.stdout + done.stderr).decode()
+    assert done.returncode == 2, log[-3000:]
+    assert "inputs_not_copartitioned" in log and "Traceback" not in log, log[-3000:]
+    assert f"{applications} {before[applications] + 2}" in log, log[-3000:]
