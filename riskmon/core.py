@@ -122,6 +122,21 @@ class _Pending(NamedTuple):
     #: its vector waits for a verdict: not when its user is a confirmed fraudster as of
     #: the event (see :class:`detectors.bank.ModelInput`)
     awaits_label: bool
+    #: whether its user is a confirmed fraudster as of the event: after the verdicts of
+    #: its batch that come before it in event time, none of those after it
+    fraud: bool
+
+
+class _Clearing(NamedTuple):
+    """A verdict that is not fraud, which may lift account actions (see ``_lift``) at
+    its place in the batch's event-time order."""
+
+    before: int  # the number of the batch's pending events before it in event time
+    label: dict[str, Any]
+    ts: float
+    user: dict[str, Any]
+    undone: bool  # it took a fraud verdict back
+    fraud: bool  # whether the user is still a confirmed fraudster after it
 
 
 #: profile key -> (event, decision, user document, event time) of its newest decision
@@ -345,8 +360,7 @@ class Core:
         pending: list[_Pending] = []
         batch_seen: set[str] = set()
         labelled: dict[str, tuple[dict[str, Any], float]] = {}  # user, label time
-        # verdicts that may lift account actions: (label, time, user, fraud taken back)
-        clearing: list[tuple[dict[str, Any], float, dict[str, Any], bool]] = []
+        clearing: list[_Clearing] = []  # verdicts that may lift account actions
         verdicts: list[tuple[dict[str, Any], float]] = []  # for the models, in time order
         newest = state.now
         # Event-time order within the micro-batch: the input topics are consumed side by
@@ -371,14 +385,18 @@ class Core:
                     if changed:
                         labelled[uid] = (user, ts)
                     if event["label"] in UNDO_FRAUD:
-                        clearing.append((event, ts, user, changed))
+                        clearing.append(
+                            _Clearing(len(pending), event, ts, user, changed, user["fraud"])
+                        )
                 continue
             features = observe(event, ts, user, state.idents)
             evaluation = self.rules.evaluate(event["event_type"], event, features)
             if evaluation.errors:
                 self._rule_errors(evaluation, event, out, wall)
-            awaits = user is None or not user["fraud"]
-            pending.append(_Pending(event, ts, features, evaluation, user, awaits))
+            # the user's verdict as of the event: a later verdict of the batch, taken
+            # above already, does not judge it
+            fraud = user is not None and user["fraud"]
+            pending.append(_Pending(event, ts, features, evaluation, user, not fraud, fraud))
         state.now = newest
         # Unlabelled vectors mature by event time: up to the batch's first verdict before
         # its events are scored, then each verdict's time before it teaches, then the
@@ -423,13 +441,19 @@ class Core:
         per_event_ms = batch_ms / max(1, len(pending))
         ts_text = format_ts(wall)
         latest: _Latest = {}
-        for p, model_scores, mi in zip(pending, scores, inputs, strict=True):
+        # Decided in event time with the verdicts' lifts between them, as one event at a
+        # time would be: a lift finds the actions the batch's earlier events took, and
+        # the batch's later events find them lifted.
+        lifts = iter(clearing)
+        lift = next(lifts, None)
+        for k, (p, model_scores, mi) in enumerate(zip(pending, scores, inputs, strict=True)):
+            while lift is not None and lift.before <= k:
+                self._lift_at(lift, out, ts_text, labelled)
+                lift = next(lifts, None)
             self._decide(p, model_scores, mi.x, state, out, ts_text, per_event_ms, latest)
-        # after the batch's decisions, so that the actions they took are there to lift
-        for event, ts, user, undone in clearing:
-            if self._lift(event, ts, user, undone, out, ts_text):
-                uid = event["user_id"]
-                labelled[uid] = (user, max(ts, labelled[uid][1]) if uid in labelled else ts)
+        while lift is not None:
+            self._lift_at(lift, out, ts_text, labelled)
+            lift = next(lifts, None)
         # a label's verdict shows in the profile at once, not at the user's next event
         _write_profiles(latest, state.profiles, labelled)
         for drift in self.models.drain_drift():
@@ -463,11 +487,26 @@ class Core:
         if user is not None and label in VERDICTS:
             was = user["fraud"]
             user["fraud"] = _take_verdict(user, event["target_type"], event["target_id"], label, ts)
-            # Taken back, the verdict leaves the user's events judged as anyone's again
-            # (the account actions are lifted after the batch's decisions, see _lift).
+            # Taken back, the verdict leaves the user's later events judged as anyone's
+            # again (each event's decision sees the verdict as of its own time, and the
+            # account actions are lifted at the verdict's place among the batch's
+            # decisions, see _lift).
             # The identifiers keep their fraud marks (they only grow, see riskmon.state).
             changed = user["fraud"] != was
         return changed
+
+    def _lift_at(
+        self,
+        lift: _Clearing,
+        out: Outputs,
+        ts_text: str,
+        labelled: dict[str, tuple[dict[str, Any], float]],
+    ) -> None:
+        """Apply one verdict's lift; a user whose actions it lifted gets a new profile."""
+        label, ts, user = lift.label, lift.ts, lift.user
+        if self._lift(label, ts, user, lift.undone, lift.fraud, out, ts_text):
+            uid = label["user_id"]
+            labelled[uid] = (user, max(ts, labelled[uid][1]) if uid in labelled else ts)
 
     def _lift(
         self,
@@ -475,6 +514,7 @@ class Core:
         ts: float,
         user: dict[str, Any],
         undone: bool,
+        fraud: bool,
         out: Outputs,
         ts_text: str,
     ) -> bool:
@@ -483,10 +523,14 @@ class Core:
         takes a fraud verdict back (``undone``), else those that only flags on the item
         it names caused; ``True`` if one was lifted. A lifted freeze is sent as an
         ``unfreeze`` adjustment. Actions taken by events later than the label stay, and
-        nothing is lifted while the user is still a confirmed fraudster.
+        nothing is lifted while the user is still a confirmed fraudster (``fraud``: as
+        of the label, after the verdicts before it in event time).
+
+        ``_process`` calls it at the verdict's place among the batch's decisions, in
+        event time: after the earlier events' actions, before the later events.
         """
         actions = user["actions"]
-        if user["fraud"] or not actions:
+        if fraud or not actions:
             return False
         everything = undone or label["target_type"] == "user"
         item = _item_key(label["target_type"], label["target_id"])
@@ -608,10 +652,11 @@ class Core:
             reasons = [cast(Reason, r) for r in ev.reasons]
         # A user the risk team confirmed as a fraudster (a fraud label) gets no new
         # credit and moves no money, whatever the rules and models say of the event.
+        # As of the event: a verdict later in event time, in the same batch, does not count.
         user = p.user
         if (
             user is not None
-            and user["fraud"]
+            and p.fraud
             and (etype == "application" or event.get("kind") in MONEY_OUT)
         ):
             outcome = Outcome.DECLINE

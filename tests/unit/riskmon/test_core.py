@@ -280,13 +280,14 @@ def test_a_freeze_two_flags_caused_is_lifted_when_both_are_cleared() -> None:
 
 def test_a_verdict_on_the_user_leaves_an_action_taken_after_it_in_force() -> None:
     """In one batch: a freezing withdrawal, a legit verdict on the user, then another
-    freezing withdrawal. The verdict clears what came before it, not the later flag: the
-    account stays frozen. A later verdict on the user lifts the freeze."""
+    freezing withdrawal. The verdict lifts the freeze that came before it, at its place
+    in event time, and the later flag freezes the account again: it stays frozen. A
+    later verdict on the user lifts the freeze."""
     core, store = freezing_core(), MemoryStore()
     user_verdict = {**verdict_on(2, "user", "u1", "legit", 0), "ts": "2026-11-01T10:02:00Z"}
     batch = [withdrawal(1, 5000.0, 1), user_verdict, withdrawal(3, 5000.0, 3)]
     out = core.run_batch(store, batch, now=0.0)
-    assert [a["action"] for a in out.adjustments] == ["freeze"]
+    assert [a["action"] for a in out.adjustments] == ["freeze", "unfreeze", "freeze"]
     assert "freeze" in store.users["u1"]["actions"]
     later = core.run_batch(store, [verdict_on(4, "user", "u1", "legit", 5)], now=0.0)
     assert [a["action"] for a in later.adjustments] == ["unfreeze"]
@@ -300,6 +301,96 @@ def test_nothing_is_lifted_while_the_user_is_a_confirmed_fraudster() -> None:
     core.run_batch(store, [verdict_on(3, "transaction", "tx2", "fraud", 1)], now=0.0)
     out = core.run_batch(store, [verdict_on(4, "transaction", "tx1", "false_positive", 2)])
     assert out.adjustments == [] and "freeze" in store.users["u1"]["actions"]
+
+
+def application(i: int, minute: int) -> dict[str, Any]:
+    return {
+        "event_id": f"a{i}",
+        "event_type": "application",
+        "user_id": "u1",
+        "ts": f"2026-11-01T10:{minute:02d}:00.000Z",
+        "application_id": f"app{i}",
+        "amount": 500.0,
+        "product": "cash_loan",
+    }
+
+
+def test_a_legit_verdict_lifts_the_freeze_for_a_later_withdrawal_of_its_batch() -> None:
+    """A legit verdict on the user at 11:00 and a small withdrawal at 11:05, in one batch
+    after a freeze: the verdict lifts the freeze at its own time (one ``unfreeze``), so
+    the withdrawal passes and the profile shows no action, as when they come apart."""
+    froze = [withdrawal(1, 5000.0, 1)]
+    lift = verdict_on(2, "user", "u1", "legit", 0)
+    small = {**withdrawal(3, 50.0, 0), "ts": "2026-11-01T11:05:00.000Z"}
+    for batches in ([froze, [lift], [small]], [froze, [lift, small]]):
+        core, store = freezing_core(), MemoryStore()
+        outs = [core.run_batch(store, batch, now=0.0) for batch in batches]
+        adjustments = [a["action"] for out in outs[1:] for a in out.adjustments]
+        assert adjustments == ["unfreeze"]
+        decision = outs[-1].decisions[0]
+        assert decision["decision"] == "pass", decision["reasons"]
+        profile = store.get_profile("user", "u1")
+        assert profile is not None and profile["actions"] == {}
+
+
+def test_a_fraud_verdict_does_not_judge_an_earlier_event_of_its_batch() -> None:
+    """An application at 10:00 and a fraud verdict on the user dated 12:00, in one batch:
+    the application passes, as it does when the verdict comes in a later batch (it did
+    not exist at the application's time); the user's profile says confirmed fraud."""
+    app = {**application(1, 0), "ts": "2026-11-01T10:00:00.000Z"}
+    fraud = {**label(9, "u1", "user", "u1"), "ts": "2026-11-01T12:00:00.000Z"}
+    for batches in ([[app], [fraud]], [[app, fraud]]):
+        core, store = freezing_core(), MemoryStore()
+        (first, *_) = [core.run_batch(store, batch, now=0.0) for batch in batches]
+        assert first.decisions[0]["decision"] == "pass", first.decisions[0]["reasons"]
+        profile = store.get_profile("user", "u1")
+        assert profile is not None and profile["confirmed_fraud"] is True
+
+
+def test_verdicts_decide_the_same_however_the_stream_is_batched() -> None:
+    """Verdicts among the events of a batch are taken at their place in event time: a
+    stream decided as one batch gives the same decisions (decision, reasons, score),
+    adjustments and final profiles as one event per batch. An application before a fraud
+    verdict passes and a withdrawal after it is declined; a fraudster's withdrawal before
+    a legit verdict is declined, and the verdict lifts the freeze for the next one."""
+    stream = [  # in event time
+        withdrawal(1, 5000.0, 1),  # a freeze
+        application(2, 5),  # before the fraud verdict: passes
+        {**verdict_on(3, "user", "u1", "fraud", 0), "ts": "2026-11-01T10:10:00.000Z"},
+        withdrawal(4, 50.0, 15),  # a confirmed fraudster's: declined
+        application(5, 18),  # declined too
+        {**verdict_on(6, "user", "u1", "legit", 0), "ts": "2026-11-01T10:20:00.000Z"},
+        withdrawal(7, 50.0, 25),  # the freeze lifted: passes
+        withdrawal(9, 5000.0, 27),  # freezes again, before the verdict on it
+        {**verdict_on(8, "transaction", "tx9", "false_positive", 0), "ts": "2026-11-01T10:28Z"},
+        withdrawal(10, 50.0, 40),  # after that verdict: passes
+    ]
+
+    def run(batches: list[list[dict[str, Any]]]) -> tuple[list[Any], list[Any], Any]:
+        core, store = freezing_core(), MemoryStore()
+        outs = [core.run_batch(store, batch, now=0.0) for batch in batches]
+        decisions = [
+            (d["source_event_id"], d["decision"], d["reasons"], d["score"])
+            for out in outs
+            for d in out.decisions
+        ]
+        return decisions, [a for out in outs for a in out.adjustments], store.profiles
+
+    decisions, adjustments, profiles = run([stream[::-1]])  # the batch is put in time
+    assert (decisions, adjustments, profiles) == run([[event] for event in stream])
+    by_event = {eid: (what, [r["code"] for r in reasons]) for eid, what, reasons, _ in decisions}
+    assert by_event["a2"][0] == "pass"
+    assert by_event["t4"] == ("decline", ["label:fraud", "action:freeze"])
+    assert by_event["a5"][0] == "decline" and "label:fraud" in by_event["a5"][1]
+    assert by_event["t7"][0] == "pass" and by_event["t10"][0] == "pass"
+    assert [(a["source_event_id"], a["action"]) for a in adjustments] == [
+        ("t1", "freeze"),
+        ("a5", "decline"),
+        ("l6", "unfreeze"),
+        ("t9", "freeze"),
+        ("l8", "unfreeze"),
+    ]
+    assert profiles["user:u1"]["actions"] == {} and profiles["user:u1"]["confirmed_fraud"] is False
 
 
 def test_peak_score_24h_is_the_highest_score_of_the_last_24_hours_of_event_time() -> None:
