@@ -808,11 +808,14 @@ class Core:
                 by = user.setdefault("action_by", {})
                 active_until = user["actions"].get(action)
                 if active_until is not None and active_until > p.ts:
-                    # already in force: one action, not one per event
                     add_cause(by.setdefault(action, []), cause, p.ts)
-                    continue
+                    if active_until - p.ts >= self.d.adjustment_ttl_s / 2:
+                        continue  # in force for a while yet: one action, not one per event
+                    # renewed for the full term from this flag, by a new adjustment: a
+                    # flag near the end of an action does not leave it to run out
+                else:
+                    by[action] = [[cause, p.ts]]
                 user["actions"][action] = expires
-                by[action] = [[cause, p.ts]]
             adj: Adjustment = {
                 "adjustment_id": _stable_id("adj", event["event_id"], action),
                 "source_event_id": event["event_id"],

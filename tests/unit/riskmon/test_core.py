@@ -333,6 +333,33 @@ def test_a_legit_verdict_lifts_the_freeze_for_a_later_withdrawal_of_its_batch() 
         assert profile is not None and profile["actions"] == {}
 
 
+def test_a_freezing_flag_in_the_second_half_of_a_freeze_renews_it() -> None:
+    """A freeze has a term (``detection.adjustment_ttl_s``, 7 days). A new freezing flag
+    while it has more than half its term left adds no adjustment (one action, not one per
+    event); one in its second half renews it for a full term from that flag, with a new
+    ``freeze`` adjustment, so money stays held after the first term would have ended."""
+    core, store = freezing_core(), MemoryStore()
+
+    def on(day: str, i: int, amount: float) -> dict[str, Any]:
+        return {**withdrawal(i, amount, 0), "ts": f"2026-11-{day}T10:00:00.000Z"}
+
+    outs = [
+        core.run_batch(store, [on(day, i, amount)], now=0.0)
+        for i, (day, amount) in enumerate(
+            [("01", 5000.0), ("03", 6000.0), ("07", 7000.0), ("08", 50.0), ("15", 50.0)]
+        )
+    ]
+    assert [a["expires_at"] for a in outs[0].adjustments] == ["2026-11-08T10:00:00.000Z"]
+    assert outs[1].decisions[0]["decision"] == "decline" and outs[1].adjustments == []
+    assert [(a["action"], a["expires_at"]) for a in outs[2].adjustments] == [
+        ("freeze", "2026-11-14T10:00:00.000Z")
+    ]
+    assert outs[3].decisions[0]["decision"] == "decline"  # past the first term: still held
+    assert outs[4].decisions[0]["decision"] == "pass"  # past the renewed term
+    profile = store.get_profile("user", "u1")
+    assert profile is not None and profile["actions"] == {}
+
+
 def test_a_fraud_verdict_does_not_judge_an_earlier_event_of_its_batch() -> None:
     """An application at 10:00 and a fraud verdict on the user dated 12:00, in one batch:
     the application passes, as it does when the verdict comes in a later batch (it did
