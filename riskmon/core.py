@@ -484,6 +484,9 @@ class Core:
                 keys = user.get("targets", {}).get(event["target_id"])
             for key in keys if keys is not None else user["idents"]:
                 state.fraud_marks.append((key, uid))
+                ident = state.idents.get(key)
+                if ident is not None:  # the batch's later events carry it: they see it
+                    ident.mark_fraud(uid)
         if user is not None and label in VERDICTS:
             was = user["fraud"]
             user["fraud"] = _take_verdict(user, event["target_type"], event["target_id"], label, ts)

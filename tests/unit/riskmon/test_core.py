@@ -59,6 +59,48 @@ def test_fraud_on_a_transaction_marks_where_it_happened() -> None:
     assert store.users["u1"]["fraud"] is True
 
 
+def test_a_fraud_mark_reaches_the_later_events_of_its_batch() -> None:
+    """A fraud label marks the identifiers of the user at its place in event time: a
+    later payment by another user to the same account, in the same batch, sees the
+    account's fraud share (a rule on it flags the payment), as it does when the label
+    came in an earlier batch; an earlier payment of the batch does not."""
+
+    def core() -> Core:
+        c = Core.create(Settings.load(env={}, config_file=None), deterministic=True)
+        c.apply_rule(
+            {
+                "rule_id": "test_account_fraud_share",
+                "version": 1,
+                "applies_to": ["transaction"],
+                "when": "features.account_fraud_share > 0",
+                "score": 0.6,
+                "severity": "medium",
+                "action": "review",
+                "mode": "active",
+                "reason": "Paid to an account a confirmed fraudster used.",
+                "enabled": True,
+            }
+        )
+        return c
+
+    def at(event: dict[str, Any], hour: int) -> dict[str, Any]:
+        return {**event, "ts": f"2026-11-02T{hour:02d}:00:00.000Z"}
+
+    stream = [
+        at(txn(1, "u1", "mule", 0), 8),
+        at(txn(2, "u2", "mule", 0), 9),  # before the verdict
+        at(label(3, "u1", "user", "u1"), 10),
+        at(txn(4, "u3", "mule", 0), 11),  # after it
+    ]
+    results = []
+    for batches in ([stream], [[e] for e in stream]):
+        c, store = core(), MemoryStore()
+        outs = [c.run_batch(store, batch, now=0.0) for batch in batches]
+        decided = {d["source_event_id"]: d["decision"] for out in outs for d in out.decisions}
+        results.append(decided)
+    assert results[0] == results[1] == {"t1": "pass", "t2": "pass", "t4": "review"}
+
+
 def test_a_fraud_label_shows_in_the_profile_at_once_and_stops_new_credit() -> None:
     """After a fraud label on a user, the approval service's profile says
     ``confirmed_fraud`` at once (before the user's next event), as of the label's time.
