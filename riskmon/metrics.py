@@ -136,7 +136,8 @@ BATCH_SIZE = Histogram(
 )
 EVENT_LAG = Gauge(
     "riskmon_event_time_lag_seconds",
-    "Wall clock minus event time of the newest event processed",
+    "Wall clock minus event time of the newest event of the last batch; 0 when the "
+    "broker probe finds no input left unread",
     registry=REGISTRY,
 )
 LAST_BATCH = Gauge(

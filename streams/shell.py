@@ -814,6 +814,11 @@ class Shell:
         s.input_lag = {t: lag.get(t, 0) for t in self._expected}
         for topic, n in s.input_lag.items():
             metrics.INPUT_LAG.labels(topic=topic).set(n)
+        if not any(s.input_lag.values()):
+            # nothing left unread: the worker is not behind, whatever the event time of
+            # the last event it decided (one that arrived late and then quiet would keep
+            # the gauge high, and page, until the next batch)
+            metrics.EVENT_LAG.set(0)
 
     def broker_failed(self, error: str, now: float | None = None) -> None:
         """The broker did not answer the probe."""

@@ -919,3 +919,25 @@ async def test_a_redis_that_may_evict_state_shows_within_a_minute(
     await checks(EVICTION_CHECK_EVERY)
     assert REGISTRY.get_sample_value("riskmon_redis_may_evict") == 0.0
     assert shell.health()["redis_eviction_policy"] is None
+
+
+async def test_the_event_time_lag_goes_to_zero_once_no_input_is_left_unread(
+    shell_and_sent: tuple[Shell, list[tuple[str, bytes | None, bytes]]],
+) -> None:
+    """A batch of events that arrived an hour late sets the event-time lag to an hour;
+    once the broker probe finds nothing left unread, the worker is not behind and the
+    gauge says 0 (a quiet worker would otherwise keep the late batch's lag, and page);
+    while input waits, the probe leaves it alone."""
+    from datetime import UTC, datetime, timedelta
+
+    shell, _ = shell_and_sent
+    hour_ago = (datetime.now(UTC) - timedelta(hours=1)).isoformat(timespec="milliseconds")
+    late = orjson.loads(_device(50)) | {"event_id": "late-50", "ts": hour_ago}
+    await shell.handle([("device.events", 0, 0, b"u50", orjson.dumps(late))])
+    lag = REGISTRY.get_sample_value("riskmon_event_time_lag_seconds")
+    assert lag is not None and 3500 < lag < 3700
+    topics = list(shell.settings.topics.inputs)
+    shell.broker_answered({topics[0]: 3})
+    assert REGISTRY.get_sample_value("riskmon_event_time_lag_seconds") == lag
+    shell.broker_answered({})
+    assert REGISTRY.get_sample_value("riskmon_event_time_lag_seconds") == 0.0
