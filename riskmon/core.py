@@ -125,6 +125,10 @@ class _Pending(NamedTuple):
     #: whether its user is a confirmed fraudster as of the event: after the verdicts of
     #: its batch that come before it in event time, none of those after it
     fraud: bool
+    #: a verdict taken before the event arrived, later than it in event time, cleared the
+    #: user or the item it is part of: the event came late, and its flag is judged
+    #: already (it takes no account action)
+    cleared: bool = False
 
 
 class _Clearing(NamedTuple):
@@ -396,7 +400,10 @@ class Core:
             # the user's verdict as of the event: a later verdict of the batch, taken
             # above already, does not judge it
             fraud = user is not None and user["fraud"]
-            pending.append(_Pending(event, ts, features, evaluation, user, not fraud, fraud))
+            cleared = user is not None and _cleared_after(user, _cause_key(event), ts)
+            pending.append(
+                _Pending(event, ts, features, evaluation, user, not fraud, fraud, cleared)
+            )
         state.now = newest
         # Unlabelled vectors mature by event time: up to the batch's first verdict before
         # its events are scored, then each verdict's time before it teaches, then the
@@ -753,16 +760,29 @@ class Core:
         ev = p.evaluation
         if score < self.t.alert and not any(int(h.rule.severity) >= 2 for h in ev.hits):
             return
-        if ev.hits:
-            pattern = ev.hits[0].rule.rule_id
+        if ev.hits:  # the most severe rule hit (the hits come in rule id order)
+            pattern = max(ev.hits, key=lambda h: int(h.rule.severity)).rule.rule_id
         else:  # what flagged it without a rule: a label, a freeze, or the models
             pattern = dec["reasons"][0]["code"] if dec["reasons"] else "model"
+        severity = self._severity(ev, score)
+        rank = SEVERITIES.index(severity)
         user = p.user
         if user is not None:
-            last = user["alerts"].get(pattern)
-            if last is not None and p.ts - last < self.d.alert_dedup_s:
-                return
-            user["alerts"][pattern] = p.ts
+            # one alert per user and pattern within alert_dedup_s of event time, either
+            # side (a late event too), unless it is more severe than the one sent
+            # ``alerts``: the newest alert's time per pattern (what releases before
+            # severities were kept read and write); ``alert_ranks``: the severity sent
+            alerts, ranks = user["alerts"], user.setdefault("alert_ranks", {})
+            at = alerts.get(pattern)
+            if at is not None:
+                sent = ranks.get(pattern, 0)
+                near = abs(p.ts - at) < self.d.alert_dedup_s
+                if near and rank <= sent:
+                    return
+                if p.ts < at:  # a late one: the newer alert's time stays
+                    rank = max(rank, sent) if near else sent
+            alerts[pattern] = max(p.ts, at) if at is not None else p.ts
+            ranks[pattern] = rank
         event = p.event
         alert: Alert = {
             "alert_id": _stable_id("alert", event["event_id"], pattern),
@@ -772,7 +792,7 @@ class Core:
             "event_ts": event["ts"],
             "ts": ts_text,
             "score": score,
-            "severity": self._severity(ev, score),  # type: ignore[typeddict-item]
+            "severity": severity,  # type: ignore[typeddict-item]
             "reasons": dec["reasons"],
             "rule_ids": dec.get("rule_ids", []),
             "model_scores": dec.get("model_scores", {}),
@@ -805,7 +825,12 @@ class Core:
         expires = p.ts + self.d.adjustment_ttl_s
         user = p.user
         for action in dict.fromkeys(actions):
-            if action in ("freeze", "reduce_limit") and user is not None:
+            if action in ("freeze", "reduce_limit"):
+                # an account action needs an account, and a flag the risk team cleared
+                # after it (the event came late), or whose term ended before the user's
+                # newest event, takes none
+                if user is None or p.cleared or expires <= user.get("newest", p.ts):
+                    continue
                 # what caused it, for a verdict on that item to lift it (see _lift)
                 cause = _cause_key(event)
                 by = user.setdefault("action_by", {})
@@ -978,6 +1003,26 @@ def _write_profiles(
 
 #: verdicts kept per user (the newest per target)
 MAX_VERDICTS = 64
+
+
+def _cleared_after(user: dict[str, Any], cause: str, ts: float) -> bool:
+    """Whether a standing verdict that is not fraud, on the user or on the item ``cause``
+    names, is later than ``ts`` in event time.
+
+    >>> user = {"verdicts": {"user": [50.0, False], "transaction:t1": [90.0, False]}}
+    >>> _cleared_after(user, "transaction:t9", 40.0), _cleared_after(user, "event:e", 60.0)
+    (True, False)
+    >>> _cleared_after(user, "transaction:t1", 60.0), _cleared_after({}, "event:e", 1.0)
+    (True, False)
+    """
+    verdicts = user.get("verdicts")
+    if not verdicts:
+        return False
+    for key in ("user", cause):
+        verdict = verdicts.get(key)
+        if verdict is not None and not verdict[1] and verdict[0] > ts:
+            return True
+    return False
 
 
 def _take_verdict(

@@ -758,3 +758,138 @@ def test_a_vector_taught_as_a_negative_when_it_matured_is_not_taught_so_again() 
     legit["ts"] = "2026-12-12T10:00:00.000Z"
     counts = _learning([[pay], [_later(1)], [legit]])
     assert counts["matured"] == 1 and counts["taught_negative"] == 1
+
+
+def _rule(rule_id: str, when: str, score: float, severity: str, action: str) -> dict[str, Any]:
+    return {
+        "rule_id": rule_id,
+        "version": 1,
+        "applies_to": ["transaction", "device"],
+        "when": when,
+        "score": score,
+        "severity": severity,
+        "action": action,
+        "mode": "active",
+        "reason": f"Test rule {rule_id}.",
+        "enabled": True,
+    }
+
+
+def _core_with(*rules: dict[str, Any]) -> Core:
+    core = Core.create(Settings.load(env={}, config_file=None), deterministic=True)
+    for r in rules:
+        core.apply_rule(r)
+    return core
+
+
+def _at(event: dict[str, Any], ts: str) -> dict[str, Any]:
+    return {**event, "ts": ts}
+
+
+def test_a_more_severe_alert_within_the_dedup_window_is_sent() -> None:
+    """Alerts are deduplicated per user and pattern (the most severe rule hit) within
+    ``detection.alert_dedup_s``; an alert more severe than the one sent goes out all the
+    same: a critical cash-out ten minutes after a high alert reaches the risk team."""
+    core = _core_with(
+        _rule("a_watch", "event.kind == 'withdrawal'", 0.6, "high", "review"),
+        _rule(
+            "b_big",
+            "event.kind == 'withdrawal' && event.amount >= 5000.0",
+            0.95,
+            "critical",
+            "freeze",
+        ),
+    )
+    store = MemoryStore()
+    outs = [
+        core.run_batch(store, [_at(withdrawal(i, amount, 0), ts)], now=0.0)
+        for i, (amount, ts) in enumerate(
+            [
+                (100.0, "2026-11-01T10:00:00.000Z"),
+                (9000.0, "2026-11-01T10:10:00.000Z"),
+                (9500.0, "2026-11-01T10:20:00.000Z"),  # critical again: deduplicated
+                (100.0, "2026-11-01T10:30:00.000Z"),  # high, after a critical: too
+            ]
+        )
+    ]
+    assert [[a["severity"] for a in out.alerts] for out in outs] == [["high"], ["critical"], [], []]
+
+
+def test_alert_dedup_does_not_depend_on_arrival_order() -> None:
+    """Two alerts of one pattern four hours apart are two incidents, whichever arrives
+    first: a late event is deduplicated against alerts near it in event time only."""
+    early = _at(withdrawal(1, 100.0, 0), "2026-11-01T06:00:00.000Z")
+    late = _at(withdrawal(2, 100.0, 0), "2026-11-01T10:00:00.000Z")
+    near = _at(withdrawal(3, 100.0, 0), "2026-11-01T09:30:00.000Z")
+    for batches, want in (
+        ([[early], [late]], ["t1", "t2"]),
+        ([[late, early]], ["t1", "t2"]),
+        ([[late], [early]], ["t2", "t1"]),
+        ([[late], [near]], ["t2"]),  # within the window of the newer alert
+    ):
+        core = _core_with(_rule("a_watch", "event.kind == 'withdrawal'", 0.6, "high", "review"))
+        store = MemoryStore()
+        sent = [a["source_event_id"] for b in batches for a in core.run_batch(store, b, 0.0).alerts]
+        assert sent == want, batches
+
+
+def test_no_account_action_for_an_event_without_a_user() -> None:
+    """A device event before login (``user_id`` empty) has no account to freeze: a
+    freezing rule on it alerts, and sends no ``freeze`` for a user ``""``."""
+    core = _core_with(_rule("rooted", "event.is_rooted == true", 0.9, "critical", "freeze"))
+    events = [
+        {
+            "event_id": f"d{i}",
+            "event_type": "device",
+            "user_id": "",
+            "ts": f"2026-11-01T10:0{i}:00.000Z",
+            "device_id": f"dev{i}",
+            "kind": "install",
+            "is_rooted": True,
+        }
+        for i in range(3)
+    ]
+    out = core.run_batch(MemoryStore(), events, now=0.0)
+    assert [a["severity"] for a in out.alerts] == ["critical"] * 3
+    assert out.adjustments == []
+
+
+def test_a_late_flag_from_before_a_clearing_verdict_takes_no_action() -> None:
+    """A legit verdict on the user at 11:00 lifts the freezes of the flags before it; a
+    flag dated 10:30 that arrives after the verdict was taken is judged already: no new
+    freeze, the account stays free, as when it came in time."""
+    core_rule = _rule(
+        "big", "event.kind == 'withdrawal' && event.amount > 1000.0", 0.9, "high", "freeze"
+    )
+    first = _at(withdrawal(1, 5000.0, 0), "2026-11-01T10:01:00.000Z")
+    flag = _at(withdrawal(2, 6000.0, 0), "2026-11-01T10:30:00.000Z")
+    clear = verdict_on(3, "user", "u1", "legit", 0)  # 11:00
+    results = []
+    for batches in (
+        [[first], [flag], [clear]],
+        [[first], [clear], [flag]],
+        [[first], [clear, flag]],
+    ):
+        core, store = _core_with(core_rule), MemoryStore()
+        actions = [
+            (a["action"], a["source_event_id"])
+            for b in batches
+            for a in core.run_batch(store, b, now=0.0).adjustments
+        ]
+        results.append((actions, store.users["u1"]["actions"]))
+    assert results == [([("freeze", "t1"), ("unfreeze", "l3")], {})] * 3
+
+
+def test_a_late_flag_sends_no_action_whose_term_has_ended() -> None:
+    """A flag that arrives three weeks late would freeze the account for a week that is
+    over by the user's newest event: no adjustment is sent, and the profile shows none."""
+    core = _core_with(
+        _rule("big", "event.kind == 'withdrawal' && event.amount > 1000.0", 0.9, "high", "freeze")
+    )
+    store = MemoryStore()
+    core.run_batch(store, [_at(withdrawal(1, 10.0, 0), "2026-11-20T10:00:00.000Z")], now=0.0)
+    out = core.run_batch(store, [_at(withdrawal(2, 5000.0, 0), "2026-11-01T10:00:00.000Z")], 0.0)
+    assert out.decisions[0]["decision"] == "decline"
+    assert out.adjustments == []
+    profile = store.get_profile("user", "u1")
+    assert profile is not None and profile["actions"] == {}
