@@ -32,6 +32,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from riskmon.state import WEEK, IdentState
+from rules.features import WHOLE_FEATURES
 
 NEVER = 1e6  # minutes_since_* when the thing never happened
 IDENT_KINDS = ("device", "ip", "wifi", "sim", "account", "phone", "idnum")
@@ -122,7 +123,9 @@ _IDENT_SPECS: dict[str, tuple[tuple[str, str, tuple[str, ...], tuple[str, ...] |
 }
 #: per event type: (event field, key prefix ``kind:``) of the identifiers it carries
 _KEY_FIELDS = {etype: tuple(spec[:2] for spec in specs) for etype, specs in _IDENT_SPECS.items()}
-_ZEROS: dict[str, float] = dict.fromkeys(FEATURE_NAMES, 0.0)
+#: counts (:data:`rules.features.WHOLE_FEATURES`) are 0, not 0.0, where the event has no
+#: user or lacks the identifier: whole numbers in every event
+_ZEROS: dict[str, float] = {name: 0 if name in WHOLE_FEATURES else 0.0 for name in FEATURE_NAMES}
 #: an event's features with a user before :func:`_user_features` reads the user's state:
 #: what it leaves them at when that state has nothing to say (no earlier device, SIM
 #: change or password reset, failed login, payout account or disbursement, no
@@ -134,9 +137,6 @@ _USER_ZEROS: dict[str, float] = {
     "amount_to_max_ratio": 1.0,
     "amount_to_mean_ratio": 1.0,
     "income_change_ratio": 1.0,
-    # counts: whole numbers, as the user's state gives them
-    "failed_logins_24h": 0,
-    **{name: 0 for name in VELOCITY_FEATURES if name != "geo_speed_kmh"},
 }
 
 
@@ -353,7 +353,7 @@ def _user_features(
         f["user_apps_1h"] = n_hour
         f["user_apps_24h"] = n_day
         f["user_apps_7d"] = n_week
-        f["user_amount_24h"] = sum(recent)
+        f["user_amount_24h"] = sum(recent, 0.0)  # a decimal, also when there are none
         f["user_distinct_amounts_24h"] = len(set(recent))
 
     # money movements

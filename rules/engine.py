@@ -46,7 +46,7 @@ import jsonschema_rs
 import yaml
 
 from rules.expr import CompileError, Expression, RuleEvalError, compile_expr
-from rules.features import KNOWN_FEATURES
+from rules.features import FEATURE_TYPES, KNOWN_FEATURES
 
 if TYPE_CHECKING:
     from riskmon.contract import Contract
@@ -270,6 +270,7 @@ def _build(
                 known_features=known_features,
                 name=rule_id,
                 event_types=event_types(frozenset(data["applies_to"]), contract),
+                feature_types=FEATURE_TYPES,
             )
         except CompileError as exc:
             raise RuleError(f"{_label(data)}: {exc.reason}") from exc

@@ -670,10 +670,12 @@ class _Compiler:
         src: _Source,
         known_features: frozenset[str] | None,
         event_types: Mapping[str, str] | None = None,
+        feature_types: Mapping[str, str] | None = None,
     ):
         self.src = src
         self.known = known_features
         self.event_types = event_types or {}
+        self.feature_types = feature_types or {}
         self.features: set[str] = set()
         self.event_fields: set[str] = set()
 
@@ -760,7 +762,8 @@ class _Compiler:
                 m = act[root]
                 return m.get(key) if type(m) is dict else _select(m, key)
 
-            known = self.event_types.get(key, "dyn") if root == "event" else "dyn"
+            types = self.event_types if root == "event" else self.feature_types
+            known = types.get(key, "dyn")
             return _Code(select_root, known)
         obj = args[0].fn
 
@@ -1526,6 +1529,7 @@ def compile_expr(
     known_features: Collection[str] | None = None,
     name: str | None = None,
     event_types: Mapping[str, str] | None = None,
+    feature_types: Mapping[str, str] | None = None,
 ) -> Expression:
     """Parse, check and compile ``source``; raises :class:`CompileError`.
 
@@ -1534,11 +1538,17 @@ def compile_expr(
     ``event_types``: the type of ``event.<field>`` for the fields the contract says
     (``"string"``, ``"num"`` for a JSON number, ``"int"``, ``"bool"``), so that comparing
     or adding values of types that never go together fails here rather than on an event.
+    ``feature_types``: the same for ``features.<name>`` (``"int"`` for a count,
+    ``"double"`` otherwise: :data:`rules.features.FEATURE_TYPES`).
 
     >>> compile_expr("event.amount > 'abc'", event_types={"amount": "num"})
     Traceback (most recent call last):
     ...
     rules.expr.CompileError: cannot compare num > string at column 14
+    >>> compile_expr("features.outflow_share % 2 == 1", feature_types={"outflow_share": "double"})
+    Traceback (most recent call last):
+    ...
+    rules.expr.CompileError: no operator '%' for double and int at column 24
     """
     if not isinstance(source, str):
         raise CompileError(f"expression must be a string, got {type(source).__name__}", rule=name)
@@ -1549,7 +1559,7 @@ def compile_expr(
     src = _Source(source, name)
     tree = _Parser(src, _tokenize(src)).parse()
     known = frozenset(known_features) if known_features is not None else None
-    compiler = _Compiler(src, known, event_types)
+    compiler = _Compiler(src, known, event_types, feature_types)
     code = compiler.compile(tree)
     return Expression(
         source=source,

@@ -121,3 +121,52 @@ FEATURE_DOCS: dict[str, str] = {
 """Feature name -> one-line description."""
 
 KNOWN_FEATURES: frozenset[str] = frozenset(FEATURE_DOCS)
+
+#: the features that count things: whole numbers in every event (the feature engine's
+#: ``riskmon.features.WHOLE_FEATURES``)
+WHOLE_FEATURES: frozenset[str] = frozenset(
+    {
+        "user_devices_count",
+        "user_sims_count",
+        "user_ips_24h",
+        "failed_logins_24h",
+        "failed_repayments",
+        "late_repayments",
+        "max_days_past_due",
+        "repaid_loans",
+        "prior_applications",
+        "user_apps_1h",
+        "user_apps_24h",
+        "user_apps_7d",
+        "user_distinct_amounts_24h",
+        "user_txn_out_1h",
+        *(
+            name
+            for name in FEATURE_DOCS
+            if name.endswith(
+                (
+                    "_users_1h",
+                    "_users_24h",
+                    "_users_7d",
+                    "_events_1h",
+                    "_events_24h",
+                    "_events_7d",
+                    "_apps_1h",
+                    "_apps_24h",
+                    "_distinct_amounts_24h",
+                )
+            )
+        ),
+    }
+)
+FEATURE_TYPES: dict[str, str] = {
+    name: "int" if name in WHOLE_FEATURES else "double" for name in FEATURE_DOCS
+}
+"""Feature name -> its type in a rule: ``int`` for a count, ``double`` otherwise, so
+that ``features.outflow_share % 2`` is a compile error rather than a rule reverted on
+its first event. ``/`` between two counts divides whole numbers (``3 / 4`` is 0), as in
+CEL: ``double(features.a) / features.b`` is the ratio.
+
+>>> FEATURE_TYPES["device_users_24h"], FEATURE_TYPES["device_fraud_share"]
+('int', 'double')
+"""

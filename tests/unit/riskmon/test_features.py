@@ -233,7 +233,8 @@ def test_a_late_event_does_not_move_the_users_history_back() -> None:
 
 def test_a_user_without_history_gets_the_neutral_values_in_their_types() -> None:
     """What the user's state says when it says nothing: times never, ratios 1, counts
-    as whole numbers; an event without a user keeps every user feature at 0.0."""
+    as whole numbers, amounts as decimals; an event without a user keeps every user
+    feature at zero, in its type."""
     tl = Timeline()
     f = tl.feed(0, **dev(kind="app_open"))
     for name in (
@@ -247,11 +248,47 @@ def test_a_user_without_history_gets_the_neutral_values_in_their_types() -> None
         assert f[name] == NEVER
     assert f["amount_to_max_ratio"] == f["amount_to_mean_ratio"] == f["income_change_ratio"] == 1.0
     counts = ("failed_logins_24h", "user_apps_1h", "user_apps_24h", "user_apps_7d")
-    counts += ("user_amount_24h", "user_distinct_amounts_24h", "user_txn_out_1h")
+    counts += ("user_distinct_amounts_24h", "user_txn_out_1h")
     assert [(f[name], type(f[name])) for name in counts] == [(0, int)] * len(counts)
-    assert f["geo_speed_kmh"] == f["outflow_share"] == 0.0
-    assert type(f["geo_speed_kmh"]) is float
+    assert f["geo_speed_kmh"] == f["outflow_share"] == f["user_amount_24h"] == 0.0
+    assert type(f["geo_speed_kmh"]) is type(f["user_amount_24h"]) is float
 
     anonymous = tl.feed(1, **dev(kind="install", user_id="", device_id="d2"))
     user_names = ("minutes_since_new_device", "amount_to_max_ratio", "failed_logins_24h")
-    assert [(anonymous[n], type(anonymous[n])) for n in user_names] == [(0.0, float)] * 3
+    assert [(anonymous[n], type(anonymous[n])) for n in user_names] == [
+        (0.0, float),
+        (0.0, float),
+        (0, int),
+    ]
+
+
+def test_each_feature_keeps_one_number_type_whatever_the_event_carries() -> None:
+    """A feature is a whole number in every event or a decimal in every event: a count is
+    0 (not 0.0) where the event lacks the identifier, so that a rule's ``/`` and ``%``
+    (integer operations on two whole numbers) take it alike in every event; the counts
+    are those the rule catalogue types as ints."""
+    from riskmon.contract import parse_ts
+    from riskmon.features import FEATURE_NAMES
+    from riskmon.sim.config import SimConfig
+    from riskmon.sim.generator import simulate
+    from riskmon.state import new_user_state
+    from rules.features import WHOLE_FEATURES
+
+    events, _ = simulate(SimConfig(seed=2, users=60, days=3))
+    users: dict[str, Any] = {}
+    idents: dict[str, Any] = {}
+    seen: dict[str, set[type]] = {name: set() for name in FEATURE_NAMES}
+    for event in events:
+        if event["event_type"] == "label":
+            continue
+        ts = parse_ts(event["ts"])
+        uid = event.get("user_id")
+        user = users.setdefault(uid, new_user_state(ts)) if uid else None
+        for name, value in observe(event, ts, user, idents).items():
+            if name in seen:
+                seen[name].add(type(value))
+    mixed = {name: kinds for name, kinds in seen.items() if len(kinds) > 1}
+    assert mixed == {}, " ".join(sorted(mixed))
+    # and the type rules compile them with (rules.features.FEATURE_TYPES)
+    wrong = [n for n, kinds in seen.items() if kinds != ({int} if n in WHOLE_FEATURES else {float})]
+    assert wrong == []

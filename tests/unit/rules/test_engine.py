@@ -30,6 +30,7 @@ from rules.engine import (
     load_rules_dir,
 )
 from rules.expr import RuleEvalError
+from rules.features import KNOWN_FEATURES
 
 KNOWN = frozenset({"failed_logins_24h", "minutes_since_new_device", "zero", "amount_ratio"})
 
@@ -173,6 +174,23 @@ def test_compile_errors_become_rule_errors() -> None:
         "rule 'r1' v1: unknown feature 'failed_login_24h' at column 10 "
         "(did you mean 'failed_logins_24h'?)"
     )
+
+
+def test_features_are_typed_so_a_rule_that_would_fail_on_every_event_is_refused() -> None:
+    """Counts are whole numbers and the rest decimals, in every event: ``%`` on a decimal
+    feature is a compile error (it would fail on the first event and be reverted), and
+    ``%`` on a count works on an event without the identifier (the count is 0)."""
+    with pytest.raises(RuleError, match="no operator '%' for double and int"):
+        load_rule(rule(when="features.outflow_share % 2 == 1"), KNOWN_FEATURES)
+    counted = load_rule(rule(when="features.ip_users_24h % 2 == 0"), KNOWN_FEATURES)
+    assert counted.predicate is not None
+    from riskmon.features import observe
+    from riskmon.state import new_user_state
+
+    event = {"event_id": "e1", "event_type": "device", "kind": "login", "user_id": "u1"}
+    features = observe(event, 1_800_000_000.0, new_user_state(1_800_000_000.0), {})
+    assert features["ip_users_24h"] == 0 and type(features["ip_users_24h"]) is int
+    assert counted.predicate.evaluate({"event": event, "features": features}) is True
 
 
 def test_condition_must_be_boolean() -> None:
