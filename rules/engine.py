@@ -43,6 +43,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import jsonschema_rs
+import orjson
 import yaml
 
 from rules.expr import CompileError, Expression, RuleEvalError, compile_expr
@@ -415,7 +416,15 @@ def read_rules_file(file: Path) -> list[Mapping[str, Any]]:
     for i, item in enumerate(loaded):
         if not isinstance(item, Mapping):
             raise RuleError(f"{file.name}: rule #{i + 1} is a {type(item).__name__}, not a mapping")
-    return loaded
+    # as JSON, as the rules topic carries them: an unquoted date (``reason: 2024-05-01``)
+    # is its text, a key that is a number its digits; what JSON cannot hold is an error
+    try:
+        as_json: list[Mapping[str, Any]] = orjson.loads(
+            orjson.dumps(loaded, option=orjson.OPT_NON_STR_KEYS)
+        )
+    except (TypeError, orjson.JSONEncodeError) as exc:
+        raise RuleError(f"{file.name}: a value JSON cannot hold ({exc})") from None
+    return as_json
 
 
 # --------------------------------------------------------------------------- evaluation

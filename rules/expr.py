@@ -54,7 +54,10 @@ types (``num``: an int or a double, as the producer wrote it), ``/`` and ``%`` a
 double's (``%`` the remainder with the sign of the dividend, ``nan`` by zero), so that
 ``5000`` and ``5000.0`` meet a rule alike. Arithmetic and ``!`` on ``null`` stay errors:
 guard optional fields with ``has(event.field)``, or a producer leaving the field out
-makes the rule fail, and the worker revert it.
+makes the rule fail, and the worker revert it. ``+`` makes no string or list longer than
+:data:`MAX_CONCAT` (an input is at most 64 KiB: only a rule could build a longer one), and
+a ``//`` comment may not hold what looks like more of the condition (YAML's ``>-`` joins
+a condition's lines, and the comment would hide the rest).
 
 >>> n = compile_expr("event.amount % 1000 == 0", event_types={"amount": "num"})
 >>> [n.evaluate({"event": {"amount": a}, "features": {}}) for a in (5000, 5000.0, 5000.5)]
@@ -202,6 +205,13 @@ class _Source:
         return CompileError(text, rule=self.rule, column=pos + 1)
 
 
+#: what a comment (``//`` to the end of the line) must not hold: a condition it would hide
+_HIDDEN = re.compile(r"&&|\|\||==|!=|<=|>=|\b(?:event|features)\.")
+#: the longest string or list ``+`` makes: an input is at most 64 KiB, so only a rule
+#: could build a longer one, and chained sums of a long list would stall the worker
+MAX_CONCAT = 65_536
+
+
 def _tokenize(src: _Source) -> list[_Token]:
     text = src.text
     tokens: list[_Token] = []
@@ -224,6 +234,13 @@ def _tokenize(src: _Source) -> list[_Token]:
             pos = end
             continue
         lexeme = m.group()
+        if kind == "space" and lexeme.startswith("//") and _HIDDEN.search(lexeme):
+            raise src.error(
+                "this comment hides what looks like more of the condition (a comment runs to "
+                "the end of the line, and YAML's folded style '>-' joins lines into one): "
+                "write the condition with '|', or the note in the rule's reason",
+                pos,
+            )
         if kind == "float":
             tokens.append(_Token("float", lexeme, float(lexeme), pos))
         elif kind == "int":
@@ -1342,10 +1359,10 @@ def _numbers(a: Any, b: Any, op: str, src: _Source, pos: int) -> bool:
 
 def _add(a: Any, b: Any, src: _Source, pos: int) -> Any:
     ta = type(a)
-    if ta is str and type(b) is str:
-        return a + b
-    if (ta is list or ta is tuple) and type(b) in (list, tuple):
-        return [*a, *b]
+    if (ta is str and type(b) is str) or ((ta is list or ta is tuple) and type(b) in (list, tuple)):
+        if len(a) + len(b) > MAX_CONCAT:
+            raise _fail(f"'+' would make a {_type_name(a)} longer than {MAX_CONCAT}", src, pos)
+        return a + b if ta is str else [*a, *b]
     if _numbers(a, b, "+", src, pos):
         return _check_int(a + b, src, pos)
     return float(a) + float(b)

@@ -27,7 +27,9 @@ from rules.engine import (
     RuleStats,
     Severity,
     load_rule,
+    load_rule_files,
     load_rules_dir,
+    read_rules_file,
 )
 from rules.expr import RuleEvalError
 from rules.features import KNOWN_FEATURES
@@ -772,3 +774,44 @@ def test_a_rule_failing_on_an_event_never_quotes_the_events_values() -> None:
     for failure in errors:
         assert "13812345678" not in failure.message and "1101011990" not in failure.message
         assert "cannot convert a string of" in failure.message
+
+
+def test_a_rule_file_is_read_as_json_as_the_rules_topic_carries_it(tmp_path: Path) -> None:
+    """An unquoted date in a rule file (``reason: 2024-05-01``) is its text, as when the
+    rule is published (JSON): ``rules check`` and a worker's rule files take it as the
+    rules topic would, where it used to stop them with a bare ValueError; a value JSON
+    cannot hold (a YAML set) is a RuleError naming the file."""
+    dated = tmp_path / "dated.yaml"
+    dated.write_text(
+        "- rule_id: dated\n  version: 1\n  applies_to: [device]\n"
+        "  when: \"event.kind == 'login'\"\n  enabled: true\n  reason: 2024-05-01\n"
+    )
+    [data] = read_rules_file(dated)
+    assert data["reason"] == "2024-05-01"
+    [(_, loaded)] = load_rule_files([dated], KNOWN_FEATURES)
+    assert loaded["reason"] == "2024-05-01"
+    odd = tmp_path / "odd.yaml"
+    odd.write_text(
+        "- rule_id: odd\n  version: 1\n  applies_to: [device]\n"
+        "  when: \"event.kind == 'login'\"\n  enabled: true\n  tags: !!set {a: null}\n"
+    )
+    with pytest.raises(RuleError, match=r"odd\.yaml: a value JSON cannot hold"):
+        read_rules_file(odd)
+
+
+def test_a_comment_that_hides_a_condition_is_refused(tmp_path: Path) -> None:
+    """YAML's folded style (``>-``) joins a condition's lines into one, and a ``//``
+    comment runs to the end of that line: ``event.kind == 'login' // logins only`` then
+    ``&& features.failed_logins_24h >= 3`` would compile to the login test alone, a
+    decline rule firing on every login. A comment holding what looks like more of the
+    condition is refused; a plain note stays allowed."""
+    folded = tmp_path / "folded.yaml"
+    folded.write_text(
+        "rules:\n  - rule_id: ato_login\n    version: 1\n    applies_to: [device]\n"
+        "    when: >-\n      event.kind == 'login'   // logins only\n"
+        "      && features.failed_logins_24h >= 3\n    action: decline\n    enabled: true\n"
+    )
+    with pytest.raises(RuleError, match="this comment hides what looks like more"):
+        load_rule_files([folded], KNOWN_FEATURES)
+    noted = load_rule(rule(when="event.kind == 'login' // logins only"), KNOWN)
+    assert noted.predicate is not None

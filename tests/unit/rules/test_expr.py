@@ -566,3 +566,28 @@ def test_failing_operands_are_evaluated_once_however_deep_the_logic(n: int, dept
     with pytest.raises(RuleEvalError, match="division by zero"):
         compile_expr(expr, known_features=KNOWN).evaluate({"event": EVENT, "features": features})
     assert _Counting.reads == 2
+
+
+def test_concatenation_is_bounded_so_one_rule_cannot_stall_the_worker() -> None:
+    """Nesting is capped, but chained ``+`` of a long list from the event (inputs may
+    carry extra fields, up to 64 KiB) built lists of millions of items, seconds per event
+    for one rule: a ``+`` past MAX_CONCAT items or characters fails instead (an
+    evaluation error, so the rule is reverted), and sums below it work as before."""
+    from rules.expr import MAX_CONCAT
+
+    chain = "event.y in (" + "+".join(["event.x"] * 58) + ")"
+    when = " || ".join([chain] * 8)
+    assert len(when) <= 4000
+    expr = compile_expr(when)
+    big = {"event": {"x": [0] * 30_000, "y": 1}, "features": {}}
+    with pytest.raises(RuleEvalError, match=f"longer than {MAX_CONCAT}"):
+        expr.evaluate(big)
+    small = {"event": {"x": [0] * 100, "y": 0}, "features": {}}
+    assert expr.evaluate(small) is True
+    assert compile_expr("size(event.s + event.s) == 6").evaluate(
+        {"event": {"s": "abc"}, "features": {}}
+    )
+    with pytest.raises(RuleEvalError, match="string longer than"):
+        compile_expr("size(event.s + event.s) > 0").evaluate(
+            {"event": {"s": "a" * 40_000}, "features": {}}
+        )
