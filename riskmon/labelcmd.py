@@ -41,9 +41,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def label_event(args: argparse.Namespace, now: float) -> dict[str, Any]:
     """The label event the arguments describe."""
-    if args.application:
-        target_type, target_id = "application", args.application
-    elif args.transaction:
+    if args.application is not None:  # an empty id is the contract's to refuse, not a
+        target_type, target_id = "application", args.application  # verdict on the user
+    elif args.transaction is not None:
         target_type, target_id = "transaction", args.transaction
     else:
         target_type, target_id = "user", args.user_id
@@ -61,8 +61,17 @@ def label_event(args: argparse.Namespace, now: float) -> dict[str, Any]:
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     event = label_event(args, time.time())
+    for what in ("user_id", "target_id"):
+        value = event[what]
+        if not value.strip() or value != value.strip():
+            print(
+                f"riskmon label: {what} {value!r} is empty or has blanks around it", file=sys.stderr
+            )
+            return 2
     try:
-        Contract.for_settings(settings).parse(orjson.dumps(event))  # as a worker will
+        # as a worker will, with its clock: a time it would refuse is refused here
+        not_after = time.time() + settings.detection.max_future_s
+        Contract.for_settings(settings).parse(orjson.dumps(event), not_after=not_after)
     except InvalidMessage as exc:
         print(f"riskmon label: {exc.reason}", file=sys.stderr)
         return 2

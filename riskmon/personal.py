@@ -83,8 +83,9 @@ _PHONE = re.compile(
 _ID_NUMBER = re.compile(r"\d{6}[- ]?\d{8}[- ]?\d{3}[\dXx]")
 #: a card number: 16 to 19 digits, or in groups of four apart by a blank or a dash
 _CARD = re.compile(r"\d{16,19}|\d{4}(?:([- ])\d{4}){3}(?:\1\d{1,3})?")
-#: a run of eleven digits or more, maybe grouped: what a reason does not quote
-_DIGIT_RUN = re.compile(r"\d(?:[ .-]?\d){10,}")
+#: a run of eleven digits or more, maybe grouped (by blanks, dots, dashes, brackets or a
+#: plus, one or two apart: ``(138) 1234-5678``): what a reason does not quote
+_DIGIT_RUN = re.compile(r"\d(?:[ .()+-]{0,2}\d){10,}")
 _ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _ID_CHECK = "10X98765432"
 
@@ -228,6 +229,8 @@ def digits_withheld(raw: bytes) -> bytes | None:
 
     >>> digits_withheld(b'{"sim_hash": "138 1234 5678", "amount": 12')
     b'{"sim_hash": "[withheld]", "amount": 12'
+    >>> digits_withheld(b'["(138)1234-5678", "+86 (138) 1234 5678"')
+    b'["([withheld]", "+[withheld]"'
     >>> digits_withheld(b'{"device_id": "d-1"') is None
     True
     """

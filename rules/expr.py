@@ -829,7 +829,7 @@ class _Compiler:
                 if type(k) is not int:
                     raise _fail(f"a list index must be an int, got {_type_name(k)}", src, node.pos)
                 if not 0 <= k < len(m):
-                    raise _fail(f"index {k} out of range for a list of {len(m)}", src, node.pos)
+                    raise _fail(f"index out of range for a list of {len(m)}", src, node.pos)
                 return m[k]
             if m is None:
                 return None

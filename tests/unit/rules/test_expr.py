@@ -163,8 +163,8 @@ def test_double_zero_by_zero_is_nan() -> None:
         ("event.nothing + 1", "no operator '+' for null and int"),
         ("9223372036854775807 + features.count", "integer overflow"),
         ("-(features.count - 9223372036854775807 - 4)", "integer overflow"),
-        ("event.tags[5]", "index 5 out of range"),
-        ("event.tags[-1]", "index -1 out of range"),
+        ("event.tags[5]", "index out of range for a list of 2"),
+        ("event.tags[-1]", "index out of range for a list of 2"),
         ("event.tags['x']", "a list index must be an int"),
         ("event.kind[0]", "cannot index a string"),
         ("event.kind.missing", "no field 'missing' on a string"),
@@ -591,3 +591,13 @@ def test_concatenation_is_bounded_so_one_rule_cannot_stall_the_worker() -> None:
         compile_expr("size(event.s + event.s) > 0").evaluate(
             {"event": {"s": "a" * 40_000}, "features": {}}
         )
+
+
+def test_an_evaluation_error_does_not_quote_the_events_value() -> None:
+    """An evaluation error goes to logs, dead letters and the ops topic: an index read
+    from the event (a phone number in clear, say) is not quoted, only the list's size."""
+    expr = compile_expr("['a', 'b'][int(event.channel)] == 'a'")
+    with pytest.raises(RuleEvalError) as info:
+        expr.evaluate({"event": {"channel": "13812345678"}, "features": {}})
+    assert "13812345678" not in str(info.value)
+    assert "index out of range for a list of 2" in str(info.value)
