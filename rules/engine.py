@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -46,6 +47,7 @@ import jsonschema_rs
 import orjson
 import yaml
 
+from riskmon.personal import WITHHELD, clear_kind, has_digit_run
 from rules.expr import CompileError, Expression, RuleEvalError, compile_expr
 from rules.features import FEATURE_TYPES, KNOWN_FEATURES
 
@@ -235,8 +237,42 @@ def _validator(schema: Mapping[str, Any] | None, contract: Contract | None) -> A
 def _label(data: Any) -> str:
     rule_id = data.get("rule_id") if isinstance(data, Mapping) else None
     version = data.get("version") if isinstance(data, Mapping) else None
+    if isinstance(rule_id, str) and _personal(rule_id):
+        rule_id = WITHHELD
     name = repr(rule_id) if isinstance(rule_id, str) else "(no rule_id)"
     return f"rule {name} v{version}" if isinstance(version, int) else f"rule {name}"
+
+
+#: a string literal in a condition
+_LITERAL = re.compile(r"'([^'\\]*(?:\\.[^'\\]*)*)'|\"([^\"\\]*(?:\\.[^\"\\]*)*)\"")
+
+
+def _personal(value: str) -> bool:
+    """Whether ``value`` may hold a phone, identity or card number in clear."""
+    return clear_kind(value) is not None or has_digit_run(value)
+
+
+def _clear_fields(data: Mapping[str, Any]) -> list[str]:
+    """The fields of a rule that may hold a phone, identity or card number in clear: its
+    strings (id, reason, author, ...) and the string literals of its condition. A rule
+    travels in logs, metrics labels, decisions, alerts and profiles: none may carry one.
+
+    >>> _clear_fields({"rule_id": "blk", "when": "event.x == '13812345678'", "reason": "ok"})
+    ['when']
+    >>> _clear_fields({"rule_id": "r-13812345678", "applies_to": ["device"], "reason": "x"})
+    ['rule_id']
+    """
+    found = []
+    for key, value in data.items():
+        if key == "when" and isinstance(value, str):
+            literals = [a or b for a, b in _LITERAL.findall(value)]
+            if any(_personal(text) for text in literals):
+                found.append(key)
+        else:
+            values = value if isinstance(value, list) else [value]
+            if any(isinstance(v, str) and _personal(v) for v in values):
+                found.append(str(key))
+    return sorted(found)
 
 
 def _validate(
@@ -244,6 +280,13 @@ def _validate(
 ) -> None:
     if not isinstance(data, Mapping):
         raise RuleError(f"a rule must be a mapping, got {type(data).__name__}")
+    clear = _clear_fields(data)
+    if clear:  # before any message that could quote the value
+        raise RuleError(
+            f"{_label(data)}: {', '.join(clear)} may hold a phone, identity or card number in "
+            "clear (withheld: personal data); rules travel in logs, metrics and outputs, "
+            "so compare hashes (*_hash fields) instead"
+        )
     problems = []
     for err in _validator(schema, contract).iter_errors(dict(data)):
         where = "/".join(str(p) for p in err.instance_path) or "(rule)"

@@ -27,7 +27,7 @@ from riskmon.contract import Contract, InvalidMessage, format_ts, parse_ts
 from riskmon.core import PROCESSING_ERROR, RULE_EVAL_ERROR, Core, Outputs
 from riskmon.deadletter import dead_letter
 from riskmon.logs import error_text, get_logger
-from riskmon.personal import WITHHELD, has_digit_run
+from riskmon.personal import WITHHELD, digits_withheld, has_digit_run
 from riskmon.settings import Settings
 from riskmon.store import AsyncMemoryStore, BatchState, RedisStore
 from rules.engine import RuleError
@@ -530,7 +530,9 @@ class Shell:
                 offset=offset,
             )
             rec = dead_letter(
-                value,
+                # a rule that may hold a number in clear keeps no run of digits: its
+                # fields are not read one by one here, as an input's are
+                (digits_withheld(value) or value) if value is not None else None,
                 code=code,
                 reason=reason,
                 topic=topic,

@@ -941,3 +941,42 @@ async def test_the_event_time_lag_goes_to_zero_once_no_input_is_left_unread(
     assert REGISTRY.get_sample_value("riskmon_event_time_lag_seconds") == lag
     shell.broker_answered({})
     assert REGISTRY.get_sample_value("riskmon_event_time_lag_seconds") == 0.0
+
+
+async def test_a_rule_holding_a_phone_number_is_refused_without_quoting_it(
+    shell_and_sent: tuple[Shell, list[tuple[str, bytes | None, bytes]]],
+) -> None:
+    """A rule travels in logs, metric labels, decisions, alerts and profiles: one whose
+    id, reason or condition literals hold a phone number in clear is rejected, and
+    neither the log, the dead letter nor the metric quotes the number; an unreadable
+    rule's dead letter withholds its digit runs too."""
+    import structlog
+
+    shell, sent = shell_and_sent
+    phone = "13812345678"
+    rule = {
+        "rule_id": f"blk-{phone}",
+        "version": 1,
+        "applies_to": ["device"],
+        "when": "event.kind == 'login'",
+        "reason": f"caller {phone} on the blocklist",
+        "action": "review",
+        "score": 0.9,
+        "enabled": True,
+    }
+    with structlog.testing.capture_logs() as logs:
+        await shell.on_rule_message("risk.rules", 0, 6, None, orjson.dumps(rule))
+        await shell.on_rule_message(
+            "risk.rules", 0, 7, b"vip", b'{"rule_id": "vip", "reason": "caller ' + phone.encode()
+        )
+    assert shell.core.rules.versions().get(f"blk-{phone}") is None
+    assert [e["code"] for e in logs if e["event"] == "rule_rejected"] == [
+        "rule_rejected",
+        "invalid_json",
+    ]
+    assert phone not in repr(logs)
+    dead = [v.decode() for topic, _, v in sent if topic == "risk.deadletter"]
+    assert len(dead) == 2 and all(phone not in d for d in dead)
+    assert "may hold a phone, identity or card number" in orjson.loads(dead[0])["reason"]
+    labels = [s.labels.get("rule_id", "") for m in REGISTRY.collect() for s in m.samples]
+    assert not any(phone in label for label in labels)
