@@ -399,7 +399,7 @@ class Core:
                 self._rule_errors(evaluation, event, out, wall)
             # the user's verdict as of the event: a later verdict of the batch, taken
             # above already, does not judge it
-            fraud = user is not None and user["fraud"]
+            fraud = user is not None and _fraud_as_of(user, ts)
             cleared = user is not None and _cleared_after(user, _cause_key(event), ts)
             pending.append(
                 _Pending(event, ts, features, evaluation, user, not fraud, fraud, cleared)
@@ -486,10 +486,22 @@ class Core:
             # A fraud on one application or transaction marks the identifiers it carried;
             # a fraud on the user marks everything the user is linked to. Marks are set
             # adds: marking twice is marking once.
-            keys = None
+            keys = user["idents"]
             if event["target_type"] != "user":
                 keys = user.get("targets", {}).get(event["target_id"])
-            for key in keys if keys is not None else user["idents"]:
+                if keys is None:
+                    # not an item the user's document holds (its event not seen yet, or
+                    # long ago, or a label naming the wrong user): marking everything the
+                    # user touched would mark identifiers the fraud never used
+                    log.warning(
+                        "label_target_unknown",
+                        target_type=event["target_type"],
+                        target_id=event["target_id"],
+                        user_id=uid,
+                        event_id=event["event_id"],
+                    )
+                    keys = []
+            for key in keys:
                 state.fraud_marks.append((key, uid))
                 ident = state.idents.get(key)
                 if ident is not None:  # the batch's later events carry it: they see it
@@ -1003,6 +1015,28 @@ def _write_profiles(
 
 #: verdicts kept per user (the newest per target)
 MAX_VERDICTS = 64
+
+
+def _fraud_as_of(user: dict[str, Any], ts: float) -> bool:
+    """Whether the user was a confirmed fraudster at event time ``ts``, by the standing
+    verdicts of that time or earlier (:func:`_take_verdict`): an event that arrives
+    after a later verdict is judged without it, as it was when it happened.
+
+    >>> u = {"fraud": True, "verdicts": {"user": [50.0, True]}}
+    >>> _fraud_as_of(u, 40.0), _fraud_as_of(u, 60.0)
+    (False, True)
+    >>> u = {"fraud": False, "verdicts": {"transaction:t1": [10.0, True], "user": [30.0, False]}}
+    >>> _fraud_as_of(u, 20.0), _fraud_as_of(u, 40.0)
+    (True, False)
+    """
+    verdicts: dict[str, list[Any]] | None = user.get("verdicts")
+    if verdicts is None:  # a document from before verdicts were kept
+        return bool(user.get("fraud"))
+    on_user = verdicts.get("user")
+    cleared_at = -math.inf
+    if on_user is not None and not on_user[1] and on_user[0] <= ts:
+        cleared_at = on_user[0]
+    return any(is_fraud and cleared_at < at <= ts for at, is_fraud in verdicts.values())
 
 
 def _cleared_after(user: dict[str, Any], cause: str, ts: float) -> bool:

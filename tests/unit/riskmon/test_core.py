@@ -893,3 +893,31 @@ def test_a_late_flag_sends_no_action_whose_term_has_ended() -> None:
     assert out.adjustments == []
     profile = store.get_profile("user", "u1")
     assert profile is not None and profile["actions"] == {}
+
+
+def test_a_late_event_older_than_a_fraud_verdict_is_judged_without_it() -> None:
+    """An application dated 10:00 that arrives after a fraud verdict dated 12:00 (taken
+    in an earlier batch) is judged as it was when it happened: it passes, as it does
+    when it comes in the verdict's batch; an application after the verdict is declined."""
+    first = txn(0, "u1", "shop", 0)
+    app = {**application(1, 0), "ts": "2026-11-01T10:30:00.000Z"}
+    fraud = {**label(9, "u1", "user", "u1"), "ts": "2026-11-01T12:00:00.000Z"}
+    after = {**application(2, 0), "ts": "2026-11-01T13:00:00.000Z"}
+    got = []
+    for batches in ([[first], [app, fraud], [after]], [[first], [fraud], [app], [after]]):
+        core, store = freezing_core(), MemoryStore()
+        outs = [core.run_batch(store, b, now=0.0) for b in batches]
+        got.append({d["source_event_id"]: d["decision"] for o in outs for d in o.decisions})
+    assert got[0] == got[1]
+    assert got[1]["a1"] == "pass" and got[1]["a2"] == "decline"
+
+
+def test_a_fraud_verdict_on_an_item_not_seen_marks_no_identifier() -> None:
+    """A fraud verdict on a transaction the user's document does not hold (its event not
+    seen yet, or a label naming the wrong user) marks nothing: it used to mark every
+    identifier the user had touched, accounts the fraud never used among them."""
+    core, store = freezing_core(), MemoryStore()
+    core.run_batch(store, [txn(1, "u1", "shop-a", 1)], now=0.0)
+    core.run_batch(store, [label(2, "u1", "transaction", "tx-unknown")], now=0.0)
+    assert store.idents["account:shop-a"].fraud == set()
+    assert store.users["u1"]["fraud"] is True  # the verdict on the user stands
