@@ -1017,6 +1017,30 @@ def _write_profiles(
 MAX_VERDICTS = 64
 
 
+def _forget_verdict(verdicts: dict[str, list[Any]]) -> None:
+    """Make room among a user's verdicts without changing what they say: the oldest
+    verdict on an item that is not fraud goes first (it clears nothing but its item);
+    with none left, the oldest fraud verdict on an item is folded into ``earlier``, a
+    fraud as old as the oldest folded, so that the user stays a fraudster until cleared.
+
+    >>> v = {"transaction:t0": [5.0, True], "transaction:t1": [6.0, False], "user": [1.0, False]}
+    >>> _forget_verdict(v); v
+    {'transaction:t0': [5.0, True], 'user': [1.0, False]}
+    >>> _forget_verdict(v); v
+    {'user': [1.0, False], 'earlier': [5.0, True]}
+    """
+    items = [key for key in verdicts if key not in ("user", "earlier")]
+    for key in items:
+        if not verdicts[key][1]:
+            del verdicts[key]
+            return
+    if not items:
+        return
+    at = verdicts.pop(items[0])[0]
+    earlier = verdicts.get("earlier")
+    verdicts["earlier"] = [min(at, earlier[0]) if earlier is not None else at, True]
+
+
 def _fraud_as_of(user: dict[str, Any], ts: float) -> bool:
     """Whether the user was a confirmed fraudster at event time ``ts``, by the standing
     verdicts of that time or earlier (:func:`_take_verdict`): an event that arrives
@@ -1092,7 +1116,7 @@ def _take_verdict(
         verdicts.pop(key, None)
         verdicts[key] = [ts, fraud]
         while len(verdicts) > MAX_VERDICTS:
-            del verdicts[next(iter(verdicts))]
+            _forget_verdict(verdicts)
     on_user = verdicts.get("user")
     cleared_at = on_user[0] if on_user is not None and not on_user[1] else -math.inf
     return any(is_fraud and at > cleared_at for at, is_fraud in verdicts.values())

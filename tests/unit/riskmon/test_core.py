@@ -921,3 +921,19 @@ def test_a_fraud_verdict_on_an_item_not_seen_marks_no_identifier() -> None:
     core.run_batch(store, [label(2, "u1", "transaction", "tx-unknown")], now=0.0)
     assert store.idents["account:shop-a"].fraud == set()
     assert store.users["u1"]["fraud"] is True  # the verdict on the user stands
+
+
+def test_a_fraud_verdict_is_not_forgotten_for_legit_verdicts_on_other_items() -> None:
+    """A user's document keeps MAX_VERDICTS verdicts: one fraud verdict followed by 64
+    legit verdicts on other items leaves the user a confirmed fraudster (the room is
+    made by forgetting verdicts that clear only their own item)."""
+    from riskmon.core import MAX_VERDICTS
+
+    core, store = freezing_core(), MemoryStore()
+    core.run_batch(store, [txn(0, "u1", "mule", 0)], now=0.0)
+    core.run_batch(store, [label(0, "u1", "transaction", "tx0")], now=0.0)
+    for i in range(1, MAX_VERDICTS + 1):
+        legit = {**label(i, "u1", "transaction", f"tx{i}"), "label": "legit"}
+        core.run_batch(store, [{**legit, "ts": "2026-11-03T09:00:00.000Z"}], now=0.0)
+    assert store.users["u1"]["fraud"] is True
+    assert len(store.users["u1"]["verdicts"]) <= MAX_VERDICTS
