@@ -119,11 +119,9 @@ class _Pending(NamedTuple):
     features: dict[str, float]
     evaluation: Evaluation
     user: dict[str, Any] | None
-    #: its vector waits for a verdict: not when its user is a confirmed fraudster as of
-    #: the event (see :class:`detectors.bank.ModelInput`)
-    awaits_label: bool
     #: whether its user is a confirmed fraudster as of the event: after the verdicts of
-    #: its batch that come before it in event time, none of those after it
+    #: its batch that come before it in event time, none of those after it (a
+    #: fraudster's vector waits for no verdict, see :class:`detectors.bank.ModelInput`)
     fraud: bool
     #: a verdict taken before the event arrived, later than it in event time, cleared the
     #: user or the item it is part of: the event came late, and its flag is judged
@@ -401,9 +399,7 @@ class Core:
             # above already, does not judge it
             fraud = user is not None and _fraud_as_of(user, ts)
             cleared = user is not None and _cleared_after(user, _cause_key(event), ts)
-            pending.append(
-                _Pending(event, ts, features, evaluation, user, not fraud, fraud, cleared)
-            )
+            pending.append(_Pending(event, ts, features, evaluation, user, fraud, cleared))
         state.now = newest
         # Unlabelled vectors mature by event time: up to the batch's first verdict before
         # its events are scored, then each verdict's time before it teaches, then the
@@ -416,7 +412,7 @@ class Core:
         for p in pending:
             ev = p.event
             targets = tuple([str(ev[k]) for k in _TARGET_KEYS if k in ev])
-            awaits = p.awaits_label or (bool(named) and not named.isdisjoint(targets))
+            awaits = not p.fraud or (bool(named) and not named.isdisjoint(targets))
             inputs.append(
                 ModelInput(
                     ev["event_id"],
@@ -1117,9 +1113,7 @@ def _take_verdict(
         verdicts[key] = [ts, fraud]
         while len(verdicts) > MAX_VERDICTS:
             _forget_verdict(verdicts)
-    on_user = verdicts.get("user")
-    cleared_at = on_user[0] if on_user is not None and not on_user[1] else -math.inf
-    return any(is_fraud and at > cleared_at for at, is_fraud in verdicts.values())
+    return _fraud_as_of(user, math.inf)
 
 
 #: the decision fields of a profile before the entity's first decided event

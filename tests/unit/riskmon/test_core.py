@@ -66,22 +66,16 @@ def test_a_fraud_mark_reaches_the_later_events_of_its_batch() -> None:
     came in an earlier batch; an earlier payment of the batch does not."""
 
     def core() -> Core:
-        c = Core.create(Settings.load(env={}, config_file=None), deterministic=True)
-        c.apply_rule(
-            {
-                "rule_id": "test_account_fraud_share",
-                "version": 1,
-                "applies_to": ["transaction"],
-                "when": "features.account_fraud_share > 0",
-                "score": 0.6,
-                "severity": "medium",
-                "action": "review",
-                "mode": "active",
-                "reason": "Paid to an account a confirmed fraudster used.",
-                "enabled": True,
-            }
+        return _core_with(
+            _rule(
+                "test_account_fraud_share",
+                "features.account_fraud_share > 0",
+                0.6,
+                "medium",
+                "review",
+                applies_to=("transaction",),
+            )
         )
-        return c
 
     def at(event: dict[str, Any], hour: int) -> dict[str, Any]:
         return {**event, "ts": f"2026-11-02T{hour:02d}:00:00.000Z"}
@@ -760,11 +754,18 @@ def test_a_vector_taught_as_a_negative_when_it_matured_is_not_taught_so_again() 
     assert counts["matured"] == 1 and counts["taught_negative"] == 1
 
 
-def _rule(rule_id: str, when: str, score: float, severity: str, action: str) -> dict[str, Any]:
+def _rule(
+    rule_id: str,
+    when: str,
+    score: float,
+    severity: str,
+    action: str,
+    applies_to: tuple[str, ...] = ("transaction", "device"),
+) -> dict[str, Any]:
     return {
         "rule_id": rule_id,
         "version": 1,
-        "applies_to": ["transaction", "device"],
+        "applies_to": list(applies_to),
         "when": when,
         "score": score,
         "severity": severity,
