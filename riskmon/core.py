@@ -775,23 +775,32 @@ class Core:
         severity = self._severity(ev, score)
         rank = SEVERITIES.index(severity)
         user = p.user
+        event = p.event
+        # One alert per user and pattern within alert_dedup_s of event time, either side
+        # (a late event too), unless it is more severe than the one sent. Before login
+        # (no user) the same holds per device: a farm's installs are one alert an hour.
         if user is not None:
-            # one alert per user and pattern within alert_dedup_s of event time, either
-            # side (a late event too), unless it is more severe than the one sent
             # ``alerts``: the newest alert's time per pattern (what releases before
             # severities were kept read and write); ``alert_ranks``: the severity sent
             alerts, ranks = user["alerts"], user.setdefault("alert_ranks", {})
             at = alerts.get(pattern)
-            if at is not None:
-                sent = ranks.get(pattern, 0)
-                near = abs(p.ts - at) < self.d.alert_dedup_s
-                if near and rank <= sent:
+            kept = self._dedup(p.ts, rank, at, ranks.get(pattern, 0))
+            if kept is None:
+                return
+            alerts[pattern], ranks[pattern] = kept
+        elif event.get("device_id"):
+            # on the device's identifier state: an attribute ``alert:<pattern>`` holding
+            # the severity sent, at the alert's event time (the newest time wins, in
+            # Redis as in memory, whichever worker writes first)
+            device = state.idents.get(f"device:{event['device_id']}")
+            if device is not None:
+                name = f"alert:{pattern}"
+                at = device.attr_ts.get(name)
+                sent = int(device.attrs.get(name, "0")) if at is not None else 0
+                kept = self._dedup(p.ts, rank, at, sent)
+                if kept is None:
                     return
-                if p.ts < at:  # a late one: the newer alert's time stays
-                    rank = max(rank, sent) if near else sent
-            alerts[pattern] = max(p.ts, at) if at is not None else p.ts
-            ranks[pattern] = rank
-        event = p.event
+                device.set_attr(name, str(kept[1]), kept[0])
         alert: Alert = {
             "alert_id": _stable_id("alert", event["event_id"], pattern),
             "source_event_id": event["event_id"],
@@ -809,6 +818,19 @@ class Core:
             if event.get(key):
                 alert[key] = event[key]  # type: ignore[literal-required]
         out.alerts.append(alert)
+
+    def _dedup(self, ts: float, rank: int, at: float | None, sent: int) -> tuple[float, int] | None:
+        """Whether an alert of severity ``rank`` at event time ``ts`` goes out, given the
+        last one sent for its pattern (at ``at``, of severity ``sent``): ``None`` if not,
+        else the (time, severity) to keep for the pattern."""
+        if at is None:
+            return ts, rank
+        near = abs(ts - at) < self.d.alert_dedup_s
+        if near and rank <= sent:
+            return None
+        if ts < at:  # a late one: the newer alert's time stays
+            return at, max(rank, sent) if near else sent
+        return ts, rank
 
     def _adjust(
         self, p: _Pending, dec: Decision, state: BatchState, out: Outputs, ts_text: str

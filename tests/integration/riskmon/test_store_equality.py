@@ -579,3 +579,52 @@ async def test_a_blob_kept_aside_stays_the_first_and_expires(target: Any, prefix
     assert await store.keep_blob("models:unreadable", b"second", 600) is False
     assert await store.get_blob("models:unreadable") == b"first"
     assert 0 < target.ttl(f"{prefix}models:unreadable") <= 600
+
+
+async def test_device_alerts_before_login_are_deduplicated_through_redis(
+    target: Any, prefix: str
+) -> None:
+    """Alerts without a user are deduplicated per device on the device's identifier state:
+    through Redis, one event a batch, the alerts sent are those of the in-memory store."""
+    rule = {
+        "rule_id": "emulator",
+        "version": 1,
+        "applies_to": ["device"],
+        "when": "event.is_emulator == true",
+        "score": 0.7,
+        "severity": "high",
+        "action": "review",
+        "mode": "active",
+        "reason": "An emulator.",
+        "enabled": True,
+    }
+    events = [
+        {
+            "event_id": f"d{i}",
+            "event_type": "device",
+            "user_id": "",
+            "ts": format_ts(T0 + minute * 60.0),
+            "device_id": device,
+            "kind": "install",
+            "is_emulator": True,
+        }
+        for i, (device, minute) in enumerate(
+            [("farm", 0), ("farm", 20), ("other", 25), ("farm", 50), ("farm", 140)]
+        )
+    ]
+    sent: dict[str, list[str]] = {}
+    for name in ("redis", "memory"):
+        core = Core.create(Settings.load(env={}, config_file=None), deterministic=True)
+        core.apply_rule(rule)
+        memory = MemoryStore()
+        redis_store = RedisStore(target, prefix + name, ttl_s=3600)
+        sent[name] = []
+        for event in events:
+            if name == "memory":
+                out = core.run_batch(memory, [event], now=T0)
+            else:
+                state = await redis_store.load(core.needs([event]))
+                out = core.process([event], state, now=T0)
+                await redis_store.save(state)
+            sent[name] += [a["source_event_id"] for a in out.alerts]
+    assert sent["redis"] == sent["memory"] == ["d0", "d2", "d4"]

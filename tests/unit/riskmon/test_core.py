@@ -938,3 +938,53 @@ def test_a_fraud_verdict_is_not_forgotten_for_legit_verdicts_on_other_items() ->
         core.run_batch(store, [{**legit, "ts": "2026-11-03T09:00:00.000Z"}], now=0.0)
     assert store.users["u1"]["fraud"] is True
     assert len(store.users["u1"]["verdicts"]) <= MAX_VERDICTS
+
+
+def test_alerts_without_a_user_are_deduplicated_per_device() -> None:
+    """Before login there is no user to deduplicate on: alerts of one pattern on one
+    device within ``detection.alert_dedup_s`` of event time are one alert, in one batch
+    or one event a batch; another device, another pattern or a later hour goes out."""
+
+    def install(i: int, device: str, minute: int, rooted: bool = False) -> dict[str, Any]:
+        return {
+            "event_id": f"d{i}",
+            "event_type": "device",
+            "user_id": "",
+            "ts": f"2026-11-01T{10 + minute // 60:02d}:{minute % 60:02d}:00.000Z",
+            "device_id": device,
+            "kind": "install",
+            "is_emulator": True,
+            "is_rooted": rooted,
+        }
+
+    events = [
+        install(1, "farm", 0),
+        install(2, "farm", 20),  # the same device and pattern: deduplicated
+        install(3, "other", 25),  # another device
+        install(4, "farm", 30, rooted=True),  # another pattern (its most severe hit)
+        install(5, "farm", 40, rooted=True),  # that pattern again: deduplicated
+        install(6, "farm", 140),  # more than an hour after the last farm alert
+    ]
+    for batches in ([events], [[e] for e in events]):
+        core = _core_with(
+            _rule("emulator", "event.is_emulator == true", 0.7, "high", "review"),
+            _rule(
+                "emulator_rooted",
+                "event.is_emulator == true && event.is_rooted == true",
+                0.9,
+                "critical",
+                "freeze",
+            ),
+        )
+        store = MemoryStore()
+        sent = [
+            (a["source_event_id"], a["rule_ids"][-1])
+            for b in batches
+            for a in core.run_batch(store, b, now=0.0).alerts
+        ]
+        assert sent == [
+            ("d1", "emulator"),
+            ("d3", "emulator"),
+            ("d4", "emulator_rooted"),
+            ("d6", "emulator"),
+        ], len(batches)
