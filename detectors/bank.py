@@ -452,21 +452,27 @@ class ModelBank:
         *,
         event_id: str | None = None,
         learned: Learned | None = None,
+        again: bool = False,
     ) -> int:
         """Teach the classifier the pending vectors a label names; returns how many.
 
         The classifier may keep only a sample of the negatives it is taught. With
         ``learned`` (the record of the attempt at the micro-batch, see :class:`Learned`),
         a label ``event_id`` it holds already taught the models: nothing happens.
+        ``again``: a label taken before, for vectors of events that came after it (not
+        counted as a label, nor as unmatched).
         """
         if learned is not None and event_id is not None:
             if event_id in learned.held("label"):
                 return 0
-            taught = self.on_label(target_type, target_id, user_id, label, ts)
+            taught = self.on_label(target_type, target_id, user_id, label, ts, again=again)
             learned.add("label", (event_id,))
             return taught
         y = label_value(label)
         self.watermark = max(self.watermark, ts)
+        if again:
+            items = self.pending.match(target_type, target_id, user_id, until=None if y else ts)
+            return self._learn(items, y) if items and y is not None else 0
         self.counts["labels"] += 1
         # A fraud verdict on a user makes every event of the user a fraudster's, later ones
         # too; another verdict judges the user as of its time (a victim of a takeover

@@ -364,6 +364,10 @@ class Core:
         labelled: dict[str, tuple[dict[str, Any], float]] = {}  # user, label time
         clearing: list[_Clearing] = []  # verdicts that may lift account actions
         verdicts: list[tuple[dict[str, Any], float]] = []  # for the models, in time order
+        # verdicts of earlier batches on events that came after them: (target type, id,
+        # user) -> (fraud, verdict time)
+        standing: dict[tuple[str, str, str], tuple[bool, float]] = {}
+        taken: set[tuple[str, str]] = set()  # what the batch's own verdicts name
         newest = state.now
         # Event-time order within the micro-batch: the input topics are consumed side by
         # side, so a device event may arrive after the transaction it preceded.
@@ -383,6 +387,7 @@ class Core:
                 out.labels += 1
                 changed = self._label(event, ts, user, state)
                 verdicts.append((event, ts))
+                taken.add((event["target_type"], event["target_id"]))
                 if user is not None:
                     if changed:
                         labelled[uid] = (user, ts)
@@ -392,6 +397,16 @@ class Core:
                         )
                 continue
             features = observe(event, ts, user, state.idents)
+            if user is not None and user.get("verdicts"):
+                # a verdict taken in an earlier batch that names this event's item, or
+                # judges the user as of a later time: it arrived before the event did
+                for target_type, target_id, fraud_item, at in _standing(event, ts, user):
+                    if (target_type, target_id) not in taken:  # else the batch's label teaches
+                        standing.setdefault((target_type, target_id, uid), (fraud_item, at))
+                    if fraud_item:  # the identifiers it carried, as if it came in time
+                        for key in ident_keys(event):
+                            state.fraud_marks.append((key, uid))
+                            state.idents[key].mark_fraud(uid)
             evaluation = self.rules.evaluate(event["event_type"], event, features)
             if evaluation.errors:
                 self._rule_errors(evaluation, event, out, wall)
@@ -408,6 +423,7 @@ class Core:
         # an item a verdict of this batch names waits for it, even where an earlier
         # verdict made its user a confirmed fraudster
         named = {e["target_id"] for e, _ in verdicts if e["target_type"] != "user"}
+        named.update(target_id for target_type, target_id, _ in standing if target_type != "user")
         inputs = []
         for p in pending:
             ev = p.event
@@ -425,6 +441,19 @@ class Core:
                 )
             )
         scores = self.models.score_batch(inputs, learned) if inputs else []
+        # A verdict that came before the event it judges teaches its vector now, as it
+        # would have had the event come first (not as a new label).
+        for (target_type, target_id, user_id), (fraud_item, at) in standing.items():
+            self.models.on_label(
+                target_type,
+                target_id,
+                user_id,
+                "fraud" if fraud_item else "legit",
+                at,
+                event_id=f"standing:{target_type}:{target_id}",
+                learned=learned,
+                again=True,
+            )
         # The verdicts teach the classifier once the batch's vectors wait for them: a
         # label in the batch of the event it names finds it, wherever the batch splits.
         for event, ts in verdicts:
@@ -488,7 +517,8 @@ class Core:
                 if keys is None:
                     # not an item the user's document holds (its event not seen yet, or
                     # long ago, or a label naming the wrong user): marking everything the
-                    # user touched would mark identifiers the fraud never used
+                    # user touched would mark identifiers the fraud never used; its own are
+                    # marked when its event comes (_standing)
                     log.warning(
                         "label_target_unknown",
                         target_type=event["target_type"],
@@ -1099,6 +1129,38 @@ def _cleared_after(user: dict[str, Any], cause: str, ts: float) -> bool:
         if verdict is not None and not verdict[1] and verdict[0] > ts:
             return True
     return False
+
+
+def _standing(
+    event: dict[str, Any], ts: float, user: dict[str, Any]
+) -> list[tuple[str, str, bool, float]]:
+    """The verdicts in the user's document that would have judged ``event`` (at event
+    time ``ts``) had it come before them: on its application or transaction, and on the
+    user as of a later time. Each as (target type, target id, fraud, verdict time).
+
+    Called in event time within a batch, so a verdict of the batch itself is there only
+    when it is earlier than the event (then it does not judge it, but for the item's own
+    verdict, which names it whatever the clocks say).
+
+    >>> u = {"verdicts": {"transaction:t1": [50.0, True], "user": [90.0, False]}}
+    >>> t1 = {"event_type": "transaction", "txn_id": "t1", "event_id": "e", "user_id": "u"}
+    >>> _standing(t1, 60.0, u)
+    [('transaction', 't1', True, 50.0), ('user', 'u', False, 90.0)]
+    >>> _standing({"event_type": "device", "event_id": "e", "user_id": "u"}, 95.0, u)
+    []
+    """
+    verdicts: dict[str, list[Any]] = user["verdicts"]
+    out: list[tuple[str, str, bool, float]] = []
+    item = _cause_key(event)
+    if not item.startswith("event:"):
+        v = verdicts.get(item)
+        if v is not None:
+            target_type, target_id = item.split(":", 1)
+            out.append((target_type, target_id, bool(v[1]), float(v[0])))
+    v = verdicts.get("user")
+    if v is not None and v[0] >= ts:
+        out.append(("user", event.get("user_id") or "", bool(v[1]), float(v[0])))
+    return out
 
 
 def _take_verdict(

@@ -655,12 +655,16 @@ def test_a_freeze_renewed_by_more_items_than_are_kept_is_lifted_only_for_the_use
     assert [a["action"] for a in out.adjustments] == ["unfreeze"]
 
 
-def _learning(batches: list[list[dict[str, Any]]]) -> dict[str, int]:
+def _run(batches: list[list[dict[str, Any]]]) -> tuple[Core, MemoryStore]:
     core = Core.create(Settings.load(env={}, config_file=None), deterministic=True)
     store = MemoryStore()
     for batch in batches:
         core.run_batch(store, batch, now=0.0)
-    counts = core.models.counts
+    return core, store
+
+
+def _learning(batches: list[list[dict[str, Any]]]) -> dict[str, int]:
+    counts = _run(batches)[0].models.counts
     keys = ("labels_unmatched", "taught_positive", "taught_negative", "matured")
     return {k: counts[k] for k in keys}
 
@@ -988,3 +992,46 @@ def test_alerts_without_a_user_are_deduplicated_per_device() -> None:
             ("d4", "emulator_rooted"),
             ("d6", "emulator"),
         ], len(batches)
+
+
+def _marks_and_learning(batches: list[list[dict[str, Any]]]) -> tuple[dict[str, Any], Any]:
+    """What the classifier was taught and the fraud marks, after ``batches`` (a label that
+    came before its item found nothing then: it counts as unmatched, hence not here)."""
+    core, store = _run(batches)
+    counts = core.models.counts
+    keys = ("labels", "taught_positive", "taught_negative", "matured")
+    marks = {k: v.fraud for k, v in store.idents.items() if v.fraud}
+    return {k: counts[k] for k in keys}, marks
+
+
+def test_a_verdict_that_arrives_before_its_item_judges_the_item_when_it_comes() -> None:
+    """The label topic may run ahead of the transaction topic: a fraud verdict on a
+    transaction taken before the transaction arrives marks the transaction's account
+    and teaches its vector as a positive when it comes, as when the two come in the
+    other order; the vector never matures into a negative."""
+    pay = txn(1, "u1", "shop-a", 1)
+    fraud = label(1, "u1", "transaction", "tx1")  # a day after the payment
+    in_order = _marks_and_learning([[pay], [fraud], [_later(1)]])
+    label_first = _marks_and_learning([[fraud], [pay], [_later(1)]])
+    assert label_first == in_order
+    counts, marks = label_first
+    assert counts["taught_positive"] == 1 and counts["matured"] == 0
+    assert marks == {"account:shop-a": {"u1"}}
+
+
+def test_a_user_verdict_judges_a_late_event_from_before_it() -> None:
+    """A payment dated before a fraud verdict on its user, arriving after the verdict was
+    taken, is judged by it as if it had come in time: its account is marked, and its
+    vector is taught as a positive instead of maturing into a negative. A legit verdict
+    teaches such a payment as a negative."""
+    pay = txn(1, "u1", "shop-a", 1)
+    for verdict, taught, marks in (
+        ("fraud", "taught_positive", {"account:shop-a": {"u1"}}),
+        ("legit", "taught_negative", {}),
+    ):
+        on_user = {**label(1, "u1", "user", "u1"), "label": verdict}
+        in_order = _marks_and_learning([[pay], [on_user], [_later(1)]])
+        late = _marks_and_learning([[on_user], [pay], [_later(1)]])
+        assert late == in_order, verdict
+        assert late[0][taught] == 1 and late[0]["matured"] == 0, verdict
+        assert late[1] == marks, verdict
