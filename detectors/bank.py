@@ -474,15 +474,20 @@ class ModelBank:
             items = self.pending.match(target_type, target_id, user_id, until=None if y else ts)
             return self._learn(items, y) if items and y is not None else 0
         self.counts["labels"] += 1
+        if y is None:
+            # a default is credit risk, neither fraud nor honesty: the vectors it names
+            # wait for a verdict that says (until the TTL), and never mature as negatives
+            held = self.pending.hold(target_type, target_id, user_id, until=ts)
+            if not held:
+                self.counts["labels_unmatched"] += 1
+            self.counts["defaults"] += held
+            return 0
         # A fraud verdict on a user makes every event of the user a fraudster's, later ones
         # too; another verdict judges the user as of its time (a victim of a takeover
         # after it was legit until then).
         items = self.pending.match(target_type, target_id, user_id, until=None if y else ts)
         if not items:
             self.counts["labels_unmatched"] += 1
-            return 0
-        if y is None:
-            self.counts["defaults"] += len(items)
             return 0
         return self._learn(items, y)
 

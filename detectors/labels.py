@@ -89,7 +89,8 @@ class PendingBlock:
 
     ``order`` lists the rows by ``(ts, seq)``; the first ``n_mature`` of that order have
     been through maturity, the first ``n_drop`` through the TTL; none of the first
-    ``head`` is alive.
+    ``head`` is alive. ``held`` rows wait for a verdict without maturing (a default
+    named them: not fraud, nor a sign of honesty).
     """
 
     __slots__ = (
@@ -98,6 +99,7 @@ class PendingBlock:
         "alive",
         "event_type",
         "head",
+        "held",
         "ids",
         "matured",
         "n_alive",
@@ -132,6 +134,7 @@ class PendingBlock:
         self.seq0 = seq0
         self.alive = np.ones(n, dtype=bool)
         self.matured = np.zeros(n, dtype=bool)
+        self.held = np.zeros(n, dtype=bool)
         self.n_alive = n
         if n < 2 or bool((ts[1:] >= ts[:-1]).all()):
             self.order = np.arange(n)
@@ -218,6 +221,7 @@ class PendingBlock:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.head = 0  # blocks of older checkpoints have none
+        self.held = np.zeros(len(state["ids"]), dtype=bool)  # nor this
         for k, v in state.items():
             if k not in _OLD_INDEXES:
                 setattr(self, k, v)
@@ -408,6 +412,40 @@ class PendingStore:
         """Pop and return the pending items a label names, oldest first; with ``until``,
         a label on the user takes only the user's items of that event time or before
         (those it can have judged)."""
+        out: list[PendingItem] = []
+        for block, rows in self._named(target_type, target_id, until):
+            out.extend(block.item(k) for k in rows)
+            self._kill(block, np.array(rows, dtype=np.intp))
+        out.sort(key=lambda i: (i.ts, i.seq))
+        return out
+
+    def hold(
+        self, target_type: str, target_id: str, user_id: str, until: float | None = None
+    ) -> int:
+        """Keep the pending items a label names (as :meth:`match` finds them) from
+        maturing: they wait for another verdict until the TTL, and never become
+        negatives unlabelled. How many it names (held already or not).
+
+        >>> store = PendingStore(maturity_s=100, ttl_s=1000, max_items=10)
+        >>> store.add("e1", ("t1",), "u1", 0.0, "transaction", {"f": 1.0})
+        >>> store.add("e2", ("t2",), "u1", 0.0, "transaction", {"f": 2.0})
+        >>> store.hold("transaction", "t1", "u1"), store.hold("transaction", "t1", "u1")
+        (1, 1)
+        >>> [i.event_id for i in store.expire(500.0)]  # e1 is held
+        ['e2']
+        >>> [i.event_id for i in store.match("transaction", "t1", "u1")]
+        ['e1']
+        """
+        n = 0
+        for block, rows in self._named(target_type, target_id, until):
+            block.held[rows] = True
+            n += len(rows)
+        return n
+
+    def _named(
+        self, target_type: str, target_id: str, until: float | None
+    ) -> list[tuple[PendingBlock, list[int]]]:
+        """The alive rows a label names, per block."""
         if target_type == "user":
             by_user = True
         elif target_type in TARGET_TYPES:
@@ -417,16 +455,14 @@ class PendingStore:
         held = (self._by_user if by_user else self._by_target).get(target_id)
         if not held:
             return []
-        out: list[PendingItem] = []
-        for block in list(held.values()):  # a block emptied here leaves the index
+        out = []
+        for block in list(held.values()):  # a block emptied by the caller leaves the index
             rows = block.rows_of_user(target_id) if by_user else block.rows_of_target(target_id)
             if rows and by_user and until is not None:
                 ts = block.ts
                 rows = [k for k in rows if ts[k] <= until]
             if rows:
-                out.extend(block.item(k) for k in rows)
-                self._kill(block, np.array(rows, dtype=np.intp))
-        out.sort(key=lambda i: (i.ts, i.seq))
+                out.append((block, rows))
         return out
 
     def expire(self, now_ts: float) -> list[PendingItem]:
@@ -451,9 +487,11 @@ class PendingStore:
         """The rows that matured, per block in block order (each in time order)."""
         found: list[tuple[PendingBlock, np.ndarray]] = []
         if self.maturity_s < self.ttl_s:
-            for block, rows in _passed(self._due, "n_mature", now_ts - self.maturity_s):
-                block.matured[rows] = True
-                found.append((block, rows))
+            for block, passed in _passed(self._due, "n_mature", now_ts - self.maturity_s):
+                rows = passed[~block.held[passed]]
+                if len(rows):
+                    block.matured[rows] = True
+                    found.append((block, rows))
             if len(found) > 1:
                 found.sort(key=lambda run: run[0].seq0)
         for block, rows in _passed(self._drop, "n_drop", now_ts - self.ttl_s):
@@ -593,6 +631,7 @@ def _pack(blocks: list[PendingBlock]) -> dict[str, Any]:
         "ts": column("ts", float),
         "alive": column("alive", bool),
         "matured": column("matured", bool),
+        "held": column("held", bool),
         "order": column("order", np.intp),
         "xs_schemas": schemas,
         "xs_matrices": [np.concatenate(parts) for parts in matrices],
@@ -606,6 +645,9 @@ def _unpack(packed: dict[str, Any]) -> dict[int, PendingBlock]:
     head = packed["blocks"]
     ids, users, targets = packed["ids"], packed["users"], packed["targets"]
     ts, alive, matured, order = packed["ts"], packed["alive"], packed["matured"], packed["order"]
+    held = packed.get("held")  # packed before items were held: none is
+    if held is None:
+        held = np.zeros(len(ts), dtype=bool)
     starts = np.concatenate(([0], np.cumsum(head[:, 1])))
     sorted_ts = ts[order + np.repeat(starts[:-1], head[:, 1])] if len(ts) else ts
     types, schemas = packed["types"], packed["xs_schemas"]
@@ -625,10 +667,11 @@ def _unpack(packed: dict[str, Any]) -> dict[int, PendingBlock]:
             block.xs = cls(schema, matrices[kind][at[kind] : at[kind] + n].copy())
             at[kind] += n
         block.ts, block.sorted_ts = ts[a:z].copy(), sorted_ts[a:z].copy()
-        block.order, block.alive, block.matured = (
+        block.order, block.alive, block.matured, block.held = (
             order[a:z].copy(),
             alive[a:z].copy(),
             matured[a:z].copy(),
+            held[a:z].copy(),
         )
         block.event_type, block.seq0 = types[t], seq0
         block.n_mature, block.n_drop, block.n_alive, block.head = n_mature, n_drop, n_alive, first

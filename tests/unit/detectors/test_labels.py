@@ -348,3 +348,25 @@ def test_emptied_blocks_do_not_stay_in_memory():
     assert len(s._due) <= 2 * 64 + 3 * len(s._blocks)
     assert len(s._drop) <= 2 * 64 + 3 * len(s._blocks)
     assert len(s._oldest) <= 2 * 64 + 3 * len(s._blocks)
+
+
+def test_held_items_wait_for_a_verdict_without_maturing():
+    """Items a default names are held: they never mature into negatives, a later verdict
+    still finds them, and the TTL drops them like any other; a checkpoint keeps the hold,
+    and one packed before holds existed loads with none held."""
+    import pickle
+
+    s = filled()
+    assert s.hold("application", "A1", "u1") == 2  # the application and its payout
+    restored = pickle.loads(pickle.dumps(s))
+    for each in (s, restored):
+        assert ids(each.expire(31 * DAY)) == ["dev", "other"]
+        assert ids(each.match("transaction", "T1", "u1")) == ["txn"]
+        assert ids(each.expire(46 * DAY)) == []  # past the TTL: "app" dropped
+        assert "app" not in each and len(each) == 0
+    old = filled()
+    packed = old.__getstate__()
+    del packed["_blocks"]["held"]
+    older = PendingStore.__new__(PendingStore)
+    older.__setstate__(packed)
+    assert ids(older.expire(31 * DAY)) == ["app", "txn", "dev", "other"]

@@ -1035,3 +1035,17 @@ def test_a_user_verdict_judges_a_late_event_from_before_it() -> None:
         assert late == in_order, verdict
         assert late[0][taught] == 1 and late[0]["matured"] == 0, verdict
         assert late[1] == marks, verdict
+
+
+def test_a_default_leaves_the_vector_to_a_later_verdict() -> None:
+    """A default is credit risk, not fraud nor honesty: the payment it names is taught
+    nothing, waits for a verdict that says, and never matures into a negative; a fraud
+    verdict after the default teaches it as a positive."""
+    pay = txn(1, "u1", "shop-a", 1)
+    default = {**label(1, "u1", "transaction", "tx1"), "label": "default"}  # a day on
+    fraud = {**label(2, "u1", "transaction", "tx1"), "ts": "2026-11-20T10:00:00.000Z"}
+    counts = _learning([[pay], [default], [fraud], [_later(1)]])
+    assert counts["taught_positive"] == 1 and counts["labels_unmatched"] == 0
+    assert counts["matured"] == 0 and counts["taught_negative"] == 0
+    counts = _learning([[pay], [default], [_later(1)]])
+    assert counts["taught_positive"] == counts["taught_negative"] == counts["matured"] == 0
