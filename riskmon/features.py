@@ -27,7 +27,7 @@ one) it cannot tell.
 from __future__ import annotations
 
 import math
-from bisect import insort
+from bisect import bisect_left, insort
 from collections.abc import Iterable
 from typing import Any
 
@@ -41,6 +41,22 @@ LINK_SUFFIXES = ("users_1h", "users_24h", "users_7d", "events_1h", "events_24h",
 APP_KINDS = ("device", "ip", "account", "phone", "idnum")
 APP_SUFFIXES = ("apps_1h", "apps_24h", "app_amount_24h", "distinct_amounts_24h")
 OUT_KINDS = ("withdrawal", "transfer_out")
+#: transactions that pay money to an account: one the user never used is a new payout
+#: account, bound or not
+PAYOUT_KINDS = ("card_bind", "disbursement", *OUT_KINDS)
+#: the contract leaves these whole numbers unbounded; past these values they say nothing
+#: more, and a user's document must stay writable (JSON whole numbers of 64 bits)
+MAX_DAYS_PAST_DUE = 36_500
+MAX_LOAN_APPS = 10_000
+MAX_CONTACTS = 1_000_000
+#: distances below this between two events' places are the noise of the fixes (a cell
+#: tower against GPS), not travel
+GEO_NOISE_KM = 5.0
+#: the shortest time a move between places is taken to have had: two fixes seconds apart
+#: would otherwise make any noise look like flight
+GEO_MIN_S = 60.0
+#: recent out movements a user's document keeps by transaction id
+MAX_OUT_TXNS = 32
 
 #: event field -> identifier kind, per event type
 IDENT_FIELDS: dict[str, tuple[tuple[str, str], ...]] = {
@@ -224,7 +240,8 @@ def observe(
             if "is_rooted" in event:
                 dev.set_attr("is_rooted", "1" if event["is_rooted"] else "0", ts)
             if "loan_apps_installed" in event:
-                dev.set_attr("loan_apps_installed", str(int(event["loan_apps_installed"])), ts)
+                apps_installed = int(min(event["loan_apps_installed"], MAX_LOAN_APPS))
+                dev.set_attr("loan_apps_installed", str(apps_installed), ts)
         f["is_emulator"] = float(attrs.get("is_emulator", "0"))
         f["is_rooted"] = float(attrs.get("is_rooted", "0"))
         f["loan_apps_installed"] = float(attrs.get("loan_apps_installed", "0"))
@@ -323,11 +340,10 @@ def _user_features(
     apps = user["apps"]
     if etype == "application":
         income = event.get("declared_monthly_income")
-        prev = user["income"]
-        if income is not None and prev:
-            f["income_change_ratio"] = income / prev
         if income is not None:
-            user["income"] = income
+            prev = _declared_income(user, ts, float(income))
+            if prev:
+                f["income_change_ratio"] = income / prev
         f["prior_applications"] = user["n_apps"]
         user["n_apps"] += 1
         apps.append([ts, float(amount or 0.0)])
@@ -362,20 +378,19 @@ def _user_features(
     if etype == "transaction":
         status = event.get("status")
         account = event.get("account_hash")
-        if kind == "card_bind" and account and account not in user["accounts"]:
+        if account and account not in user["accounts"]:
             user["accounts"][account] = ts
             _cap(user["accounts"], 16)
-            if len(user["accounts"]) > 1:
+            # money sent to an account the user never used, bound first or not, beside
+            # one the user had: a new payout account (a repayment pays in)
+            if kind in PAYOUT_KINDS and len(user["accounts"]) > 1:
                 _set_last(last, "new_account", ts)
-        elif account and account not in user["accounts"]:
-            user["accounts"][account] = ts
-            _cap(user["accounts"], 16)
         if account:
             bound = user["accounts"].get(account)
             new = bound is not None and 0.0 <= ts - bound < 86400.0
             f["payout_account_is_new"] = 1.0 if new else 0.0
         if kind == "repayment":
-            dpd = int(event.get("days_past_due") or 0)
+            dpd = int(min(event.get("days_past_due") or 0, MAX_DAYS_PAST_DUE))
             if status == "failed":
                 repay[0] += 1
             elif status == "success":
@@ -385,11 +400,8 @@ def _user_features(
                 repay[2] = max(repay[2], dpd)
         elif kind == "disbursement" and status != "failed":
             user["disb"] = [ts, float(amount or 0.0), 0.0]
-        elif kind in OUT_KINDS and status != "failed":
-            insort(outs, ts)
-            del outs[:-32]
-            if user["disb"] is not None:
-                user["disb"][2] += float(amount or 0.0)
+        elif kind in OUT_KINDS:
+            _money_out(user, outs, event.get("txn_id"), status, ts, float(amount or 0.0))
     # (a time after ``ts`` had not come yet for this event: it arrived late)
     for what, then in last.items():
         name = _SINCE_FEATURES.get(what)
@@ -411,10 +423,96 @@ def _user_features(
     geo = event.get("geo")
     if geo is not None:
         prev_geo = user["geo"]
-        if prev_geo is not None and ts > prev_geo[2]:
+        if prev_geo is not None and ts >= prev_geo[2]:
             km = _haversine_km(prev_geo[0], prev_geo[1], geo["lat"], geo["lon"])
-            f["geo_speed_kmh"] = min(km / ((ts - prev_geo[2]) / 3600.0), 5000.0)
+            if km >= GEO_NOISE_KM:
+                hours = max(ts - prev_geo[2], GEO_MIN_S) / 3600.0
+                f["geo_speed_kmh"] = min(km / hours, 5000.0)
         user["geo"] = [geo["lat"], geo["lon"], ts]
+
+
+#: declared incomes a user's document keeps, with their times
+MAX_INCOMES = 8
+
+
+def _declared_income(user: dict[str, Any], ts: float, income: float) -> float | None:
+    """Record an income declared at event time ``ts``; the income declared before it
+    (``None`` if none), in event time: a late application is compared with what was
+    declared before it, and does not become the newest income.
+
+    ``user["income"]`` stays the newest declared income (what older documents hold,
+    without ``incomes``: their one income, dated at the user's first event).
+
+    >>> u = {"income": None, "first_ts": 0.0}
+    >>> _declared_income(u, 10.0, 5000.0), _declared_income(u, 30.0, 15000.0)
+    (None, 5000.0)
+    >>> _declared_income(u, 20.0, 5000.0), u["income"]  # late: before 30
+    (5000.0, 15000.0)
+    >>> _declared_income(u, 40.0, 15000.0)
+    15000.0
+    """
+    incomes: list[list[float]] | None = user.get("incomes")
+    if incomes is None:
+        old = user.get("income")
+        incomes = user["incomes"] = [] if old is None else [[user["first_ts"], old]]
+    at = len(incomes)
+    while at and incomes[at - 1][0] > ts:
+        at -= 1
+    prev = incomes[at - 1][1] if at else None
+    incomes.insert(at, [ts, income])
+    del incomes[:-MAX_INCOMES]
+    user["income"] = incomes[-1][1]
+    return prev
+
+
+def _money_out(
+    user: dict[str, Any],
+    outs: list[float],
+    txn_id: str | None,
+    status: str | None,
+    ts: float,
+    amount: float,
+) -> None:
+    """Fold a withdrawal or transfer out into the user's money out: once per transaction
+    id (a ``pending`` report then its ``success`` are one movement, at its first time),
+    and taken back when a later report says it ``failed``.
+
+    >>> u = {"disb": [0.0, 1000.0, 0.0]}; outs = []
+    >>> _money_out(u, outs, "w1", "pending", 60.0, 500.0)
+    >>> _money_out(u, outs, "w1", "success", 90.0, 500.0)
+    >>> outs, u["disb"]
+    ([60.0], [0.0, 1000.0, 500.0])
+    >>> _money_out(u, outs, "w1", "failed", 120.0, 500.0)
+    >>> outs, u["disb"]
+    ([], [0.0, 1000.0, 0.0])
+    """
+    disb = user["disb"]
+    moved: dict[str, list[float]] = user.setdefault("out_txns", {})
+    known = moved.get(txn_id) if txn_id else None
+    if known is not None:  # a later report of a movement counted already
+        then, counted, against = known
+        if status != "failed":
+            if amount != counted and disb is not None and disb[0] == against:
+                disb[2] += amount - counted  # the amount as last reported
+            known[1] = amount
+            return
+        del moved[txn_id]  # type: ignore[arg-type]
+        index = bisect_left(outs, then)
+        if index < len(outs) and outs[index] == then:
+            del outs[index]
+        if disb is not None and disb[0] == against:
+            disb[2] = max(0.0, disb[2] - counted)
+        return
+    if status == "failed":
+        return
+    insort(outs, ts)
+    del outs[:-32]
+    if disb is not None:
+        disb[2] += amount
+    if txn_id:
+        moved[txn_id] = [ts, amount, disb[0] if disb is not None else -1.0]
+        if len(moved) > MAX_OUT_TXNS:
+            del moved[next(iter(moved))]
 
 
 def _set_last(last: dict[str, float], what: str, ts: float) -> None:
@@ -491,7 +589,7 @@ def event_vector(event: dict[str, Any], features: dict[str, float]) -> dict[str,
         x["term_days"] = float(event.get("term_days") or 0)
         x["declared_monthly_income"] = float(event.get("declared_monthly_income") or 0.0)
         x["age"] = float(event.get("age") or 0)
-        x["contacts_count"] = float(event.get("contacts_count") or 0)
+        x["contacts_count"] = float(min(event.get("contacts_count") or 0, MAX_CONTACTS))
         bureau = event.get("bureau_score")
         x["bureau_score"] = float(bureau) if bureau is not None else 0.0
         kyc = event.get("kyc") or {}

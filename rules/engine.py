@@ -49,7 +49,7 @@ import yaml
 
 from riskmon.personal import WITHHELD, clear_kind, has_digit_run
 from rules.expr import CompileError, Expression, RuleEvalError, compile_expr
-from rules.features import FEATURE_TYPES, KNOWN_FEATURES
+from rules.features import FEATURE_TYPES, KNOWN_FEATURES, LINK_IDENTIFIERS, never_carried
 
 if TYPE_CHECKING:
     from riskmon.contract import Contract
@@ -322,6 +322,14 @@ def _build(
             raise RuleError(
                 f"{_label(data)}: condition must be true or false, "
                 f"this one gives a {_TYPE_WORDS.get(predicate.result_type, predicate.result_type)}"
+            )
+        dead = never_carried(predicate.features, data["applies_to"])
+        if dead:
+            kinds = ", ".join(sorted({LINK_IDENTIFIERS[f.split("_", 1)[0]] for f in dead}))
+            raise RuleError(
+                f"{_label(data)}: {', '.join(f'features.{f}' for f in dead)} is 0 on every "
+                f"event the rule applies to ({', '.join(sorted(data['applies_to']))} events "
+                f"carry no {kinds}): a condition on it never holds as written"
             )
     return Rule(
         rule_id=rule_id,

@@ -14,6 +14,8 @@ True
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 NEVER_MINUTES = 1e6
 """Value of a ``minutes_since_*`` feature when the thing never happened."""
 
@@ -27,6 +29,15 @@ LINK_IDENTIFIERS: dict[str, str] = {
     "idnum": "national id number",
 }
 
+#: the identifiers each event type carries (the contract's fields behind them:
+#: ``riskmon.features.IDENT_FIELDS``): an identifier's features are 0 on the others
+IDENTIFIERS_BY_TYPE: dict[str, frozenset[str]] = {
+    "application": frozenset({"device", "ip", "account", "phone", "idnum"}),
+    "device": frozenset({"device", "ip", "wifi", "sim"}),
+    "transaction": frozenset({"device", "ip", "account"}),
+}
+
+
 _USER_HISTORY: dict[str, str] = {
     "account_age_days": "days since the user's account was created",
     "user_devices_count": "distinct devices the user has used",
@@ -39,7 +50,8 @@ _USER_HISTORY: dict[str, str] = {
     "minutes_since_password_reset": "minutes since the last password reset (1e6 when never)",
     "minutes_since_failed_login": "minutes since the last failed login (1e6 when never)",
     "minutes_since_new_payout_account": (
-        "minutes since a payout account was last bound (1e6 when never)"
+        "minutes since money last went to an account new to the user beside one it had "
+        "(bound, paid out or sent; 1e6 when never)"
     ),
     "failed_logins_24h": "failed logins in 24 h",
     "amount_to_max_ratio": (
@@ -55,7 +67,10 @@ _USER_HISTORY: dict[str, str] = {
     "payout_account_is_new": (
         "1 if this transaction's account was first bound by the user < 24 h ago"
     ),
-    "outflow_share": "share of the last disbursement already moved out, including this event",
+    "outflow_share": (
+        "share of the last disbursement already moved out, including this event (each "
+        "transaction once; a failed one taken back)"
+    ),
     "minutes_since_disbursement": "minutes since the last disbursement (1e6 when never)",
     "disbursed_amount": "amount of the last disbursement",
 }
@@ -83,7 +98,10 @@ _VELOCITY: dict[str, str] = {
     "user_amount_24h": "total amount applied for by the user in 24 h",
     "user_distinct_amounts_24h": "distinct amounts applied for by the user in 24 h",
     "user_txn_out_1h": "withdrawals and transfer_outs by the user in 1 h",
-    "geo_speed_kmh": "speed implied by the distance from the user's previous located event",
+    "geo_speed_kmh": (
+        "speed implied by the distance from the user's previous located event (0 under 5 km; "
+        "at least a minute between them)"
+    ),
 }
 
 #: identifiers loan applications carry, for the velocity of applications per identifier
@@ -121,6 +139,39 @@ FEATURE_DOCS: dict[str, str] = {
 """Feature name -> one-line description."""
 
 KNOWN_FEATURES: frozenset[str] = frozenset(FEATURE_DOCS)
+
+#: link and velocity feature -> the identifier kind it counts on
+_IDENTIFIER_OF: dict[str, str] = {
+    name: kind
+    for kind in LINK_IDENTIFIERS
+    for name in (*_link_docs(), *_ident_velocity_docs())
+    if name.startswith(kind + "_")
+}
+
+
+def identifier_of(feature: str) -> str | None:
+    """The identifier kind a link or velocity feature counts on, else ``None``.
+
+    >>> identifier_of("wifi_users_24h"), identifier_of("idnum_apps_1h")
+    ('wifi', 'idnum')
+    >>> identifier_of("user_apps_1h") is None, identifier_of("account_age_days") is None
+    (True, True)
+    """
+    return _IDENTIFIER_OF.get(feature)
+
+
+def never_carried(features: Iterable[str], event_types: Iterable[str]) -> list[str]:
+    """The identifier features (of ``features``) that no event of ``event_types`` carries
+    the identifier of: always 0 on them.
+
+    >>> never_carried(["wifi_users_24h", "ip_users_1h"], ["application"])
+    ['wifi_users_24h']
+    >>> never_carried(["wifi_users_24h"], ["application", "device"])
+    []
+    """
+    carried = set().union(*(IDENTIFIERS_BY_TYPE.get(t, ()) for t in event_types))
+    return sorted(f for f in features if (k := identifier_of(f)) is not None and k not in carried)
+
 
 #: the features that count things: whole numbers in every event (the feature engine's
 #: ``riskmon.features.WHOLE_FEATURES``)

@@ -139,8 +139,8 @@ def test_repayment_record_and_payout_account_and_cash_out() -> None:
     base = 60 * 24 * 3
     f = tl.feed(base + 5, **txn(kind="disbursement", amount=10000.0, account_hash="c2"))
     assert f["payout_account_is_new"] == 1.0 and f["minutes_since_disbursement"] == 0.0
-    tl.feed(base + 7, **txn(kind="withdrawal", amount=6000.0, account_hash="c2"))
-    f = tl.feed(base + 8, **txn(kind="transfer_out", amount=3500.0, account_hash="c2"))
+    tl.feed(base + 7, **txn(kind="withdrawal", amount=6000.0, account_hash="c2", txn_id="w"))
+    f = tl.feed(base + 8, **txn(kind="transfer_out", amount=3500.0, account_hash="c2", txn_id="x"))
     assert f["outflow_share"] == pytest.approx(0.95)
     assert f["user_txn_out_1h"] == 2
     assert f["minutes_since_disbursement"] == pytest.approx(3.0)
@@ -292,3 +292,77 @@ def test_each_feature_keeps_one_number_type_whatever_the_event_carries() -> None
     # and the type rules compile them with (rules.features.FEATURE_TYPES)
     wrong = [n for n, kinds in seen.items() if kinds != ({int} if n in WHOLE_FEATURES else {float})]
     assert wrong == []
+
+
+def test_unbounded_whole_numbers_are_capped_and_the_user_stays_writable() -> None:
+    """The contract leaves days past due, lending apps installed and contacts unbounded,
+    and takes ``1e30`` as a whole number: the features cap them, so the user's document
+    still serialises as JSON (a Redis save of it used to fail on every retry)."""
+    import orjson
+
+    from riskmon.features import MAX_CONTACTS, MAX_DAYS_PAST_DUE, MAX_LOAN_APPS, event_vector
+
+    tl = Timeline()
+    f = tl.feed(0, **txn(kind="repayment", amount=100.0, days_past_due=1e30))
+    assert f["max_days_past_due"] == MAX_DAYS_PAST_DUE and f["late_repayments"] == 1
+    f = tl.feed(1, **dev(kind="install", loan_apps_installed=1e30))
+    assert f["loan_apps_installed"] == MAX_LOAN_APPS
+    application = app(contacts_count=1e30)
+    x = event_vector(application, tl.feed(2, **application))
+    assert x["contacts_count"] == MAX_CONTACTS
+    orjson.dumps(tl.users["u1"])  # raises on a whole number past 64 bits
+
+
+def test_money_sent_to_an_account_never_used_is_a_new_payout_account() -> None:
+    """A takeover pays out to an account the user never used, without binding it first:
+    a disbursement or transfer out to it is a new payout account as a bind is; a
+    repayment from another card pays in, and is not."""
+    tl = Timeline()
+    tl.feed(0, **txn(kind="card_bind", amount=0.0, account_hash="own", txn_id="b"))
+    f = tl.feed(10, **txn(kind="repayment", amount=10.0, account_hash="other", txn_id="r"))
+    assert f["minutes_since_new_payout_account"] == NEVER
+    f = tl.feed(20, **txn(kind="transfer_out", amount=500.0, account_hash="mule", txn_id="o"))
+    assert f["minutes_since_new_payout_account"] == 0.0 and f["payout_account_is_new"] == 1.0
+    f = tl.feed(50, **txn(kind="withdrawal", amount=5.0, account_hash="own", txn_id="w"))
+    assert f["minutes_since_new_payout_account"] == 30.0
+
+
+def test_a_movement_reported_twice_counts_once_and_a_failure_takes_it_back() -> None:
+    """A withdrawal reported ``pending`` then ``success`` (one transaction id) is one
+    movement: half the payout out is a share of 0.5 and one transfer in the hour; a
+    later ``failed`` report of another one takes it back out of both."""
+    tl = Timeline()
+    tl.feed(0, **txn(kind="disbursement", amount=1000.0, account_hash="c", txn_id="d"))
+    tl.feed(5, **txn(kind="withdrawal", amount=500.0, status="pending", txn_id="w1"))
+    f = tl.feed(6, **txn(kind="withdrawal", amount=500.0, txn_id="w1"))
+    assert f["outflow_share"] == 0.5 and f["user_txn_out_1h"] == 1
+    tl.feed(7, **txn(kind="transfer_out", amount=300.0, status="pending", txn_id="w2"))
+    f = tl.feed(8, **txn(kind="transfer_out", amount=300.0, status="failed", txn_id="w2"))
+    assert f["outflow_share"] == 0.5 and f["user_txn_out_1h"] == 1
+
+
+def test_geo_speed_ignores_the_noise_of_fixes_but_not_a_jump_at_one_instant() -> None:
+    """Two fixes 2 km apart eight seconds apart (a cell tower, then GPS) are no travel;
+    Beijing then Shanghai at the same instant is impossible travel, not 0 km/h."""
+    tl = Timeline()
+    tl.feed(0, **dev(geo={"lat": 39.918, "lon": 116.400}))
+    f = tl.feed(8 / 60, **dev(geo={"lat": 39.900, "lon": 116.400}))
+    assert f["geo_speed_kmh"] == 0.0
+    tl.feed(60, **dev(geo={"lat": 39.90, "lon": 116.40}))
+    f = tl.feed(60, **dev(geo={"lat": 31.23, "lon": 121.47}))
+    assert f["geo_speed_kmh"] == 5000.0
+    f = tl.feed(180, **dev(geo={"lat": 39.90, "lon": 116.40}))  # two hours back by plane
+    assert 500.0 < f["geo_speed_kmh"] < 600.0
+
+
+def test_a_late_application_is_compared_with_the_income_declared_before_it() -> None:
+    """The income change compares with the user's previous application in event time:
+    an older application arriving late is compared with what came before it, and does
+    not become the newest income (an unchanged income read as tripled after it)."""
+    tl = Timeline()
+    tl.feed(0, **app(application_id="a1", declared_monthly_income=5000.0))
+    tl.feed(120, **app(application_id="a2", declared_monthly_income=15000.0))
+    f = tl.feed(60, **app(application_id="a3", declared_monthly_income=5000.0))  # late
+    assert f["income_change_ratio"] == 1.0
+    f = tl.feed(180, **app(application_id="a4", declared_monthly_income=15000.0))
+    assert f["income_change_ratio"] == 1.0

@@ -815,3 +815,22 @@ def test_a_comment_that_hides_a_condition_is_refused(tmp_path: Path) -> None:
         load_rule_files([folded], KNOWN_FEATURES)
     noted = load_rule(rule(when="event.kind == 'login' // logins only"), KNOWN)
     assert noted.predicate is not None
+
+
+def test_a_condition_on_an_identifier_its_events_never_carry_is_refused() -> None:
+    """Applications carry no Wi-Fi network or SIM: a rule on applications that reads
+    ``features.wifi_users_24h`` would test a 0 for ever, so it is refused with the reason;
+    the same feature on device events, which carry it, compiles."""
+    bad = rule(applies_to=["application"], when="features.wifi_users_24h >= 4")
+    with pytest.raises(RuleError, match=r"wifi_users_24h is 0 on every event .* Wi-Fi"):
+        load_rule(bad, KNOWN_FEATURES)
+    load_rule(rule(applies_to=["application", "device"], when=bad["when"]), KNOWN_FEATURES)
+
+
+def test_the_identifiers_of_each_event_type_are_those_the_features_count() -> None:
+    """The rule engine's list of the identifiers each event type carries is the feature
+    engine's."""
+    from riskmon.features import IDENT_FIELDS
+    from rules.features import IDENTIFIERS_BY_TYPE
+
+    assert {t: frozenset(k for _, k in f) for t, f in IDENT_FIELDS.items()} == IDENTIFIERS_BY_TYPE
