@@ -101,6 +101,7 @@ from redis.backoff import ExponentialWithJitterBackoff
 from redis.cluster import RedisCluster
 from redis.retry import Retry
 
+from riskmon.logs import get_logger
 from riskmon.state import (
     MAX_IDENT_APPS,
     MAX_IDENT_EVENTS,
@@ -222,6 +223,8 @@ class MemoryStore:
 
 #: Reads a user's document and the seen mark (score or nil) of each event id in ARGV
 #: (KEYS: document, seen marks).
+log = get_logger("riskmon.store")
+
 LOAD_USER = """
 local seen = {}
 for i = 1, #ARGV, 1000 do  -- unpack() takes a few thousand values at most
@@ -795,7 +798,14 @@ class RedisStore:
         users: list[Command] = []  # step 2: each user's document with its seen marks
         for uid, seen in seen_by.items():
             user = state.users[uid]
-            document = orjson.dumps(user)
+            try:
+                document = orjson.dumps(user)
+            except orjson.JSONEncodeError as exc:
+                # a fault of the code (the features keep documents writable): the user's
+                # stored document stays as it was, rather than every later batch of the
+                # partition waiting behind this one for ever
+                log.error("user_state_unwritable", user_id=uid, error=str(exc))
+                continue
             user_ttl = self.user_ttl(user.get("fraud"), user.get("actions"))
             # each user's marks are trimmed by that user's own newest event: one event
             # far ahead in time trims its own user's marks, nobody else's

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import redis
 
 from riskmon.settings import Settings
 from riskmon.state import MAX_IDENT_FRAUD
-from riskmon.store import BatchState, MemoryStore, Needs, RedisStore
+from riskmon.store import (
+    SAVE_USER,
+    SCRIPT_SHAS,
+    BatchState,
+    MemoryStore,
+    Needs,
+    RedisStore,
+    user_keys,
+)
 
 T0 = 1_800_000_000.0
 
@@ -44,3 +54,23 @@ def test_the_memory_store_keeps_fraud_marks_on_an_identifier_up_to_the_cap() -> 
     for k in range(MAX_IDENT_FRAUD + 20):
         assert ident.record(f"v{k}", f"f{k}", T0 + k)[-1] == 1.0
     assert len(ident.users) > MAX_IDENT_FRAUD and ident.counts(T0 + 500)[-1] == 1.0
+
+
+def test_a_user_document_that_cannot_be_written_does_not_stop_the_save() -> None:
+    """A document JSON cannot hold (a whole number past 64 bits) is a fault of the code;
+    the save writes every other user's document and leaves that one as stored, rather
+    than failing the batch, and every later one of its partitions, for ever."""
+    from riskmon.state import new_user_state
+
+    store = RedisStore(object(), "rm:", ttl_s=3600)
+    sent: list[Any] = []
+    store._execute = lambda cmds, transaction: sent.extend(cmds) or []  # type: ignore[method-assign]
+    state = BatchState()
+    state.now = T0
+    for uid in ("u1", "u2"):
+        state.users[uid] = new_user_state(T0)
+        state.new_seen[f"e-{uid}"] = (uid, T0)
+    state.users["u1"]["repay"][2] = 10**30
+    store.save_now(state)
+    documents = {args[3] for _, args in sent if args[:2] == ("EVALSHA", SCRIPT_SHAS[SAVE_USER])}
+    assert documents == {user_keys("rm:", "u2")[0]}
