@@ -4,8 +4,9 @@ Every scored event is kept (its features and the ids a label can name) until a l
 arrives or it matures. Times are event times (epoch seconds), never the wall clock.
 
 - ``match`` pops the items a label names: ``'user'`` names every pending item of that user
-  (``target_id`` is the user id); ``'application'`` and ``'transaction'`` name the items
-  whose ``targets`` hold ``target_id``.
+  (``target_id`` is the user id); ``'application'`` and ``'transaction'`` name the user's
+  items whose ``targets`` hold ``target_key(target_type, target_id)`` (or the bare id, as
+  items kept before targets were typed hold it).
 - ``expire(now)`` returns, once, the items whose age reached ``maturity_s``: never
   labelled, they become negatives. They stay matchable (a late label still counts) until
   their age reaches ``ttl_s``, when they are dropped. When ``maturity_s >= ttl_s`` items are
@@ -59,6 +60,16 @@ LABELS: dict[str, bool | None] = {
 }
 
 TARGET_TYPES = ("application", "transaction", "user")
+
+
+def target_key(target_type: str, target_id: str) -> str:
+    """How a pending vector names an application or a transaction it carries: ids of
+    different kinds (or tables) may be equal, a verdict on one names only its own.
+
+    >>> target_key("transaction", "42"), target_key("application", "42")
+    ('transaction:42', 'application:42')
+    """
+    return f"{target_type}:{target_id}"
 
 
 def label_value(label: str) -> bool | None:
@@ -413,7 +424,7 @@ class PendingStore:
         a label on the user takes only the user's items of that event time or before
         (those it can have judged)."""
         out: list[PendingItem] = []
-        for block, rows in self._named(target_type, target_id, until):
+        for block, rows in self._named(target_type, target_id, user_id, until):
             out.extend(block.item(k) for k in rows)
             self._kill(block, np.array(rows, dtype=np.intp))
         out.sort(key=lambda i: (i.ts, i.seq))
@@ -437,30 +448,49 @@ class PendingStore:
         ['e1']
         """
         n = 0
-        for block, rows in self._named(target_type, target_id, until):
+        for block, rows in self._named(target_type, target_id, user_id, until):
             block.held[rows] = True
             n += len(rows)
         return n
 
     def _named(
-        self, target_type: str, target_id: str, until: float | None
+        self, target_type: str, target_id: str, user_id: str, until: float | None
     ) -> list[tuple[PendingBlock, list[int]]]:
-        """The alive rows a label names, per block."""
+        """The alive rows a label names, per block: the user's (up to ``until``), or the
+        user's rows that carry the application or transaction."""
         if target_type == "user":
             by_user = True
         elif target_type in TARGET_TYPES:
             by_user = False
         else:
             raise ValueError(f"unknown target_type {target_type!r}; expected {TARGET_TYPES}")
-        held = (self._by_user if by_user else self._by_target).get(target_id)
+        if by_user:
+            return self._rows(self._by_user, target_id, until, None)
+        # an item by its typed key (see target_key); vectors kept before targets were
+        # typed hold the bare id, which only the same user's label may name
+        out = self._rows(self._by_target, target_key(target_type, target_id), None, user_id)
+        return out + self._rows(self._by_target, target_id, None, user_id)
+
+    def _rows(
+        self,
+        index: dict[str, dict[int, PendingBlock]],
+        key: str,
+        until: float | None,
+        user_id: str | None,
+    ) -> list[tuple[PendingBlock, list[int]]]:
+        held = index.get(key)
         if not held:
             return []
+        by_user = index is self._by_user
         out = []
         for block in list(held.values()):  # a block emptied by the caller leaves the index
-            rows = block.rows_of_user(target_id) if by_user else block.rows_of_target(target_id)
-            if rows and by_user and until is not None:
+            rows = block.rows_of_user(key) if by_user else block.rows_of_target(key)
+            if rows and until is not None:
                 ts = block.ts
                 rows = [k for k in rows if ts[k] <= until]
+            if rows and user_id is not None:
+                users = block.users
+                rows = [k for k in rows if users[k] == user_id]
             if rows:
                 out.append((block, rows))
         return out

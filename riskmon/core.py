@@ -25,12 +25,13 @@ from __future__ import annotations
 import hashlib
 import math
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple, cast
 
 from detectors.bank import Learned, ModelBank, ModelInput
+from detectors.labels import target_key
 from riskmon.contract import (
     Adjustment,
     Alert,
@@ -52,7 +53,13 @@ log = get_logger("riskmon.core")
 SEVERITIES = ("low", "medium", "high", "critical")
 FLAGGING = frozenset({"review", "decline", "alert"})
 #: event fields a label may name (``target_id``), kept with each scored vector
-_TARGET_KEYS = ("application_id", "txn_id", "loan_id")
+#: the event fields a verdict on an application or transaction names, and the kind each
+#: id is (a transaction's loan is the application that asked for it)
+_TARGET_KEYS = (
+    ("application_id", "application"),
+    ("txn_id", "transaction"),
+    ("loan_id", "application"),
+)
 ACCOUNT_ACTIONS = {"freeze": "freeze", "reduce_limit": "reduce_limit", "decline": "freeze"}
 #: labels that take a fraud verdict on a user back
 UNDO_FRAUD = frozenset({"legit", "false_positive"})
@@ -154,6 +161,11 @@ MODEL_TEXTS = {
 }
 
 
+#: how far from usual (in standard deviations) a feature must be to be named in a model
+#: reason as far from usual: nearer, the words would mislead the analyst
+FEATURE_REASON_Z = 3.0
+
+
 def feature_detail(name: str, value: float, z: float, etype: str) -> str:
     """A model reason's text for one feature far from usual.
 
@@ -168,6 +180,21 @@ def feature_detail(name: str, value: float, z: float, etype: str) -> str:
     else:
         said = f"{doc}: {value:g}, far {'above' if z > 0 else 'below'} usual"
     return f"{said} for {etype} events (z={z:.1f})"
+
+
+def feature_reasons(top: Iterable[tuple[str, float, float]], etype: str) -> list[Reason]:
+    """Reasons for the features a model finds farthest from usual, ``(name, value, z)``:
+    only those at least :data:`FEATURE_REASON_Z` standard deviations away (the farthest of
+    an ordinary event are not far, and saying so would mislead).
+
+    >>> [r["code"] for r in feature_reasons([("a", 9.0, 4.2), ("b", 0.0, -0.7)], "device")]
+    ['feature:a']
+    """
+    return [
+        {"code": f"feature:{name}", "detail": feature_detail(name, value, z, etype), "value": value}
+        for name, value, z in top
+        if abs(z) >= FEATURE_REASON_Z
+    ]
 
 
 def _stable_id(prefix: str, *parts: str) -> str:
@@ -422,12 +449,20 @@ class Core:
         self.models.on_time(verdicts[0][1] if verdicts else newest)
         # an item a verdict of this batch names waits for it, even where an earlier
         # verdict made its user a confirmed fraudster
-        named = {e["target_id"] for e, _ in verdicts if e["target_type"] != "user"}
-        named.update(target_id for target_type, target_id, _ in standing if target_type != "user")
+        named = {
+            target_key(e["target_type"], e["target_id"])
+            for e, _ in verdicts
+            if e["target_type"] != "user"
+        }
+        named.update(
+            target_key(target_type, target_id)
+            for target_type, target_id, _ in standing
+            if target_type != "user"
+        )
         inputs = []
         for p in pending:
             ev = p.event
-            targets = tuple([str(ev[k]) for k in _TARGET_KEYS if k in ev])
+            targets = tuple([target_key(kind, str(ev[k])) for k, kind in _TARGET_KEYS if k in ev])
             awaits = not p.fraud or (bool(named) and not named.isdisjoint(targets))
             inputs.append(
                 ModelInput(
@@ -751,14 +786,8 @@ class Core:
                     "value": round(model_scores[best], 3),
                 }
             )
-            for name, value, z in self.models.top_contributors(x, k=3, event_type=etype):
-                reasons.append(
-                    {
-                        "code": f"feature:{name}",
-                        "detail": feature_detail(name, value, z, etype),
-                        "value": value,
-                    }
-                )
+            top = self.models.top_contributors(x, k=3, event_type=etype)
+            reasons += feature_reasons(top, etype)
         rule_ids = [h.rule.rule_id for h in hits] if hits else []
         decision_rec: Decision = {
             "source_event_id": event["event_id"],

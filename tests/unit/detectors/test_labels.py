@@ -244,11 +244,15 @@ class _Reference:
             del self.items[oldest]
             self.n_evicted += 1
 
-    def match(self, by_user: bool, key: str, until: float | None) -> list:
+    def match(self, by_user: bool, key: str, until: float | None, owner: str | None = None) -> list:
         hit = [
             e
             for e, (ts, _, user, targets, _) in self.items.items()
-            if (user == key and (until is None or ts <= until) if by_user else key in targets)
+            if (
+                user == key and (until is None or ts <= until)
+                if by_user
+                else key in targets and user == owner
+            )
         ]
         out = sorted((self.items[e][0], self.items[e][1], e, self.items[e][4]) for e in hit)
         for e in hit:
@@ -270,7 +274,7 @@ class _Reference:
 
 def test_many_small_blocks_behave_as_the_plain_rules_say():
     """With the indexes and heaps that keep a store of many small blocks cheap, adds (with
-    duplicates and eviction), labels on users (up to a time) and on ids, maturity and the
+    duplicates and eviction), labels on users (up to a time) and on a user's ids, maturity and the
     TTL give exactly what the rules, applied item by item, give; and so does a store
     restored from a pickle half-way, or from one of an older layout (blocks in a list,
     no indexes)."""
@@ -306,8 +310,9 @@ def test_many_small_blocks_behave_as_the_plain_rules_say():
             assert got == ref.match(True, user, until)
         if b % 5 == 2:
             target = rng.choice([f"T{rng.randint(0, 60)}", f"A{rng.randint(0, 30)}"])
-            got = [(i.event_id, i.seq, i.matured) for i in s.match("transaction", target, "u")]
-            assert got == ref.match(False, target, None)
+            owner = f"u{rng.randint(0, 25)}"  # a label on an item names its user's alone
+            got = [(i.event_id, i.seq, i.matured) for i in s.match("transaction", target, owner)]
+            assert got == ref.match(False, target, None, owner)
         if b == 200:
             s = pickle.loads(pickle.dumps(s))
             # each restored block owns its arrays (a view would keep all of them alive)
@@ -370,3 +375,18 @@ def test_held_items_wait_for_a_verdict_without_maturing():
     older = PendingStore.__new__(PendingStore)
     older.__setstate__(packed)
     assert ids(older.expire(31 * DAY)) == ["app", "txn", "dev", "other"]
+
+
+def test_a_label_on_an_item_names_its_typed_key_or_a_bare_id_kept_before() -> None:
+    """Vectors name their items by typed keys (``transaction:42``): a verdict on
+    transaction 42 does not name application 42. Vectors kept by an older release hold
+    the bare id: a verdict on an item names those of its own user only."""
+    from detectors.labels import target_key
+
+    s = store()
+    s.add("app", (target_key("application", "42"),), "u1", 0.0, "application", {"f": 1.0})
+    s.add("txn", (target_key("transaction", "42"),), "u2", 1.0, "transaction", {"f": 2.0})
+    s.add("old-1", ("42",), "u1", 2.0, "transaction", {"f": 3.0})
+    s.add("old-2", ("42",), "u2", 3.0, "transaction", {"f": 4.0})
+    assert ids(s.match("transaction", "42", "u2")) == ["txn", "old-2"]
+    assert ids(s.match("application", "42", "u1")) == ["app", "old-1"]

@@ -1049,3 +1049,39 @@ def test_a_default_leaves_the_vector_to_a_later_verdict() -> None:
     assert counts["matured"] == 0 and counts["taught_negative"] == 0
     counts = _learning([[pay], [default], [_later(1)]])
     assert counts["taught_positive"] == counts["taught_negative"] == counts["matured"] == 0
+
+
+def test_a_verdict_on_an_item_teaches_only_that_item_of_that_user() -> None:
+    """Application and transaction ids are different fields, often from different
+    sequences: u2's transaction "42" being fraud says nothing of u1's application "42".
+    The verdict judges u2 alone, and the classifier learns one positive, not two."""
+    application = {
+        "event_id": "app-u1",
+        "event_type": "application",
+        "user_id": "u1",
+        "ts": "2026-11-01T10:00:00.000Z",
+        "application_id": "42",
+        "device_id": "d-u1",
+        "amount": 3000.0,
+        "product": "cash_loan",
+    }
+    payment = {**txn(1, "u2", "shop-a", 5), "txn_id": "42"}
+    verdict = label(1, "u2", "transaction", "42")
+    core, store = _run([[application, payment], [verdict]])
+    assert not store.users["u1"]["fraud"] and store.users["u2"]["fraud"]
+    assert core.models.counts["taught_positive"] == 1
+    assert core.models.types["application"].counts["pos"] == 0
+
+
+def test_model_reasons_name_only_features_far_from_usual() -> None:
+    """The features a model finds farthest from usual are named in a decision's reasons
+    only when they are far (3 standard deviations or more): an ordinary value, 0.7 off,
+    is not called "rare" or "far above usual" to the analyst."""
+    from riskmon.core import FEATURE_REASON_Z, feature_reasons
+
+    top = [("failed_logins_24h", 6.0, 5.2), ("payout_account_is_new", 0.0, -0.7)]
+    reasons = feature_reasons(top, "transaction")
+    assert [r["code"] for r in reasons] == ["feature:failed_logins_24h"]
+    assert "far above usual" in reasons[0]["detail"]
+    edge = feature_reasons([("x", 1.0, -FEATURE_REASON_Z)], "device")
+    assert [r["code"] for r in edge] == ["feature:x"]
