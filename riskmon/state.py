@@ -132,15 +132,21 @@ class IdentState:
             e1 = e2 = e3 = len(es)
         else:
             e1, e2, e3 = _windows(es, ts, hour, day, week)
+        if e3 > MAX_IDENT_EVENTS:  # counts saturate at what a saved identifier holds,
+            e1, e2, e3 = (min(e, MAX_IDENT_EVENTS) for e in (e1, e2, e3))  # however batched
         if not us:
             return 0, 0, 0, e1, e2, e3, 0.0
         if us[0] >= hour and us[-1] <= ts:  # often: the one user, seen just now
             u1 = u2 = u3 = len(us)
         else:
             u1, u2, u3 = _windows(us, ts, hour, day, week)
+        if late:
+            u1, u2, u3 = u1 + 1, u2 + 1, u3 + 1
+        if u3 > MAX_IDENT_USERS:
+            u1, u2, u3 = (min(u, MAX_IDENT_USERS) for u in (u1, u2, u3))
         fraud = len(self.fraud)
         share = (fraud / len(us) if fraud < MAX_IDENT_FRAUD else 1.0) if fraud else 0.0
-        return u1 + late, u2 + late, u3 + late, e1, e2, e3, 1.0 if share > 1.0 else share
+        return u1, u2, u3, e1, e2, e3, 1.0 if share > 1.0 else share
 
     def add_application(self, application_id: str, amount: float, ts: float) -> None:
         """Remember a loan application that carried this identifier."""
@@ -314,13 +320,14 @@ def _window_counts(
         ne = bisect_right(es, ts)
     h, d, w = ts - 3600.0, ts - 86400.0, ts - WEEK
     share = (n_fraud / len(us) if n_fraud < MAX_IDENT_FRAUD else 1.0) if us else 0.0
+    mu, me = MAX_IDENT_USERS, MAX_IDENT_EVENTS  # what a saved identifier holds at most
     return (
-        nu - bisect_left(us, h, 0, nu),
-        nu - bisect_left(us, d, 0, nu),
-        nu - bisect_left(us, w, 0, nu),
-        ne - bisect_left(es, h, 0, ne),
-        ne - bisect_left(es, d, 0, ne),
-        ne - bisect_left(es, w, 0, ne),
+        min(mu, nu - bisect_left(us, h, 0, nu)),
+        min(mu, nu - bisect_left(us, d, 0, nu)),
+        min(mu, nu - bisect_left(us, w, 0, nu)),
+        min(me, ne - bisect_left(es, h, 0, ne)),
+        min(me, ne - bisect_left(es, d, 0, ne)),
+        min(me, ne - bisect_left(es, w, 0, ne)),
         1.0 if share > 1.0 else share,
     )
 

@@ -1085,3 +1085,41 @@ def test_model_reasons_name_only_features_far_from_usual() -> None:
     assert "far above usual" in reasons[0]["detail"]
     edge = feature_reasons([("x", 1.0, -FEATURE_REASON_Z)], "device")
     assert [r["code"] for r in edge] == ["feature:x"]
+
+
+def test_identifier_counts_do_not_depend_on_how_the_stream_is_batched(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """260 users log in through one IP within five minutes: the last login sees the same
+    users and events on the IP in one batch as in batches of ten (the counts saturate at
+    what a saved identifier holds, MAX_IDENT_USERS and MAX_IDENT_EVENTS)."""
+    from riskmon.state import MAX_IDENT_EVENTS, MAX_IDENT_USERS
+
+    logins = [
+        {
+            "event_id": f"d{i}",
+            "event_type": "device",
+            "user_id": f"u{i}",
+            "ts": f"2026-11-01T10:{i // 60:02d}:{i % 60:02d}.000Z",
+            "device_id": f"dev{i}",
+            "kind": "login",
+            "ip": "1.1.1.1",
+        }
+        for i in range(260)
+    ]
+    seen: dict[str, dict[str, float]] = {}
+    real = core_module.observe
+
+    def spy(event: dict[str, Any], *args: Any) -> dict[str, float]:
+        seen[event["event_id"]] = f = real(event, *args)
+        return f
+
+    monkeypatch.setattr(core_module, "observe", spy)
+    names = ("ip_users_1h", "ip_users_7d", "ip_events_1h", "ip_events_24h")
+    got = []
+    for batches in ([logins], [logins[i : i + 10] for i in range(0, 260, 10)]):
+        _run(batches)
+        got.append({n: seen["d259"][n] for n in names})
+    assert got[0] == got[1]
+    assert got[0]["ip_users_1h"] == MAX_IDENT_USERS
+    assert got[0]["ip_events_1h"] == min(260, MAX_IDENT_EVENTS)

@@ -16,7 +16,8 @@ def naive_counts(
 ) -> tuple[int, int, int, int, int, int, float]:
     """Counts by scanning every member: the definition the state must agree with. Each
     window ends at ``ts``; ``present``: the user of an event at ``ts``, in every user
-    window even when the state has seen that user later (the event arrived late)."""
+    window even when the state has seen that user later (the event arrived late). Counts
+    saturate at what a saved identifier holds (MAX_IDENT_USERS, MAX_IDENT_EVENTS)."""
 
     def window(zset: dict[str, float], since: float) -> int:
         return sum(1 for t in zset.values() if since <= t <= ts)
@@ -24,13 +25,14 @@ def naive_counts(
     me = 1 if present and ident.users.get(present, -1.0) > ts else 0
     h, d, w = ts - 3600.0, ts - 86400.0, ts - WEEK
     share = len(ident.fraud) / len(ident.users) if ident.users else 0.0
+    mu, me_ = MAX_IDENT_USERS, MAX_IDENT_EVENTS
     return (
-        window(ident.users, h) + me,
-        window(ident.users, d) + me,
-        window(ident.users, w) + me,
-        window(ident.events, h),
-        window(ident.events, d),
-        window(ident.events, w),
+        min(mu, window(ident.users, h) + me),
+        min(mu, window(ident.users, d) + me),
+        min(mu, window(ident.users, w) + me),
+        min(me_, window(ident.events, h)),
+        min(me_, window(ident.events, d)),
+        min(me_, window(ident.events, w)),
         min(share, 1.0),
     )
 
