@@ -273,6 +273,7 @@ INPUT_CODES = (
     *sorted(set(_KIND_CODES.values())),
     "schema_violation",
     "ts_in_future",
+    "key_mismatch",
     "unprocessable",
     "processing_error",
 )

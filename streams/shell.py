@@ -27,7 +27,7 @@ from riskmon.contract import Contract, InvalidMessage, format_ts, parse_ts
 from riskmon.core import PROCESSING_ERROR, RULE_EVAL_ERROR, Core, Outputs
 from riskmon.deadletter import dead_letter
 from riskmon.logs import error_text, get_logger
-from riskmon.personal import WITHHELD, digits_withheld, has_digit_run
+from riskmon.personal import WITHHELD, clear_kind, digits_withheld, has_digit_run
 from riskmon.settings import Settings
 from riskmon.store import AsyncMemoryStore, BatchState, RedisStore
 from rules.engine import RuleError
@@ -40,6 +40,8 @@ Message = tuple[str, int | None, int | None, bytes | None, bytes | None]
 #: (or ``None`` when the sender has nothing to wait for)
 Sender = Callable[[str, bytes | None, bytes], Awaitable[Awaitable[Any] | None]]
 CHECKPOINT = "models"
+#: the dead-letter code of an input whose message key is not its event's user_id
+KEY_MISMATCH = "key_mismatch"
 #: where a checkpoint this release cannot read is kept (the first one found, for
 #: UNREADABLE_KEEP_S), before the worker's own checkpoints replace it under CHECKPOINT
 CHECKPOINT_UNREADABLE = "models:unreadable"
@@ -116,6 +118,50 @@ def _event_bytes(event: dict[str, Any]) -> bytes:
         return orjson.dumps(event)
     except TypeError:
         return orjson.dumps(WITHHELD)
+
+
+def check_key(key: bytes | None, event: dict[str, Any]) -> None:
+    """Raise :class:`InvalidMessage` (``key_mismatch``) unless ``key`` is the message
+    key the contract gives ``event``: its ``user_id`` in UTF-8; no key, or an empty one,
+    for an event without a user (a device before login). Partitioning by that key is
+    what sends all of a user's events to one worker: a mis-keyed event would be decided
+    on another, whose save of the user's document could overwrite the owner's (a fraud
+    verdict, a freeze). The reason names the user id expected, not the key (a producer
+    keying by phone number would put it in clear into the logs); an id holding a run of
+    digits that may be a number in clear is withheld too.
+
+    >>> event = {"event_id": "e1", "user_id": "u1"}
+    >>> check_key(b"u1", event), check_key(None, {**event, "user_id": ""})
+    (None, None)
+    >>> try:
+    ...     check_key(b"13812345678", event)
+    ... except InvalidMessage as exc:
+    ...     print(exc.code, exc.event_id, exc.reason.split(" (")[0])
+    key_mismatch e1 message key is not the event's user_id: expected 'u1'
+    """
+    user_id = event["user_id"]
+    if key == user_id.encode() or (not user_id and not key):
+        return
+    what = (
+        "message has no key"
+        if key is None
+        else "message key is empty"
+        if not key
+        else "message key is not the event's user_id"
+    )
+    if not user_id:
+        reason = f"{what}: expected no key or an empty one, as the event has no user_id"
+    else:
+        named = (
+            "the user_id (withheld here: it holds a run of digits)"
+            if clear_kind(user_id) is not None or has_digit_run(user_id)
+            else repr(user_id)
+        )
+        reason = (
+            f"{what}: expected {named} (UTF-8), so that all of a user's events go to the "
+            "worker that keeps the user's state"
+        )
+    raise InvalidMessage(KEY_MISMATCH, reason, event.get("event_id"))
 
 
 async def _unknown() -> bool | None:
@@ -569,6 +615,7 @@ class Shell:
         for topic, partition, offset, key, value in messages:
             try:
                 event = self.contract.parse(value, self._expected.get(topic), limit, not_after)  # type: ignore[arg-type]
+                check_key(key, event)
                 valid.append(event)
             except InvalidMessage as exc:
                 dead.append(

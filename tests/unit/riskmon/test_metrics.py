@@ -22,7 +22,12 @@ def test_every_dead_letter_series_exists_at_zero_from_the_start() -> None:
         assert value("t-metrics.loan.applications", code) == 0.0
     for code in ("rule_rejected", "rule_eval_error", "invalid_json"):
         assert value("t-metrics.risk.rules", code) == 0.0
-    assert {"personal_data_in_clear", "processing_error", "unprocessable"} <= set(INPUT_CODES)
+    assert {
+        "personal_data_in_clear",
+        "processing_error",
+        "unprocessable",
+        "key_mismatch",
+    } <= set(INPUT_CODES)
 
 
 def test_rule_error_ids_are_bounded_and_the_rest_counted_as_other(

@@ -117,6 +117,56 @@ async def test_an_event_from_the_future_is_dead_lettered_and_the_rest_decided(
     assert set(store.memory.idents["device:d1"].users) == {"u0", "u1", "u2"}
 
 
+async def test_an_event_keyed_by_another_than_its_user_is_dead_lettered_and_the_rest_decided(
+    shell_and_sent: tuple[Shell, list[tuple[str, bytes | None, bytes]]],
+) -> None:
+    """The contract keys every input message by its event's ``user_id`` (UTF-8), which
+    sends a user's events to one worker. A message keyed otherwise (another user's id,
+    a phone number, no key at all) is refused (``key_mismatch``) before the core sees it,
+    counted like any other bad input; its reason names the user id the key should have
+    been (withheld when it holds a phone number) and quotes no key. Every other event of
+    its batch is decided, an event without a user (a device before login) with no key or
+    an empty one among them."""
+    shell, sent = shell_and_sent
+    anonymous = orjson.loads(_device(7))
+    anonymous["user_id"] = ""
+    no_user = orjson.dumps(anonymous)
+    batch = [
+        ("device.events", 0, 0, b"u0", _device(0)),
+        ("device.events", 0, 1, b"u2", _device(1)),  # another user's key
+        ("device.events", 0, 2, b"13812345678", _device(3)),  # a phone number as its key
+        ("device.events", 0, 3, None, _device(4)),  # no key
+        ("device.events", 0, 4, None, no_user),
+        ("device.events", 0, 5, b"", no_user.replace(b"dev-7", b"dev-8")),
+        ("device.events", 0, 6, b"d1", no_user.replace(b"dev-7", b"dev-9")),  # no user: no key
+        ("device.events", 0, 7, b"u5", _device(5)),
+        # a user id holding a phone number, which the reason does not quote either
+        ("device.events", 0, 8, b"u6", _device(6).replace(b'"u6"', b'"u-13912345678"')),
+    ]
+    labels = {"topic": "device.events", "code": "key_mismatch"}
+    before = REGISTRY.get_sample_value("riskmon_deadletters_total", labels) or 0.0
+    out = await shell.handle(batch)
+    decided = sorted(d["source_event_id"] for d in out.decisions)
+    assert decided == ["dev-0", "dev-5", "dev-7", "dev-8"]
+    dead = [orjson.loads(v) for t, _, v in sent if t == "risk.deadletter"]
+    assert [(d["code"], d["offset"], d["event_id"]) for d in dead] == [
+        ("key_mismatch", 1, "dev-1"),
+        ("key_mismatch", 2, "dev-3"),
+        ("key_mismatch", 3, "dev-4"),
+        ("key_mismatch", 6, "dev-9"),
+        ("key_mismatch", 8, "dev-6"),
+    ]
+    assert "'u1'" in dead[0]["reason"] and "u2" not in dead[0]["reason"]
+    assert "'u3'" in dead[1]["reason"]
+    assert dead[3]["reason"] and "d1" not in dead[3]["reason"]
+    assert "13812345678" not in orjson.dumps(dead).decode()
+    assert "13912345678" not in dead[4]["reason"] and "withheld" in dead[4]["reason"]
+    assert dead[1]["key"] == "[withheld]"
+    assert orjson.loads(dead[0]["value"])["event_id"] == "dev-1"  # the event, to resend
+    assert REGISTRY.get_sample_value("riskmon_deadletters_total", labels) == before + 5
+    assert shell.stats.deadletters == 5 and shell.stats.events == 4
+
+
 async def test_labels_are_consumed_without_a_decision(
     shell_and_sent: tuple[Shell, list[tuple[str, bytes | None, bytes]]],
 ) -> None:
@@ -384,12 +434,14 @@ async def test_an_event_the_core_fails_on_is_dead_lettered_and_the_rest_decided(
     """A valid event the core raises on (a fault of the code, not of the input) would
     have the batch retried for ever and its partitions stopped: the batch is decided
     event by event instead, that event goes to the dead-letter topic with the kind of
-    failure (not its text) and its key withheld when it is a phone number, and every
+    failure (not its text) and its key withheld when it holds a phone number, and every
     other event gets its decision."""
     shell, _ = shell_and_sent
     core_fails_on("dev-2", KeyError("13800138000"))  # a failure whose text quotes a value
     messages = [("device.events", 0, i, f"u{i}".encode(), _device(i)) for i in range(4)]
-    messages[2] = (*messages[2][:3], b"13912345678", messages[2][4])  # keyed by phone
+    # a user id (and so its key) holding a phone number
+    phoned = _device(2).replace(b'"u2"', b'"u-13912345678"')
+    messages[2] = (*messages[2][:3], b"u-13912345678", phoned)
     out = await shell.handle(messages)
     assert [d["source_event_id"] for d in out.decisions] == ["dev-0", "dev-1", "dev-3"]
     [dead] = out.deadletters
