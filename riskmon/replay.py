@@ -64,10 +64,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 @dataclass
 class ReplaySummary:
-    lines: int = 0
+    lines: int = 0  # every line of the file read, blank ones included
+    blank: int = 0  # lines empty or only blanks: skipped, neither events nor invalid
     events: int = 0
     labels: int = 0
-    invalid: int = 0
+    invalid: int = 0  # lines refused by the checks (dead-lettered)
     duplicates: int = 0
     core_failures: int = 0  # events the core failed on (dead-lettered)
     decisions: Counter[str] = field(default_factory=Counter)
@@ -76,12 +77,19 @@ class ReplaySummary:
     seconds: float = 0.0
 
     @property
+    def inputs(self) -> int:
+        """Lines that are not blank: each an input, valid or not."""
+        return self.lines - self.blank
+
+    @property
     def events_per_s(self) -> float:
-        return self.lines / self.seconds if self.seconds > 0 else 0.0
+        """Inputs (lines not blank) per second."""
+        return self.inputs / self.seconds if self.seconds > 0 else 0.0
 
     def table(self) -> str:
         rows = [
-            ("lines read", f"{self.lines:,}"),
+            ("lines read (blank included)", f"{self.lines:,}"),
+            ("blank lines (skipped)", f"{self.blank:,}"),
             ("events decided", f"{sum(self.decisions.values()):,}"),
             ("labels learned", f"{self.labels:,}"),
             ("invalid lines", f"{self.invalid:,}"),
@@ -98,11 +106,12 @@ class ReplaySummary:
 
 
 def read_lines(path: Path) -> Iterator[bytes]:
+    """Every line of the file, stripped, blank ones included (as ``b""``): a line's
+    place among them, from 1, is its number in the file, which the replay reports
+    (:meth:`Replay.run` skips the blank ones after numbering them)."""
     with path.open("rb") as fh:
         for line in fh:
-            line = line.strip()
-            if line:
-                yield line
+            yield line.strip()
 
 
 @contextmanager
@@ -152,6 +161,9 @@ class Replay:
         batch_size: int | None = None,
         progress: Any = None,
     ) -> ReplaySummary:
+        """Replay ``lines``: the lines of a file in order, blank ones included, so that
+        each line is numbered by its place in the file (as :func:`read_lines` gives
+        them); blank lines are counted and skipped."""
         with fewer_gc_passes():
             return self._run(
                 lines, decisions, alerts, adjustments, deadletters, batch_size, progress
@@ -174,8 +186,11 @@ class Replay:
         limit = self.settings.worker.max_message_bytes
         not_after = self.not_after
         s = self.summary
-        for n, raw in enumerate(lines, 1):
+        for n, raw in enumerate(lines, 1):  # numbered over every line, blank ones too
             s.lines += 1
+            if not raw or raw.isspace():
+                s.blank += 1
+                continue
             try:
                 batch.append(self.contract.parse(raw, None, limit, not_after))
                 numbers.append(n)

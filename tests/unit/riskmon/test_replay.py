@@ -199,3 +199,55 @@ def test_the_replay_refuses_event_times_a_worker_would_refuse(
     assert main([*args, "--no-progress"]) == 0
     decided = [orjson.loads(line)["source_event_id"] for line in decisions.read_bytes().split()]
     assert sorted(decided) == ["d0", "d1", "d2"]  # in event time: the 2099 one last
+
+
+def test_dead_letters_name_the_line_of_the_file_blank_lines_counted(
+    tmp_path: Path,
+    core_fails_on: Callable[[str, Exception], None],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Each dead letter's ``line`` is the number of its line in the file, blank lines
+    (empty, or only blanks and a carriage return) counted as an editor counts them, for
+    an invalid line as for an event the core fails on. The summary counts every line
+    read, blank ones included, and the blank ones apart; invalid lines and core failures
+    as before; the blank lines are no events and are not refused."""
+    core_fails_on("t3", KeyError("boom"))
+    events = tmp_path / "events.jsonl"
+    lines = [
+        orjson.dumps(
+            {
+                "event_id": f"t{i}",
+                "event_type": "transaction",
+                "user_id": "u1",
+                "ts": f"2026-11-01T10:0{i}:00.000Z",
+                "txn_id": f"tx{i}",
+                "kind": "payment",
+                "amount": 10.0 + i,
+                "status": "success",
+            }
+        )
+        for i in range(1, 5)
+    ]
+    raw = [b"", lines[0], b"", b"  \r", lines[1], b"{broken", b"", lines[2], lines[3]]
+    events.write_bytes(b"\n".join(raw) + b"\n")
+    decisions, dead = tmp_path / "d.jsonl", tmp_path / "dead.jsonl"
+    args = ["replay", str(events), "--decisions", str(decisions), "--deadletters", str(dead)]
+    assert main([*args, "--batch-size", "2", "--no-progress"]) == 0
+    decided = [orjson.loads(line)["source_event_id"] for line in decisions.read_bytes().split()]
+    assert decided == ["t1", "t2", "t4"]
+    records = [orjson.loads(line) for line in dead.read_bytes().splitlines()]
+    assert [(r["line"], r["code"]) for r in records] == [
+        (6, "invalid_json"),
+        (8, "processing_error"),
+    ]
+    for record in records:  # the line named is the line that was refused
+        assert raw[record["line"] - 1] == (b"{broken" if record["line"] == 6 else lines[2])
+    table = capsys.readouterr().out
+    for row, count in (
+        (r"lines read \(blank included\)", 9),
+        (r"blank lines \(skipped\)", 4),
+        ("invalid lines", 1),
+        ("core failures", 1),
+        ("events decided", 3),
+    ):
+        assert re.search(rf"^{row}\s+{count}$", table, re.MULTILINE), (row, table)
