@@ -199,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     events_path, _ = simulate(args.users, args.days, args.seed, args.work)
     contract = Contract.load(settings.contract_dir, settings.privacy.kinds)
-    events = [contract.parse(raw, None) for raw in read_lines(events_path)]
+    events = [contract.parse(raw, None) for raw in read_lines(events_path) if raw]
     batches = [events[i : i + args.batch_size] for i in range(0, len(events), args.batch_size)]
     n = len(events)
     ttl = settings.detection.feature_ttl_s
