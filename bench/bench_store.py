@@ -21,7 +21,7 @@ of one profile write, as a plain ``SET`` and through the script that keeps the n
 event's document (``SAVE_PROFILE``), on the run's own profile documents.
 
 ``--fraud-sets`` measures only this, on the server: the milliseconds of one load of an
-identifier whose fraud set (``i:{...}:f``) holds 200, 10,000 or 100,000 users, written
+identifier whose fraud marks (``i:{...}:fz``) hold 200, 10,000 or 100,000 users, written
 straight into Redis, as long use (or a release without a cap on it) leaves them. Run it
 with ``PYTHONPATH=TREE`` to measure another tree's store.
 """
@@ -155,9 +155,9 @@ def fraud_set_loads(client: Any, ttl: int, sizes: tuple[int, ...] = (200, 10_000
     out = []
     for n in sizes:
         prefix = f"bf{uuid.uuid4().hex[:10]}:"
-        key = ident_keys_of(prefix, "ip:1")[2]
+        key = ident_keys_of(prefix, "ip:1")[5]
         for i in range(0, n, 10_000):
-            client.sadd(key, *[f"user-{k}" for k in range(i, min(n, i + 10_000))])
+            client.zadd(key, {f"user-{k}": float(k) for k in range(i, min(n, i + 10_000))})
         store = RedisStore(client, prefix, ttl)
         needs = Needs(users=(), idents=("ip:1",), events=())
         times = []

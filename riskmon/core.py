@@ -432,8 +432,8 @@ class Core:
                         standing.setdefault((target_type, target_id, uid), (fraud_item, at))
                     if fraud_item:  # the identifiers it carried, as if it came in time
                         for key in ident_keys(event):
-                            state.fraud_marks.append((key, uid))
-                            state.idents[key].mark_fraud(uid)
+                            state.fraud_marks.append((key, uid, at))
+                            state.idents[key].mark_fraud(uid, at)
             evaluation = self.rules.evaluate(event["event_type"], event, features)
             if evaluation.errors:
                 self._rule_errors(evaluation, event, out, wall)
@@ -562,11 +562,11 @@ class Core:
                         event_id=event["event_id"],
                     )
                     keys = []
-            for key in keys:
-                state.fraud_marks.append((key, uid))
+            for key in keys:  # marked at the label's time: earlier events do not see it
+                state.fraud_marks.append((key, uid, ts))
                 ident = state.idents.get(key)
                 if ident is not None:  # the batch's later events carry it: they see it
-                    ident.mark_fraud(uid)
+                    ident.mark_fraud(uid, ts)
         if user is not None and label in VERDICTS:
             was = user["fraud"]
             user["fraud"] = _take_verdict(user, event["target_type"], event["target_id"], label, ts)

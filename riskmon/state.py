@@ -7,7 +7,8 @@ Two kinds of state, chosen so that several workers can share them safely:
 * :class:`IdentState`: per shared identifier (device, ip, wifi, sim, payout account,
   phone, id number). Many users, so many workers, touch one identifier: its state only
   grows by commutative steps (add a user with a timestamp, add an event, add an
-  application with its amount, add a fraud user, set an attribute) that Redis applies as
+  application with its amount, add a fraud user at its label's time, set an attribute)
+  that Redis applies as
   ZADD/SADD/HSET, and trims the same way in memory and in Redis. Nothing is lost when two
   workers write at once.
 
@@ -39,7 +40,9 @@ class IdentState:
 
     users: dict[str, float] = field(default_factory=dict)  # user_id -> last seen ts
     events: dict[str, float] = field(default_factory=dict)  # event_id -> ts
-    fraud: set[str] = field(default_factory=set)  # users with a confirmed fraud label
+    # users with a confirmed fraud label -> the event time of the (earliest) label: an
+    # event counts the marks of its own time and before, however late it arrives
+    fraud: dict[str, float] = field(default_factory=dict)
     attrs: dict[str, str] = field(default_factory=dict)  # e.g. device flags
     attr_ts: dict[str, float] = field(default_factory=dict)  # event time of each attribute
     # loan applications carrying the identifier: "<amount>|<application_id>" -> ts
@@ -47,7 +50,7 @@ class IdentState:
     # what this batch changed, to be written back as commutative steps
     new_users: dict[str, float] = field(default_factory=dict)
     new_events: dict[str, float] = field(default_factory=dict)
-    new_fraud: set[str] = field(default_factory=set)
+    new_fraud: dict[str, float] = field(default_factory=dict)
     new_attrs: dict[str, str] = field(default_factory=dict)
     new_apps: dict[str, float] = field(default_factory=dict)
     # the scores of ``users`` and ``events``, sorted (built when first counted): a window
@@ -59,7 +62,7 @@ class IdentState:
         self,
         users: dict[str, float] | None = None,
         events: dict[str, float] | None = None,
-        fraud: set[str] | None = None,
+        fraud: dict[str, float] | None = None,
         attrs: dict[str, str] | None = None,
         attr_ts: dict[str, float] | None = None,
         apps: dict[str, float] | None = None,
@@ -68,13 +71,13 @@ class IdentState:
         # __init__ calls a factory for each of the eleven containers
         self.users = {} if users is None else users
         self.events = {} if events is None else events
-        self.fraud = set() if fraud is None else fraud
+        self.fraud = {} if fraud is None else fraud
         self.attrs = {} if attrs is None else attrs
         self.attr_ts = {} if attr_ts is None else attr_ts
         self.apps = {} if apps is None else apps
         self.new_users = {}
         self.new_events = {}
-        self.new_fraud = set()
+        self.new_fraud = {}
         self.new_attrs = {}
         self.new_apps = {}
         self._user_ts = None
@@ -144,9 +147,8 @@ class IdentState:
             u1, u2, u3 = u1 + 1, u2 + 1, u3 + 1
         if u3 > MAX_IDENT_USERS:
             u1, u2, u3 = (min(u, MAX_IDENT_USERS) for u in (u1, u2, u3))
-        fraud = len(self.fraud)
-        share = (fraud / len(us) if fraud < MAX_IDENT_FRAUD else 1.0) if fraud else 0.0
-        return u1, u2, u3, e1, e2, e3, 1.0 if share > 1.0 else share
+        share = _share(self.fraud, len(us), ts) if self.fraud else 0.0
+        return u1, u2, u3, e1, e2, e3, share
 
     def add_application(self, application_id: str, amount: float, ts: float) -> None:
         """Remember a loan application that carried this identifier."""
@@ -178,26 +180,32 @@ class IdentState:
                 total += float(amount)
         return n_hour, n_day, total, len(amounts)
 
-    def add_fraud(self, user_id: str) -> bool:
-        """Add a user with a confirmed fraud label, up to :data:`MAX_IDENT_FRAUD` (as the
-        Redis store's script does); ``True`` if added."""
+    def add_fraud(self, user_id: str, ts: float) -> bool:
+        """Add a user with a confirmed fraud label of event time ``ts``, up to
+        :data:`MAX_IDENT_FRAUD` users (as the Redis store's script does); a user marked
+        already keeps the earlier time. ``True`` if that changed anything."""
         fraud = self.fraud
-        if user_id in fraud or len(fraud) >= MAX_IDENT_FRAUD:
+        old = fraud.get(user_id)
+        if old is None:
+            if len(fraud) >= MAX_IDENT_FRAUD:
+                return False
+        elif old <= ts:
             return False
-        fraud.add(user_id)
+        fraud[user_id] = ts
         return True
 
-    def mark_fraud(self, user_id: str) -> None:
+    def mark_fraud(self, user_id: str, ts: float) -> None:
         """:meth:`add_fraud`, noted as a change of this batch.
 
         >>> s = IdentState()
         >>> for k in range(MAX_IDENT_FRAUD + 5):
-        ...     s.mark_fraud(f"u{k}")
-        >>> len(s.fraud), len(s.new_fraud)
-        (200, 200)
+        ...     s.mark_fraud(f"u{k}", 100.0)
+        >>> s.mark_fraud("u0", 50.0); s.mark_fraud("u1", 150.0)
+        >>> len(s.fraud), len(s.new_fraud), s.fraud["u0"], s.fraud["u1"]
+        (200, 200, 50.0, 100.0)
         """
-        if self.add_fraud(user_id):
-            self.new_fraud.add(user_id)
+        if self.add_fraud(user_id, ts):
+            self.new_fraud[user_id] = self.fraud[user_id]
 
     def set_attr(self, name: str, value: str, ts: float) -> None:
         """Set one attribute (a device flag) as reported at event time ``ts``. The newest
@@ -229,7 +237,7 @@ class IdentState:
         if self.new_events:
             self.new_events = {}
         if self.new_fraud:
-            self.new_fraud = set()
+            self.new_fraud = {}
         if self.new_attrs:
             self.new_attrs = {}
         if self.new_apps:
@@ -299,14 +307,30 @@ class IdentState:
         es = self._event_ts
         if es is None or len(es) != len(self.events):
             es = self._event_ts = sorted(self.events.values())
-        return _window_counts(us, es, len(self.fraud), ts)
+        return _window_counts(us, es, self.fraud, ts)
 
 
 _NEG_INF = float("-inf")
 
 
+def _share(fraud: dict[str, float], n_users: int, ts: float) -> float:
+    """The fraud share as of ``ts``: users marked by labels of that time or before, out of
+    the ``n_users`` the identifier holds (1 with :data:`MAX_IDENT_FRAUD` marks).
+
+    >>> _share({"u1": 100.0, "u2": 300.0}, 4, 200.0), _share({"u1": 100.0}, 4, 50.0)
+    (0.25, 0.0)
+    """
+    if not n_users:
+        return 0.0
+    n = sum(1 for t in fraud.values() if t <= ts)
+    if n >= MAX_IDENT_FRAUD:
+        return 1.0
+    share = n / n_users
+    return 1.0 if share > 1.0 else share
+
+
 def _window_counts(
-    us: list[float], es: list[float], n_fraud: int, ts: float
+    us: list[float], es: list[float], fraud: dict[str, float], ts: float
 ) -> tuple[int, int, int, int, int, int, float]:
     """Window counts from the sorted user and event times (see :meth:`IdentState.counts`).
 
@@ -319,7 +343,7 @@ def _window_counts(
     if ne and es[-1] > ts:
         ne = bisect_right(es, ts)
     h, d, w = ts - 3600.0, ts - 86400.0, ts - WEEK
-    share = (n_fraud / len(us) if n_fraud < MAX_IDENT_FRAUD else 1.0) if us else 0.0
+    share = _share(fraud, len(us), ts) if fraud else 0.0
     mu, me = MAX_IDENT_USERS, MAX_IDENT_EVENTS  # what a saved identifier holds at most
     return (
         min(mu, nu - bisect_left(us, h, 0, nu)),
@@ -328,7 +352,7 @@ def _window_counts(
         min(me, ne - bisect_left(es, h, 0, ne)),
         min(me, ne - bisect_left(es, d, 0, ne)),
         min(me, ne - bisect_left(es, w, 0, ne)),
-        1.0 if share > 1.0 else share,
+        share,
     )
 
 

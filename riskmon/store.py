@@ -20,9 +20,13 @@ key                                 type    what
                                             member event id, score = event ts
 ``P i:{<kind>:<value>}:u``          zset    users seen on an identifier, score = last ts
 ``P i:{<kind>:<value>}:e``          zset    events on an identifier, score = event ts
-``P i:{<kind>:<value>}:f``          set     users on it with a confirmed fraud label
-                                            (the first 200: with that many, the fraud
-                                            share is 1)
+``P i:{<kind>:<value>}:fz``         zset    users on it with a confirmed fraud label,
+                                            score = the label's event time (the
+                                            earliest; the first 200 users: with that
+                                            many, the fraud share is 1)
+``P i:{<kind>:<value>}:f``          set     the same, written by releases before the
+                                            label's time was kept: read as marked
+                                            before any event, never written
 ``P i:{<kind>:<value>}:a``          hash    identifier attributes (device flags), and
                                             ``@<name>``: event time of each
 ``P i:{<kind>:<value>}:app``        zset    loan applications carrying the identifier,
@@ -131,7 +135,8 @@ class BatchState:
     seen: set[str] = field(default_factory=set)
     # writes beyond the entities above
     new_seen: dict[str, tuple[str, float]] = field(default_factory=dict)  # id -> (user, ts)
-    fraud_marks: list[tuple[str, str]] = field(default_factory=list)  # (ident key, user)
+    # (ident key, user, the label's event time)
+    fraud_marks: list[tuple[str, str, float]] = field(default_factory=list)
     profiles: dict[str, dict[str, Any]] = field(default_factory=dict)  # "entity:id" -> doc
     dirty_users: set[str] = field(default_factory=set)
     now: float = 0.0  # newest event time of the batch (for trims)
@@ -195,11 +200,11 @@ class MemoryStore:
         for key, ident in state.idents.items():
             if ident.settle(now):
                 idents[key] = ident
-        for key, uid in state.fraud_marks:
+        for key, uid, ts in state.fraud_marks:
             target = idents.get(key)
             if target is None:
                 target = idents[key] = IdentState()
-            target.add_fraud(uid)
+            target.add_fraud(uid, ts)
         self.seen.update(state.new_seen)
         if not state.profiles_saved:
             self._put_profiles(state)
@@ -250,7 +255,7 @@ end
 return 1
 """
 
-#: Reads the five keys of one identifier (KEYS: u, e, f, a, app), at most ARGV[1] users
+#: Reads the six keys of one identifier (KEYS: u, e, f, a, app, fz), at most ARGV[1] users
 #: with a fraud mark (all of them when there are no more; any that many of a set written
 #: before the cap, which is all a fraud share can count).
 LOAD_IDENT = """
@@ -260,10 +265,11 @@ return {
   redis.call('SRANDMEMBER', KEYS[3], ARGV[1]),
   redis.call('HGETALL', KEYS[4]),
   redis.call('ZRANGE', KEYS[5], 0, -1, 'WITHSCORES'),
+  redis.call('ZRANGE', KEYS[6], 0, tonumber(ARGV[1]) - 1, 'WITHSCORES'),
 }
 """
 
-#: Writes what a batch changed on one identifier (KEYS: u, e, f, a, app) by commutative
+#: Writes what a batch changed on one identifier (KEYS: u, e, f, a, app, fz) by commutative
 #: steps, trims as :meth:`riskmon.state.IdentState.trim` does, and renews the TTL of
 #: each key it writes or trims.
 #: ARGV: ttl, lowest score kept, a JSON object ``{"u": [score, member, ...], "e": [...],
@@ -305,15 +311,15 @@ zset(KEYS[1], change.u, caps.u, true, trims:sub(1, 1) == '1')
 zset(KEYS[2], change.e, caps.e, false, trims:sub(2, 2) == '1')
 zset(KEYS[5], change.app, caps.app, false, trims:sub(3, 3) == '1')
 if change.f ~= nil and #change.f > 0 then
-  local room = caps.f - redis.call('SCARD', KEYS[3])
-  if room < 0 then  -- a set written before the cap
-    redis.call('SPOP', KEYS[3], -room)
+  -- score, member: a user's earliest mark stands (LT); no new user past the cap
+  local room = caps.f - redis.call('ZCARD', KEYS[6])
+  for i = 1, #change.f, 2 do
+    local score, member = change.f[i], change.f[i + 1]
+    if room > 0 or redis.call('ZSCORE', KEYS[6], member) then
+      room = room - redis.call('ZADD', KEYS[6], 'LT', score, member)
+    end
   end
-  for i = 1, #change.f do
-    if room <= 0 then break end
-    room = room - redis.call('SADD', KEYS[3], change.f[i])
-  end
-  redis.call('EXPIRE', KEYS[3], ttl)
+  redis.call('EXPIRE', KEYS[6], ttl)
 end
 if change.a ~= nil and #change.a > 0 then
   for i = 1, #change.a, 3 do  -- name, value, event time: the newest report wins
@@ -434,14 +440,14 @@ def user_keys(prefix: str, user_id: str) -> list[str]:
 
 
 def ident_keys_of(prefix: str, key: str) -> list[str]:
-    """The five Redis keys of identifier ``key`` (``kind:value``), in script order.
+    """The six Redis keys of identifier ``key`` (``kind:value``), in script order.
 
     >>> ident_keys_of("rm:", "device:d1")
     ['rm:i:{device:d1}:u', 'rm:i:{device:d1}:e', 'rm:i:{device:d1}:f', \
-'rm:i:{device:d1}:a', 'rm:i:{device:d1}:app']
+'rm:i:{device:d1}:a', 'rm:i:{device:d1}:app', 'rm:i:{device:d1}:fz']
     """
     base = f"{prefix}i:{{{key}}}"
-    return [f"{base}:u", f"{base}:e", f"{base}:f", f"{base}:a", f"{base}:app"]
+    return [f"{base}:u", f"{base}:e", f"{base}:f", f"{base}:a", f"{base}:app", f"{base}:fz"]
 
 
 def _scores(flat: list[bytes]) -> dict[str, float]:
@@ -730,14 +736,17 @@ class RedisStore:
                 state.users[uid] = orjson.loads(doc)
             state.seen.update(eid for eid, mark in zip(eids, marks, strict=True) if mark)
         for key in needs.idents:
-            users, events, fraud, attrs, apps = res[i]
+            users, events, older_fraud, attrs, apps, fraud = res[i]
             i += 1
-            if users or events or fraud or attrs or apps:
+            if users or events or older_fraud or attrs or apps or fraud:
                 values, times = _attrs(attrs)
+                marks = _scores(fraud)
+                # marks of releases that kept no time: before any event
+                marks.update(dict.fromkeys(map(bytes.decode, older_fraud), 0.0))
                 state.idents[key] = IdentState(
                     users=_scores(users),
                     events=_scores(events),
-                    fraud={m.decode() for m in fraud},
+                    fraud=marks,
                     attrs=values,
                     attr_ts=times,
                     apps=_scores(apps),
@@ -753,12 +762,17 @@ class RedisStore:
         trips on a cluster (see the module's note on retries)."""
         p, ttl = self.p, self.ttl
         lowest = repr(state.now - WEEK)
-        marks: dict[str, list[str]] = {}
-        for key, uid in state.fraud_marks:
-            marks.setdefault(key, []).append(uid)
+        marks: dict[str, dict[str, float]] = {}
+        for key, uid, ts in state.fraud_marks:
+            held = marks.setdefault(key, {})
+            if ts < held.get(uid, math.inf):
+                held[uid] = ts
         idents: list[tuple[str, dict[str, list[str]], str]] = []
         for key, ident in state.idents.items():
-            fraud = ident.new_fraud.union(marks.pop(key, ()))
+            fraud = ident.new_fraud
+            more = marks.pop(key, None)
+            if more:
+                fraud = {**more, **{u: t for u, t in fraud.items() if t < more.get(u, math.inf)}}
             if not (ident.dirty or fraud):
                 continue
             change: dict[str, list[str]] = {}
@@ -769,15 +783,15 @@ class RedisStore:
             if ident.new_apps:
                 change["app"] = _pairs(ident.new_apps)
             if fraud:
-                change["f"] = sorted(fraud)
+                change["f"] = _pairs(dict(sorted(fraud.items())))
             if ident.new_attrs:
                 times = ident.attr_ts
                 change["a"] = [
                     x for k, v in ident.new_attrs.items() for x in (k, v, repr(times[k]))
                 ]
             idents.append((key, change, ident.trims(state.now) if ident.dirty else "000"))
-        for key, uids in marks.items():  # identifiers this batch did not load
-            idents.append((key, {"f": sorted(set(uids))}, "000"))
+        for key, held in marks.items():  # identifiers this batch did not load
+            idents.append((key, {"f": _pairs(dict(sorted(held.items())))}, "000"))
         seen_by: dict[str, list[Any]] = {uid: [] for uid in state.dirty_users}
         newest: dict[str, float] = {}  # per user: the newest event time of the batch
         loose: list[str] = []

@@ -86,7 +86,8 @@ def _link_docs() -> dict[str, str]:
         for suffix, window in _LINK_WINDOWS.items():
             docs[f"{ident}_events_{suffix}"] = f"events from this {what} in {window}"
         docs[f"{ident}_fraud_share"] = (
-            f"share of users linked to this {what} with a confirmed fraud label"
+            f"share of users linked to this {what} with a confirmed fraud label (labels "
+            "of the event's time or before)"
         )
     return docs
 

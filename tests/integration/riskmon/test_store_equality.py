@@ -124,7 +124,7 @@ def decide_batch(state: BatchState, batch: list[dict[str, Any]]) -> dict[str, di
             assert user is not None
             if not user["fraud"]:
                 user["fraud"] = True
-                state.fraud_marks.extend((k, uid) for k in user["idents"])
+                state.fraud_marks.extend((k, uid, ts) for k in user["idents"])
             continue
         feats[ev["event_id"]] = observe(ev, ts, user, state.idents)
     return feats
@@ -486,34 +486,48 @@ async def test_profiles_written_ahead_are_there_at_once_and_not_written_again(
 
 
 async def test_fraud_marks_on_an_identifier_stop_at_the_cap(target: Any, prefix: str) -> None:
-    """Fraud marks on one identifier are kept up to MAX_IDENT_FRAUD, across batches, as
-    the in-memory store keeps them; a mark past the cap still renews the TTL; a set
-    written larger (by a release without the cap) loads at most that many members, and
-    is cut to that many by the next mark."""
+    """Fraud marks on one identifier are kept with their label's time up to
+    MAX_IDENT_FRAUD users, across batches, as the in-memory store keeps them; a user's
+    earliest mark stands; a mark past the cap still renews the TTL; a set of marks
+    written by an older release (without times, larger than the cap) loads at most that
+    many members, as marked before any event, and is never written."""
     client = target
     store = RedisStore(client, prefix, ttl_s=3600)
     for start in range(0, MAX_IDENT_FRAUD + 50, 25):
         state = BatchState()
-        state.fraud_marks = [("ip:1", f"u{k}") for k in range(start, start + 25)]
+        state.fraud_marks = [("ip:1", f"u{k}", T0 + k) for k in range(start, start + 25)]
         await store.save(state)
-    key = ident_keys_of(prefix, "ip:1")[2]
-    assert client.scard(key) == MAX_IDENT_FRAUD
+    key = ident_keys_of(prefix, "ip:1")[5]
+    assert client.zcard(key) == MAX_IDENT_FRAUD
     client.expire(key, 100)
     state = BatchState()
-    state.fraud_marks = [("ip:1", "late")]
+    state.fraud_marks = [("ip:1", "late", T0), ("ip:1", "u3", T0 - 5.0), ("ip:1", "u4", T0 + 99)]
     await store.save(state)
-    assert client.ttl(key) > 100 and not client.sismember(key, "late")
+    assert client.ttl(key) > 100 and client.zscore(key, "late") is None
+    assert client.zscore(key, "u3") == T0 - 5.0 and client.zscore(key, "u4") == T0 + 4
     loaded = await store.load(Needs(users=(), idents=("ip:1",), events=()))
-    assert loaded.idents["ip:1"].fraud == {f"u{k}" for k in range(MAX_IDENT_FRAUD)}
+    want = {f"u{k}": T0 + k for k in range(MAX_IDENT_FRAUD)} | {"u3": T0 - 5.0}
+    assert loaded.idents["ip:1"].fraud == want
+    memory = MemoryStore()  # the same marks in memory: the same state
+    for start in range(0, MAX_IDENT_FRAUD + 50, 25):
+        state = BatchState()
+        state.fraud_marks = [("ip:1", f"u{k}", T0 + k) for k in range(start, start + 25)]
+        memory.save(state)
+    state = BatchState()
+    state.fraud_marks = [("ip:1", "late", T0), ("ip:1", "u3", T0 - 5.0), ("ip:1", "u4", T0 + 99)]
+    memory.save(state)
+    assert memory.idents["ip:1"].fraud == want
     older = ident_keys_of(prefix, "ip:2")[2]
     client.sadd(older, *[f"u{k}" for k in range(500)])
+    client.expire(older, 100)
     loaded = await store.load(Needs(users=(), idents=("ip:2",), events=()))
     fraud = loaded.idents["ip:2"].fraud
-    assert len(fraud) == MAX_IDENT_FRAUD and fraud <= {f"u{k}" for k in range(500)}
+    assert len(fraud) == MAX_IDENT_FRAUD and fraud.keys() <= {f"u{k}" for k in range(500)}
+    assert set(fraud.values()) == {0.0}
     state = BatchState()
-    state.fraud_marks = [("ip:2", "late")]
+    state.fraud_marks = [("ip:2", "late", T0)]
     await store.save(state)
-    assert client.scard(older) == MAX_IDENT_FRAUD and 0 < client.ttl(older) <= 3600
+    assert client.scard(older) == 500 and client.ttl(older) <= 100
 
 
 async def test_a_confirmed_fraudster_outlives_the_feature_ttl(target: Any, prefix: str) -> None:

@@ -160,15 +160,19 @@ def test_links_count_distinct_users_and_events_per_identifier_and_window() -> No
 
 
 def test_identifier_fraud_share_only_counts_labels_that_arrived() -> None:
-    """An identifier's risk is the share of its users with confirmed fraud."""
+    """An identifier's risk is the share of its users with confirmed fraud, by labels of
+    the event's time or before: an event that arrives late, from before the label, is
+    judged without it."""
     tl = Timeline()
     tl.feed(0, **app(user_id="a", ip="10.0.0.1"))
     tl.feed(1, **app(user_id="b", ip="10.0.0.1"))
     f = tl.feed(2, **app(user_id="c", ip="10.0.0.1"))
     assert f["ip_fraud_share"] == 0.0
-    tl.idents["ip:10.0.0.1"].mark_fraud("a")
+    tl.idents["ip:10.0.0.1"].mark_fraud("a", T0 + 2.5 * 60)
     f = tl.feed(3, **app(user_id="d", ip="10.0.0.1"))
     assert f["ip_fraud_share"] == pytest.approx(1 / 4)
+    f = tl.feed(2.2, **app(user_id="e", ip="10.0.0.1"))  # late: before the label
+    assert f["ip_fraud_share"] == 0.0
 
 
 def test_device_risk_comes_from_the_latest_telemetry() -> None:

@@ -6,7 +6,14 @@ import random
 
 import pytest
 
-from riskmon.state import MAX_IDENT_EVENTS, MAX_IDENT_USERS, WEEK, IdentState, _trim_zset
+from riskmon.state import (
+    MAX_IDENT_EVENTS,
+    MAX_IDENT_FRAUD,
+    MAX_IDENT_USERS,
+    WEEK,
+    IdentState,
+    _trim_zset,
+)
 
 T0 = 1_800_000_000.0
 
@@ -24,7 +31,10 @@ def naive_counts(
 
     me = 1 if present and ident.users.get(present, -1.0) > ts else 0
     h, d, w = ts - 3600.0, ts - 86400.0, ts - WEEK
-    share = len(ident.fraud) / len(ident.users) if ident.users else 0.0
+    marked = sum(1 for t in ident.fraud.values() if t <= ts)
+    share = (
+        (1.0 if marked >= MAX_IDENT_FRAUD else marked / len(ident.users)) if ident.users else 0.0
+    )
     mu, me_ = MAX_IDENT_USERS, MAX_IDENT_EVENTS
     return (
         min(mu, window(ident.users, h) + me),
@@ -51,7 +61,7 @@ def test_counts_and_trims_match_a_full_scan(seed: int) -> None:
             event = f"e{batch}-{i}" if rng.random() < 0.95 else f"e{rng.randrange(50)}"
             ident.add(user, event, ts)
             if rng.random() < 0.02 and user:
-                ident.mark_fraud(user)
+                ident.mark_fraud(user, ts + rng.choice([-3600.0, 0.0, 3600.0]))
             assert ident.counts(ts) == naive_counts(ident, ts)
         expected_users = _trim_zset(dict(ident.users), now - WEEK, MAX_IDENT_USERS)
         expected_events = _trim_zset(dict(ident.events), now - WEEK, MAX_IDENT_EVENTS)

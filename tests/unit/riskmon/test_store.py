@@ -44,7 +44,7 @@ def test_the_memory_store_keeps_fraud_marks_on_an_identifier_up_to_the_cap() -> 
     store = MemoryStore()
     for start in range(0, MAX_IDENT_FRAUD + 50, 25):
         state = BatchState()
-        state.fraud_marks = [("ip:1", f"u{k}") for k in range(start, start + 25)]
+        state.fraud_marks = [("ip:1", f"u{k}", T0 - 60.0) for k in range(start, start + 25)]
         store.save(state)
     state = store.load(Needs(users=(), idents=("ip:1",), events=()))
     ident = state.idents["ip:1"]

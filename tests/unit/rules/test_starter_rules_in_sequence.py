@@ -125,3 +125,29 @@ def test_an_honest_new_phone_login_with_imprecise_places_passes() -> None:
     ]
     login = decide([old, new_phone])[new_phone[1]["event_id"]]
     assert login["decision"] == "pass", codes(login)
+
+
+def test_a_late_application_from_before_a_fraud_verdict_is_judged_without_it() -> None:
+    """Three users share a phone; one is confirmed a fraudster at 10:10. Another user's
+    application of 10:05 is judged without that verdict, whether it comes in the
+    verdict's batch or arrives after it: the phone's fraud marks carry the label's time."""
+    setup = [
+        application(0, "fr", "shared-phone", 1000.0),
+        application(1 * MIN, "u2", "shared-phone", 1000.0),
+        application(2 * MIN, "u3", "shared-phone", 1000.0),
+    ]
+    verdict = ev(
+        10 * MIN, "fr", event_type="label", target_type="user", target_id="fr", label="fraud"
+    )
+    late = application(5 * MIN, "u3", "shared-phone", 1200.0)
+    together = decide([setup, [verdict, late]])[late["event_id"]]
+    arrived_late = decide([setup, [verdict], [late]])[late["event_id"]]
+    assert (arrived_late["decision"], codes(arrived_late)) == (
+        together["decision"],
+        codes(together),
+    )
+    assert "rule:farm_device_linked_to_fraud" not in codes(arrived_late)
+    after = application(15 * MIN, "u3", "shared-phone", 1200.0)  # after it: it counts
+    assert "rule:farm_device_linked_to_fraud" in codes(
+        decide([setup, [verdict], [after]])[after["event_id"]]
+    )
