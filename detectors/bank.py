@@ -471,8 +471,11 @@ class ModelBank:
         y = label_value(label)
         self.watermark = max(self.watermark, ts)
         if again:
+            if y is None:
+                self.pending.hold(target_type, target_id, user_id, until=ts)
+                return 0
             items = self.pending.match(target_type, target_id, user_id, until=None if y else ts)
-            return self._learn(items, y) if items and y is not None else 0
+            return self._learn(items, y) if items else 0
         self.counts["labels"] += 1
         if y is None:
             # a default is credit risk, neither fraud nor honesty: the vectors it names

@@ -45,7 +45,7 @@ from riskmon.features import MODEL_COLUMNS, event_vector, ident_keys, observe
 from riskmon.logs import get_logger
 from riskmon.settings import Settings
 from riskmon.store import BatchState, MemoryStore, Needs, needs_for
-from rules.engine import Evaluation, Outcome, RuleSet
+from rules.engine import Evaluation, Outcome, RuleSet, rule_notes
 from rules.features import FEATURE_DOCS, KNOWN_FEATURES
 
 log = get_logger("riskmon.core")
@@ -274,6 +274,10 @@ class Core:
             version=data.get("version"),
             change=str(change),
         )
+        for note in rule_notes(data):
+            log.warning(
+                "rule_note", rule_id=data.get("rule_id"), version=data.get("version"), note=note
+            )
         return str(change)
 
     # --- batches ------------------------------------------------------------------
@@ -393,7 +397,7 @@ class Core:
         verdicts: list[tuple[dict[str, Any], float]] = []  # for the models, in time order
         # verdicts of earlier batches on events that came after them: (target type, id,
         # user) -> (fraud, verdict time)
-        standing: dict[tuple[str, str, str], tuple[bool, float]] = {}
+        standing: dict[tuple[str, str, str], tuple[str, float]] = {}
         taken: set[tuple[str, str]] = set()  # what the batch's own verdicts name
         newest = state.now
         # Event-time order within the micro-batch: the input topics are consumed side by
@@ -424,13 +428,15 @@ class Core:
                         )
                 continue
             features = observe(event, ts, user, state.idents)
-            if user is not None and user.get("verdicts"):
-                # a verdict taken in an earlier batch that names this event's item, or
+            if user is not None and (
+                user.get("verdicts") or user.get("fraud_at") or user.get("defaults")
+            ):
+                # a label taken in an earlier batch that names this event's item, or
                 # judges the user as of a later time: it arrived before the event did
-                for target_type, target_id, fraud_item, at in _standing(event, ts, user):
+                for target_type, target_id, verdict, at in _standing(event, ts, user):
                     if (target_type, target_id) not in taken:  # else the batch's label teaches
-                        standing.setdefault((target_type, target_id, uid), (fraud_item, at))
-                    if fraud_item:  # the identifiers it carried, as if it came in time
+                        standing.setdefault((target_type, target_id, uid), (verdict, at))
+                    if verdict == "fraud":  # the identifiers it carried, as if it came in time
                         for key in ident_keys(event):
                             state.fraud_marks.append((key, uid, at))
                             state.idents[key].mark_fraud(uid, at)
@@ -478,12 +484,12 @@ class Core:
         scores = self.models.score_batch(inputs, learned) if inputs else []
         # A verdict that came before the event it judges teaches its vector now, as it
         # would have had the event come first (not as a new label).
-        for (target_type, target_id, user_id), (fraud_item, at) in standing.items():
+        for (target_type, target_id, user_id), (verdict, at) in standing.items():
             self.models.on_label(
                 target_type,
                 target_id,
                 user_id,
-                "fraud" if fraud_item else "legit",
+                verdict,
                 at,
                 event_id=f"standing:{target_type}:{target_id}",
                 learned=learned,
@@ -548,7 +554,10 @@ class Core:
             # adds: marking twice is marking once.
             keys = user["idents"]
             if event["target_type"] != "user":
-                keys = user.get("targets", {}).get(event["target_id"])
+                targets = user.get("targets", {})
+                keys = targets.get(_item_key(event["target_type"], event["target_id"]))
+                if keys is None:  # a document of a release that kept items by bare id
+                    keys = targets.get(event["target_id"])
                 if keys is None:
                     # not an item the user's document holds (its event not seen yet, or
                     # long ago, or a label naming the wrong user): marking everything the
@@ -567,6 +576,10 @@ class Core:
                 ident = state.idents.get(key)
                 if ident is not None:  # the batch's later events carry it: they see it
                     ident.mark_fraud(uid, ts)
+        if user is not None and label in _NOTED:  # for the item's events still to come
+            target = event["target_type"]
+            key = "user" if target == "user" else _item_key(target, event["target_id"])
+            _note(user.setdefault(_NOTED[label], {}), key, ts)
         if user is not None and label in VERDICTS:
             was = user["fraud"]
             user["fraud"] = _take_verdict(user, event["target_type"], event["target_id"], label, ts)
@@ -1160,36 +1173,83 @@ def _cleared_after(user: dict[str, Any], cause: str, ts: float) -> bool:
     return False
 
 
+#: labels whose earliest time per item a user's document keeps (label -> field), for the
+#: events of the item that arrive after them: a fraud verdict, even one taken back
+#: later, marks and teaches them; a default holds their vectors
+_NOTED = {"fraud": "fraud_at", "default": "defaults"}
+
+
+def _note(times: dict[str, float], key: str, ts: float) -> None:
+    """Keep the earliest ``ts`` for ``key`` among at most :data:`MAX_VERDICTS` keys (the
+    first kept go first).
+
+    >>> t = {}
+    >>> _note(t, "user", 5.0); _note(t, "user", 9.0); _note(t, "application:a", 7.0); t
+    {'user': 5.0, 'application:a': 7.0}
+    """
+    old = times.get(key)
+    if old is None or ts < old:
+        times[key] = ts
+        while len(times) > MAX_VERDICTS:
+            del times[next(iter(times))]
+
+
 def _standing(
     event: dict[str, Any], ts: float, user: dict[str, Any]
-) -> list[tuple[str, str, bool, float]]:
-    """The verdicts in the user's document that would have judged ``event`` (at event
+) -> list[tuple[str, str, str, float]]:
+    """The labels in the user's document that would have judged ``event`` (at event
     time ``ts``) had it come before them: on its application or transaction, and on the
-    user as of a later time. Each as (target type, target id, fraud, verdict time).
+    user as of a later time. Each as (target type, target id, label, its time): per
+    target, a fraud verdict, even one taken back since (it found the event first), else
+    the standing verdict, else a default.
 
-    Called in event time within a batch, so a verdict of the batch itself is there only
+    Called in event time within a batch, so a label of the batch itself is there only
     when it is earlier than the event (then it does not judge it, but for the item's own
-    verdict, which names it whatever the clocks say).
+    label, which names it whatever the clocks say).
 
-    >>> u = {"verdicts": {"transaction:t1": [50.0, True], "user": [90.0, False]}}
+    >>> u = {"verdicts": {"transaction:t1": [50.0, False], "user": [90.0, False]},
+    ...      "fraud_at": {"transaction:t1": 40.0}, "defaults": {"user": 95.0}}
     >>> t1 = {"event_type": "transaction", "txn_id": "t1", "event_id": "e", "user_id": "u"}
     >>> _standing(t1, 60.0, u)
-    [('transaction', 't1', True, 50.0), ('user', 'u', False, 90.0)]
-    >>> _standing({"event_type": "device", "event_id": "e", "user_id": "u"}, 95.0, u)
-    []
+    [('transaction', 't1', 'fraud', 40.0), ('user', 'u', 'legit', 90.0)]
+    >>> _standing({"event_type": "device", "event_id": "e", "user_id": "u"}, 92.0, u)
+    [('user', 'u', 'default', 95.0)]
     """
-    verdicts: dict[str, list[Any]] = user["verdicts"]
-    out: list[tuple[str, str, bool, float]] = []
+    verdicts: dict[str, list[Any]] = user.get("verdicts") or {}
+    fraud_at: dict[str, float] = user.get("fraud_at") or {}
+    defaults: dict[str, float] = user.get("defaults") or {}
+    out: list[tuple[str, str, str, float]] = []
     item = _cause_key(event)
     if not item.startswith("event:"):
-        v = verdicts.get(item)
-        if v is not None:
-            target_type, target_id = item.split(":", 1)
-            out.append((target_type, target_id, bool(v[1]), float(v[0])))
-    v = verdicts.get("user")
-    if v is not None and v[0] >= ts:
-        out.append(("user", event.get("user_id") or "", bool(v[1]), float(v[0])))
+        target_type, target_id = item.split(":", 1)
+        found = _label_on(item, fraud_at, verdicts, defaults, -math.inf)
+        if found is not None:
+            out.append((target_type, target_id, *found))
+    found = _label_on("user", fraud_at, verdicts, defaults, ts)
+    if found is not None:
+        out.append(("user", event.get("user_id") or "", *found))
     return out
+
+
+def _label_on(
+    key: str,
+    fraud_at: dict[str, float],
+    verdicts: dict[str, list[Any]],
+    defaults: dict[str, float],
+    since: float,
+) -> tuple[str, float] | None:
+    """The label on ``key`` of time ``since`` or later that judges an event (see
+    :func:`_standing`), as (label, time)."""
+    at = fraud_at.get(key)
+    if at is not None and at >= since:
+        return "fraud", at
+    v = verdicts.get(key)
+    if v is not None and v[0] >= since:
+        return ("fraud" if v[1] else "legit"), float(v[0])
+    at = defaults.get(key)
+    if at is not None and at >= since:
+        return "default", at
+    return None
 
 
 def _take_verdict(

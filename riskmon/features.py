@@ -258,10 +258,11 @@ def observe(
                 del linked[0]
     # and which identifiers each recent application or transaction carried, so that a
     # label on it marks where the fraud happened rather than all the user ever touched
+    # (by ``kind:id``: an application and a transaction may have one id)
     target = event.get("txn_id") if etype == "transaction" else event.get("application_id")
     if target and keys:
         targets = user.setdefault("targets", {})
-        targets[target] = keys
+        targets[f"{etype}:{target}"] = keys
         if len(targets) > 64:
             del targets[next(iter(targets))]
     return f
@@ -423,12 +424,13 @@ def _user_features(
     geo = event.get("geo")
     if geo is not None:
         prev_geo = user["geo"]
-        if prev_geo is not None and ts >= prev_geo[2]:
-            km = _haversine_km(prev_geo[0], prev_geo[1], geo["lat"], geo["lon"])
-            if km >= GEO_NOISE_KM:
-                hours = max(ts - prev_geo[2], GEO_MIN_S) / 3600.0
-                f["geo_speed_kmh"] = min(km / hours, 5000.0)
-        user["geo"] = [geo["lat"], geo["lon"], ts]
+        if prev_geo is None or ts >= prev_geo[2]:
+            if prev_geo is not None:
+                km = _haversine_km(prev_geo[0], prev_geo[1], geo["lat"], geo["lon"])
+                if km >= GEO_NOISE_KM:
+                    hours = max(ts - prev_geo[2], GEO_MIN_S) / 3600.0
+                    f["geo_speed_kmh"] = min(km / hours, 5000.0)
+            user["geo"] = [geo["lat"], geo["lon"], ts]  # a late fix does not move it back
 
 
 #: declared incomes a user's document keeps, with their times
@@ -441,7 +443,8 @@ def _declared_income(user: dict[str, Any], ts: float, income: float) -> float | 
     declared before it, and does not become the newest income.
 
     ``user["income"]`` stays the newest declared income (what older documents hold,
-    without ``incomes``: their one income, dated at the user's first event).
+    without ``incomes``: their one income, dated at the user's newest event, the latest
+    it can have been declared).
 
     >>> u = {"income": None, "first_ts": 0.0}
     >>> _declared_income(u, 10.0, 5000.0), _declared_income(u, 30.0, 15000.0)
@@ -454,7 +457,8 @@ def _declared_income(user: dict[str, Any], ts: float, income: float) -> float | 
     incomes: list[list[float]] | None = user.get("incomes")
     if incomes is None:
         old = user.get("income")
-        incomes = user["incomes"] = [] if old is None else [[user["first_ts"], old]]
+        dated = user.get("newest", user["first_ts"])
+        incomes = user["incomes"] = [] if old is None else [[dated, old]]
     at = len(incomes)
     while at and incomes[at - 1][0] > ts:
         at -= 1
@@ -475,7 +479,8 @@ def _money_out(
 ) -> None:
     """Fold a withdrawal or transfer out into the user's money out: once per transaction
     id (a ``pending`` report then its ``success`` are one movement, at its first time),
-    and taken back when a later report says it ``failed``.
+    taken back when a report says it ``failed``, and not counted again by a report dated
+    before that failure (one arriving late); a report after it is a retry, counted anew.
 
     >>> u = {"disb": [0.0, 1000.0, 0.0]}; outs = []
     >>> _money_out(u, outs, "w1", "pending", 60.0, 500.0)
@@ -483,36 +488,51 @@ def _money_out(
     >>> outs, u["disb"]
     ([60.0], [0.0, 1000.0, 500.0])
     >>> _money_out(u, outs, "w1", "failed", 120.0, 500.0)
+    >>> _money_out(u, outs, "w1", "success", 100.0, 500.0)  # late, before the failure
     >>> outs, u["disb"]
     ([], [0.0, 1000.0, 0.0])
+    >>> _money_out(u, outs, "w1", "success", 300.0, 500.0)  # retried after it
+    >>> outs, u["disb"]
+    ([300.0], [0.0, 1000.0, 500.0])
     """
     disb = user["disb"]
+    # txn id -> [first time, amount counted, the disbursement's time, failed at (-1: no)]
     moved: dict[str, list[float]] = user.setdefault("out_txns", {})
     known = moved.get(txn_id) if txn_id else None
-    if known is not None:  # a later report of a movement counted already
-        then, counted, against = known
+    failed_at = (known[3] if len(known) > 3 else -1.0) if known is not None else -1.0
+    if known is not None and failed_at < 0.0:  # a later report of a movement counted
+        then, counted, against = known[0], known[1], known[2]
         if status != "failed":
             if amount != counted and disb is not None and disb[0] == against:
                 disb[2] += amount - counted  # the amount as last reported
             known[1] = amount
             return
-        del moved[txn_id]  # type: ignore[arg-type]
         index = bisect_left(outs, then)
         if index < len(outs) and outs[index] == then:
             del outs[index]
         if disb is not None and disb[0] == against:
             disb[2] = max(0.0, disb[2] - counted)
+        moved[txn_id] = [then, counted, against, ts]  # type: ignore[index]
         return
     if status == "failed":
+        if txn_id and known is None:  # reports from before it may still arrive
+            _keep_out(moved, txn_id, [ts, amount, -1.0, ts])
         return
+    if known is not None and ts <= failed_at:
+        return  # a report from before the failure, arriving late
     insort(outs, ts)
     del outs[:-32]
     if disb is not None:
         disb[2] += amount
     if txn_id:
-        moved[txn_id] = [ts, amount, disb[0] if disb is not None else -1.0]
-        if len(moved) > MAX_OUT_TXNS:
-            del moved[next(iter(moved))]
+        _keep_out(moved, txn_id, [ts, amount, disb[0] if disb is not None else -1.0, -1.0])
+
+
+def _keep_out(moved: dict[str, list[float]], txn_id: str, entry: list[float]) -> None:
+    moved.pop(txn_id, None)
+    moved[txn_id] = entry
+    if len(moved) > MAX_OUT_TXNS:
+        del moved[next(iter(moved))]
 
 
 def _set_last(last: dict[str, float], what: str, ts: float) -> None:

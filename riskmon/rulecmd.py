@@ -28,7 +28,7 @@ import orjson
 from riskmon.contract import Contract, InvalidMessage
 from riskmon.settings import Settings
 from riskmon.topics import TopicsError, produce, read_all
-from rules.engine import RuleError, load_rule_files
+from rules.engine import RuleError, load_rule_files, rule_notes
 from rules.features import KNOWN_FEATURES
 
 
@@ -122,6 +122,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         mode = rule.get("mode", "active")
         state = "retire" if rule.get("enabled") is False else mode
         print(f"ok  {rule['rule_id']} v{rule['version']} ({state})")
+        for note in rule_notes(rule):
+            print(f"    note: {note}")
     if args.action == "publish":
         if not rules:
             print("riskmon rules: no rules to publish", file=sys.stderr)

@@ -315,7 +315,8 @@ _NEG_INF = float("-inf")
 
 def _share(fraud: dict[str, float], n_users: int, ts: float) -> float:
     """The fraud share as of ``ts``: users marked by labels of that time or before, out of
-    the ``n_users`` the identifier holds (1 with :data:`MAX_IDENT_FRAUD` marks).
+    the ``n_users`` the identifier holds, at most :data:`MAX_IDENT_USERS` (1 with
+    :data:`MAX_IDENT_FRAUD` marks).
 
     >>> _share({"u1": 100.0, "u2": 300.0}, 4, 200.0), _share({"u1": 100.0}, 4, 50.0)
     (0.25, 0.0)
@@ -325,7 +326,8 @@ def _share(fraud: dict[str, float], n_users: int, ts: float) -> float:
     n = sum(1 for t in fraud.values() if t <= ts)
     if n >= MAX_IDENT_FRAUD:
         return 1.0
-    share = n / n_users
+    # of the users a saved identifier holds at most, however the stream is batched
+    share = n / min(n_users, MAX_IDENT_USERS)
     return 1.0 if share > 1.0 else share
 
 

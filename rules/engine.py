@@ -323,14 +323,6 @@ def _build(
                 f"{_label(data)}: condition must be true or false, "
                 f"this one gives a {_TYPE_WORDS.get(predicate.result_type, predicate.result_type)}"
             )
-        dead = never_carried(predicate.features, data["applies_to"])
-        if dead:
-            kinds = ", ".join(sorted({LINK_IDENTIFIERS[f.split("_", 1)[0]] for f in dead}))
-            raise RuleError(
-                f"{_label(data)}: {', '.join(f'features.{f}' for f in dead)} is 0 on every "
-                f"event the rule applies to ({', '.join(sorted(data['applies_to']))} events "
-                f"carry no {kinds}): a condition on it never holds as written"
-            )
     return Rule(
         rule_id=rule_id,
         version=int(data["version"]),
@@ -346,6 +338,36 @@ def _build(
         predicate=predicate,
         definition=MappingProxyType(dict(data)),
     )
+
+
+def rule_notes(data: Mapping[str, Any]) -> list[str]:
+    """What a valid rule may not do as its author meant, in words: it reads features of
+    an identifier that no event of its ``applies_to`` carries (always 0 there, so a
+    comparison on them holds for every event or for none). Not an error: an ``||`` may
+    rest on its other branches, and a rule already in force keeps working.
+
+    >>> rule_notes({"rule_id": "r", "version": 1, "applies_to": ["application"],
+    ...             "when": "features.wifi_users_24h >= 4 || features.ip_users_1h >= 4"})
+    ['features.wifi_users_24h is 0 on every application event (they carry no Wi-Fi network)']
+    >>> rule_notes({"rule_id": "r", "version": 1, "applies_to": ["device"],
+    ...             "when": "features.wifi_users_24h >= 4"})
+    []
+    """
+    if not data.get("enabled", True):
+        return []
+    try:
+        features = compile_expr(data["when"], name=str(data.get("rule_id", ""))).features
+    except CompileError:
+        return []
+    dead = never_carried(features, data["applies_to"])
+    if not dead:
+        return []
+    kinds = ", ".join(sorted({LINK_IDENTIFIERS[f.split("_", 1)[0]] for f in dead}))
+    types = " or ".join(sorted(data["applies_to"]))
+    return [
+        f"{', '.join(f'features.{f}' for f in dead)} is 0 on every {types} event "
+        f"(they carry no {kinds})"
+    ]
 
 
 def load_rule(

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from riskmon.contract import parse_ts
 from riskmon.features import FEATURE_NAMES, NEVER, observe
 from riskmon.state import IdentState, new_user_state
 from rules.features import KNOWN_FEATURES
@@ -271,7 +272,6 @@ def test_each_feature_keeps_one_number_type_whatever_the_event_carries() -> None
     0 (not 0.0) where the event lacks the identifier, so that a rule's ``/`` and ``%``
     (integer operations on two whole numbers) take it alike in every event; the counts
     are those the rule catalogue types as ints."""
-    from riskmon.contract import parse_ts
     from riskmon.features import FEATURE_NAMES
     from riskmon.sim.config import SimConfig
     from riskmon.sim.generator import simulate
@@ -370,3 +370,99 @@ def test_a_late_application_is_compared_with_the_income_declared_before_it() -> 
     assert f["income_change_ratio"] == 1.0
     f = tl.feed(180, **app(application_id="a4", declared_monthly_income=15000.0))
     assert f["income_change_ratio"] == 1.0
+
+
+def _income_app(eid: str, day: int, income: float) -> dict[str, Any]:
+    return {
+        "event_id": eid,
+        "event_type": "application",
+        "user_id": "u1",
+        "ts": f"2026-11-{day:02d}T10:00:00.000Z",
+        "application_id": f"app-{eid}",
+        "device_id": "d1",
+        "amount": 500.0,
+        "product": "cash_loan",
+        "declared_monthly_income": income,
+    }
+
+
+def _observe(user: dict[str, Any], event: dict[str, Any]) -> dict[str, float]:
+    idents: dict[str, IdentState] = {}
+    return observe(event, parse_ts(event["ts"]), user, idents)
+
+
+def test_a_late_application_on_an_older_document_does_not_become_the_newest_income() -> None:
+    """A document of the previous release keeps one income, the newest declared (15,000
+    on Nov 5; 5,000 was declared on Nov 1). A late application of Nov 3 arriving after the
+    upgrade does not become the newest income: the next application, Nov 6, declaring
+    15,000 again, shows no change."""
+    user = new_user_state(parse_ts("2026-11-01T10:00:00.000Z"))
+    _observe(user, _income_app("a1", 1, 5000.0))
+    _observe(user, _income_app("a5", 5, 15000.0))
+    # what the previous release stored: no "incomes", the newest income in "income"
+    user.pop("incomes")
+    assert user["income"] == 15000.0
+    _observe(user, _income_app("a3", 3, 5000.0))  # late
+    f = _observe(user, _income_app("a6", 6, 15000.0))
+    assert f["income_change_ratio"] == 1.0
+
+
+def _fix(eid: str, hhmm: str, lat: float, lon: float) -> dict[str, Any]:
+    return {
+        "event_id": eid,
+        "event_type": "device",
+        "user_id": "u1",
+        "ts": f"2026-11-01T{hhmm}:00.000Z",
+        "device_id": "d1",
+        "kind": "login",
+        "geo": {"lat": lat, "lon": lon},
+    }
+
+
+def test_geo_speed_does_not_depend_on_the_order_events_arrive_in() -> None:
+    """Beijing at 10:00, Shanghai at 12:00, Shanghai again at 12:05: the 12:05 login did
+    not move, also when the 10:00 fix arrives late (it does not become the last place)."""
+    beijing, shanghai, again = (
+        _fix("g1", "10:00", 39.90, 116.40),
+        _fix("g2", "12:00", 31.23, 121.47),
+        _fix("g3", "12:05", 31.23, 121.47),
+    )
+    speeds = []
+    for order in ([beijing, shanghai, again], [shanghai, beijing, again]):
+        user = new_user_state(parse_ts(order[0]["ts"]))
+        f = {}
+        for event in order:
+            f = _observe(user, event)
+        speeds.append(f["geo_speed_kmh"])
+    assert speeds[0] == speeds[1] == 0.0
+
+
+def _out(eid: str, hhmm: str, kind: str, status: str, txn: str, amount: float) -> dict[str, Any]:
+    return {
+        "event_id": eid,
+        "event_type": "transaction",
+        "user_id": "u1",
+        "ts": f"2026-11-01T{hhmm}:00.000Z",
+        "txn_id": txn,
+        "kind": kind,
+        "amount": amount,
+        "status": status,
+    }
+
+
+def test_a_withdrawal_that_failed_is_not_counted_again_by_a_late_report() -> None:
+    """A 500 withdrawal of a 1,000 loan: pending 10:00, success 10:05, failed 10:10. It
+    did not go out, also when the success report arrives after the failure."""
+    loan = _out("t0", "09:00", "disbursement", "success", "loan", 1000.0)
+    pending = _out("t1", "10:00", "withdrawal", "pending", "w1", 500.0)
+    success = _out("t2", "10:05", "withdrawal", "success", "w1", 500.0)
+    failed = _out("t3", "10:10", "withdrawal", "failed", "w1", 500.0)
+    probe = _out("t4", "10:20", "repayment", "success", "r1", 1.0)
+    shares = []
+    for order in ([loan, pending, success, failed, probe], [loan, pending, failed, success, probe]):
+        user = new_user_state(parse_ts(loan["ts"]))
+        f = {}
+        for event in order:
+            f = _observe(user, event)
+        shares.append(f["outflow_share"])
+    assert shares[0] == shares[1] == 0.0

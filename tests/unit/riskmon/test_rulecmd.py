@@ -83,3 +83,21 @@ def test_a_rule_too_large_for_one_message_is_refused_before_anything_is_sent(
     path = write(tmp_path, "big.yaml", big)
     assert main(["--config", "/dev/null", "rules", "check", str(path)]) == 1
     assert "bytes as a message, limit" in capsys.readouterr().err
+
+
+def test_a_rule_reading_an_identifier_its_events_never_carry_passes_with_a_note(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``rules check`` passes a rule that reads Wi-Fi features on applications, which
+    carry no Wi-Fi network, and prints a note under it saying they are always 0 there;
+    the starter rules get no note."""
+    wifi = GOOD.replace("features.minutes_since_new_device < 60", "features.wifi_users_24h >= 4")
+    starters = [str(p) for p in sorted(Path("rules/lending").glob("*.yaml"))]
+    assert main(["--config", "/dev/null", "rules", "check", *starters]) == 0
+    assert "note:" not in capsys.readouterr().out
+    assert (
+        main(["--config", "/dev/null", "rules", "check", str(write(tmp_path, "w.yaml", wifi))]) == 0
+    )
+    out = capsys.readouterr().out
+    assert "ok  new_device_big_loan v3 (shadow)" in out
+    assert "    note: features.wifi_users_24h is 0 on every application event" in out

@@ -32,9 +32,8 @@ def naive_counts(
     me = 1 if present and ident.users.get(present, -1.0) > ts else 0
     h, d, w = ts - 3600.0, ts - 86400.0, ts - WEEK
     marked = sum(1 for t in ident.fraud.values() if t <= ts)
-    share = (
-        (1.0 if marked >= MAX_IDENT_FRAUD else marked / len(ident.users)) if ident.users else 0.0
-    )
+    held = min(len(ident.users), MAX_IDENT_USERS)  # what a saved identifier holds at most
+    share = (1.0 if marked >= MAX_IDENT_FRAUD else marked / held) if ident.users else 0.0
     mu, me_ = MAX_IDENT_USERS, MAX_IDENT_EVENTS
     return (
         min(mu, window(ident.users, h) + me),

@@ -817,14 +817,22 @@ def test_a_comment_that_hides_a_condition_is_refused(tmp_path: Path) -> None:
     assert noted.predicate is not None
 
 
-def test_a_condition_on_an_identifier_its_events_never_carry_is_refused() -> None:
+def test_a_condition_on_an_identifier_its_events_never_carry_is_noted_not_refused() -> None:
     """Applications carry no Wi-Fi network or SIM: a rule on applications that reads
-    ``features.wifi_users_24h`` would test a 0 for ever, so it is refused with the reason;
-    the same feature on device events, which carry it, compiles."""
-    bad = rule(applies_to=["application"], when="features.wifi_users_24h >= 4")
-    with pytest.raises(RuleError, match=r"wifi_users_24h is 0 on every event .* Wi-Fi"):
-        load_rule(bad, KNOWN_FEATURES)
-    load_rule(rule(applies_to=["application", "device"], when=bad["when"]), KNOWN_FEATURES)
+    ``features.wifi_users_24h`` gets a note saying so (it is always 0 there), and still
+    loads, as its other branches may carry it (a rule in force keeps working); the same
+    feature on device events, which carry it, gets no note."""
+    from rules.engine import rule_notes
+
+    bad = rule(
+        applies_to=["application"],
+        when="features.wifi_users_24h >= 4 || features.ip_users_1h >= 4",
+    )
+    assert rule_notes(bad) == [
+        "features.wifi_users_24h is 0 on every application event (they carry no Wi-Fi network)"
+    ]
+    assert load_rule(bad, KNOWN_FEATURES).rule_id == "r1"
+    assert rule_notes(rule(applies_to=["application", "device"], when=bad["when"])) == []
 
 
 def test_the_identifiers_of_each_event_type_are_those_the_features_count() -> None:
