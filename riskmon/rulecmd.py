@@ -122,7 +122,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         mode = rule.get("mode", "active")
         state = "retire" if rule.get("enabled") is False else mode
         print(f"ok  {rule['rule_id']} v{rule['version']} ({state})")
-        for note in rule_notes(rule):
+        for note in rule_notes(rule, contract):
             print(f"    note: {note}")
     if args.action == "publish":
         if not rules:

@@ -32,6 +32,7 @@ A newer version replaces a rule; an older or equal one is ignored:
 
 from __future__ import annotations
 
+import difflib
 import functools
 import math
 import re
@@ -340,11 +341,13 @@ def _build(
     )
 
 
-def rule_notes(data: Mapping[str, Any]) -> list[str]:
+def rule_notes(data: Mapping[str, Any], contract: Contract | None = None) -> list[str]:
     """What a valid rule may not do as its author meant, in words: it reads features of
     an identifier that no event of its ``applies_to`` carries (always 0 there, so a
-    comparison on them holds for every event or for none). Not an error: an ``||`` may
-    rest on its other branches, and a rule already in force keeps working.
+    comparison on them holds for every event or for none), or an event field the
+    contract does not give those events (a producer's own, or a misspelling, absent from
+    every event). Not an error: an ``||`` may rest on its other branches, producers may
+    send fields of their own, and a rule already in force keeps working.
 
     >>> rule_notes({"rule_id": "r", "version": 1, "applies_to": ["application"],
     ...             "when": "features.wifi_users_24h >= 4 || features.ip_users_1h >= 4"})
@@ -352,22 +355,38 @@ def rule_notes(data: Mapping[str, Any]) -> list[str]:
     >>> rule_notes({"rule_id": "r", "version": 1, "applies_to": ["device"],
     ...             "when": "features.wifi_users_24h >= 4"})
     []
+    >>> rule_notes({"rule_id": "r", "version": 1, "applies_to": ["transaction"],
+    ...             "when": "event.ammount >= 5000"})  # doctest: +NORMALIZE_WHITESPACE
+    ["event.ammount is no field of transaction events in the contract (a producer's own
+    field, or a misspelling; did you mean 'amount'?)"]
     """
     if not data.get("enabled", True):
         return []
     try:
-        features = compile_expr(data["when"], name=str(data.get("rule_id", ""))).features
+        expr = compile_expr(data["when"], name=str(data.get("rule_id", "")))
     except CompileError:
         return []
-    dead = never_carried(features, data["applies_to"])
-    if not dead:
-        return []
-    kinds = ", ".join(sorted({LINK_IDENTIFIERS[f.split("_", 1)[0]] for f in dead}))
+    notes = []
     types = " or ".join(sorted(data["applies_to"]))
-    return [
-        f"{', '.join(f'features.{f}' for f in dead)} is 0 on every {types} event "
-        f"(they carry no {kinds})"
-    ]
+    dead = never_carried(expr.features, data["applies_to"])
+    if dead:
+        kinds = ", ".join(sorted({LINK_IDENTIFIERS[f.split("_", 1)[0]] for f in dead}))
+        notes.append(
+            f"{', '.join(f'features.{f}' for f in dead)} is 0 on every {types} event "
+            f"(they carry no {kinds})"
+        )
+    schemas = (contract or default_contract()).schemas
+    fields: set[str] = set()
+    for etype in data["applies_to"]:
+        fields.update(schemas.get(etype, {}).get("properties", {}))
+    for name in sorted(expr.event_fields - fields):
+        close = difflib.get_close_matches(name, sorted(fields), n=1, cutoff=0.6)
+        like = f"; did you mean {close[0]!r}?" if close else ""
+        notes.append(
+            f"event.{name} is no field of {types} events in the contract (a producer's "
+            f"own field, or a misspelling{like})"
+        )
+    return notes
 
 
 def load_rule(

@@ -101,3 +101,18 @@ def test_a_rule_reading_an_identifier_its_events_never_carry_passes_with_a_note(
     out = capsys.readouterr().out
     assert "ok  new_device_big_loan v3 (shadow)" in out
     assert "    note: features.wifi_users_24h is 0 on every application event" in out
+
+
+def test_a_rule_reading_an_event_field_the_contract_lacks_passes_with_a_note(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A misspelt event field (``event.ammount``) is absent from every event, so the rule
+    would never fire: ``rules check`` passes it (a producer may send fields of its own)
+    with a note naming the field and the contract's field it resembles."""
+    typo = GOOD.replace("event.amount > 5000", "event.ammount > 5000")
+    assert (
+        main(["--config", "/dev/null", "rules", "check", str(write(tmp_path, "t.yaml", typo))]) == 0
+    )
+    out = capsys.readouterr().out
+    assert "note: event.ammount is no field of application events in the contract" in out
+    assert "did you mean 'amount'?" in out
