@@ -4,8 +4,8 @@ Inputs are the simulator's EVENTS and TRUTH files and a DECISIONS file (one deci
 per input event, see ``decision.schema.json``). Reported:
 
 * average precision per event type (event level: truth ``is_fraud`` against score);
-* recall at a review budget: the share of fraud events among the top 1% / 2% of
-  events by score, overall and per type;
+* recall at a review budget: the share of all fraud events that rank among the top
+  1% / 2% of events by score (ties split evenly), overall and per type;
 * money caught in time: the share of fraudulent money moved out (truth ``money_out``
   of fraud events) that was preceded, in event time, by a flag (a ``review``,
   ``decline`` or ``alert`` decision) on the same user; overall and per pattern, and
@@ -13,7 +13,9 @@ per input event, see ``decision.schema.json``). Reported:
   payout account or card, phone, id number) with another user anywhere in the events
   file. That is over all time, so it includes links made after a cash-out and chance
   reuse of an IP: an upper bound on what the features, which see 7 days of the past,
-  can link;
+  can link. A flag is a warning in time: the money a review or an alert flagged may
+  still have left unless someone acted on it. ``declined`` is the money Riskmon stopped
+  itself: the cash-out's own decision was ``decline``;
 * honest users flagged: users whose every truth row is honest (look-alikes
   included), and how many of them were ever flagged; overall and per pattern;
 * counts.
@@ -54,6 +56,7 @@ class CashOut(NamedTuple):
     amount: float
     pattern: str
     linked: bool = True  # the user shares an identifier with another user (see evaluate)
+    declined: bool = False  # the cash-out's own decision was decline: stopped, not let out
 
 
 #: The two groups of :func:`money_caught_in_time`'s ``by_link``.
@@ -161,6 +164,9 @@ def money_caught_in_time(cash_outs: Iterable[CashOut], flags: Iterable[Flag]) ->
     (800.0, 500.0, 0.625)
     >>> r["overall"]["cash_outs"], r["overall"]["cash_outs_caught"]
     (2, 1)
+    >>> stopped = CashOut("u5", (100, 8), 100.0, "bust_out", declined=True)
+    >>> money_caught_in_time([*outs, stopped], flags)["overall"]["declined"]
+    100.0
     >>> r["by_pattern"]["device_farm"]["share"]
     0.0
     >>> lone = CashOut("u4", (100, 7), 200.0, "device_farm", linked=False)
@@ -173,28 +179,33 @@ def money_caught_in_time(cash_outs: Iterable[CashOut], flags: Iterable[Flag]) ->
         seen = first_flag.get(flag.user_id)
         if seen is None or flag.at < seen:
             first_flag[flag.user_id] = flag.at
-    totals: dict[str, list[float]] = {}  # name -> [money out, caught, cash-outs, caught]
+    # name -> [money out, caught, cash-outs, caught, money declined]
+    totals: dict[str, list[float]] = {}
     for out in cash_outs:
         if out.amount <= 0:
             continue
         flagged_at = first_flag.get(out.user_id)
         caught = flagged_at is not None and flagged_at < out.at
         for name in ("", out.pattern, f"{out.pattern}\x00{out.linked}"):
-            acc = totals.setdefault(name, [0.0, 0.0, 0, 0])
+            acc = totals.setdefault(name, [0.0, 0.0, 0, 0, 0.0])
             acc[0] += out.amount
             acc[2] += 1
             if caught:
                 acc[1] += out.amount
                 acc[3] += 1
+            if out.declined:
+                acc[4] += out.amount
 
     def bucket(name: str) -> dict[str, Any]:
-        money, caught, n, n_caught = totals.get(name, [0.0, 0.0, 0, 0])
+        money, caught, n, n_caught, declined = totals.get(name, [0.0, 0.0, 0, 0, 0.0])
         return {
             "fraud_money_out": round(money, 2),
             "caught": round(caught, 2),
             "share": round(caught / money, 6) if money else None,
             "cash_outs": int(n),
             "cash_outs_caught": int(n_caught),
+            "declined": round(declined, 2),
+            "declined_share": round(declined / money, 6) if money else None,
         }
 
     patterns = sorted(name for name in totals if name and "\x00" not in name)
@@ -352,7 +363,10 @@ def evaluate(
         patterns.append(row["pattern"])
         if row["is_fraud"] and row.get("money_out", 0) > 0:
             amount = float(row["money_out"])
-            cash_outs.append(CashOut(user_id, at, amount, row["pattern"], user_id in linked))
+            declined = decision is not None and decision["decision"] == "decline"
+            cash_outs.append(
+                CashOut(user_id, at, amount, row["pattern"], user_id in linked, declined)
+            )
 
     y = np.asarray(ys, dtype=np.int64)
     score = np.asarray(scores, dtype=np.float64)
@@ -434,12 +448,13 @@ def format_report(report: Mapping[str, Any]) -> str:
     money = report["money_caught_in_time"]
     lines += [
         "",
-        f"{'money caught in time':<28}{'caught CNY':>14}{'moved out CNY':>16}{'share':>9}",
+        f"{'money caught in time':<28}{'caught CNY':>14}{'moved out CNY':>16}{'share':>9}"
+        f"{'declined':>10}",
     ]
     for name, b in [("overall", money["overall"]), *money["by_pattern"].items()]:
         lines.append(
             f"  {name:<26}{b['caught']:>14,.0f}{b['fraud_money_out']:>16,.0f}"
-            f"{_fmt(b['share'], True):>9}"
+            f"{_fmt(b['share'], True):>9}{_fmt(b.get('declined_share'), True):>10}"
         )
         split = money.get("by_link", {}).get(name, {})
         if split and all(g["fraud_money_out"] for g in split.values()):
@@ -538,10 +553,31 @@ def run(args: argparse.Namespace, settings: Any) -> int:
             return 2
     try:
         data = evaluate(args.events, args.truth, args.decisions, budgets=args.budgets)
-    except (ValueError, KeyError) as exc:
+    except KeyError as exc:
+        print(
+            f"riskmon evaluate: a line without the field {exc}: are EVENTS, TRUTH and "
+            "DECISIONS the simulator's events, its truth and the decisions, in that order?",
+            file=sys.stderr,
+        )
+        return 2
+    except ValueError as exc:
         print(f"riskmon evaluate: {exc}", file=sys.stderr)
         return 2
     report = data.report
+    counts = report["counts"]
+    if not counts["truth_rows"]:
+        print(
+            f"riskmon evaluate: no truth row names an event of {args.events}: are the "
+            "events and the truth of one simulation?",
+            file=sys.stderr,
+        )
+        return 2
+    if counts["truth_rows_without_event"] or counts["decisions_without_event"]:
+        print(
+            f"riskmon evaluate: warning: {counts['truth_rows_without_event']:,} truth rows and "
+            f"{counts['decisions_without_event']:,} decisions name no event of {args.events}",
+            file=sys.stderr,
+        )
     print(format_report(report))
     money = report["money_caught_in_time"]["overall"]
     log.info(

@@ -191,3 +191,39 @@ def test_money_caught_is_split_by_whether_the_user_shares_an_identifier(tmp_path
     linked, lone = split["linked to other users"], split["linked to no other user"]
     assert (linked["caught"], linked["fraud_money_out"]) == (100.0, 300.0)
     assert (lone["caught"], lone["fraud_money_out"]) == (400.0, 400.0)
+
+
+def test_files_of_different_simulations_are_refused_with_the_reason(
+    hand_made: tuple[Path, Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A truth file naming none of the events (another run's) is refused, exit 2, rather
+    than reported as n/a everywhere; truth and events swapped are refused by name."""
+    events, truth, decisions = hand_made
+    other = _write(tmp_path / "other.jsonl", [{"event_id": "zz", "is_fraud": True}])
+    assert main(["evaluate", str(events), str(other), str(decisions)]) == 2
+    assert "no truth row names an event" in capsys.readouterr().err
+    assert main(["evaluate", str(truth), str(events), str(decisions)]) == 2
+    assert "in that order?" in capsys.readouterr().err
+
+
+def test_money_declined_is_the_money_whose_own_cash_out_was_declined(
+    hand_made: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    """Beside the money caught in time (a flag before it, which a person may still have
+    to act on), the report gives the money Riskmon stopped itself: the cash-outs whose
+    own decision was decline."""
+    events, truth, decisions = hand_made
+    outs = {
+        r["event_id"]: r["money_out"]
+        for r in map(json.loads, truth.open())
+        if r["is_fraud"] and r.get("money_out", 0) > 0
+    }
+    big = max(outs, key=lambda e: outs[e])  # the takeover's withdrawal of 900
+    rows = [json.loads(line) for line in decisions.open()]
+    rows = [{**d, "decision": "decline"} if d["source_event_id"] == big else d for d in rows]
+    declining = _write(tmp_path / "declining.jsonl", rows)
+    out_json = tmp_path / "r.json"
+    assert main(["evaluate", str(events), str(truth), str(declining), "--json", str(out_json)]) == 0
+    overall = json.loads(out_json.read_text())["money_caught_in_time"]["overall"]
+    assert overall["declined"] == outs[big] == 900.0
+    assert overall["declined_share"] == round(900.0 / overall["fraud_money_out"], 6)

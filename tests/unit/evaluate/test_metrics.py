@@ -134,6 +134,8 @@ def test_money_caught_in_time_without_fraud_money_is_undefined() -> None:
             "share": None,
             "cash_outs": 0,
             "cash_outs_caught": 0,
+            "declined": 0.0,
+            "declined_share": None,
         },
         "by_pattern": {},
         "by_link": {},
