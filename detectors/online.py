@@ -1,10 +1,11 @@
 """Online unsupervised detectors: learn every event, score in microseconds.
 
-``HSTDetector`` runs river's Half-Space Trees behind a min-max scaler (on all features or a
-chosen subset); ``ZScoreDetector`` keeps a river ``stats.Var`` per feature and scores the
-largest absolute z-score. Both map their raw score to ``[0, 1]`` with a
-:class:`~detectors.calibration.TailCalibrator` fed by the events they learn, so their
-scores read alike: ``0.1`` for a typical event, ``1.0`` for one rarer than 1 in 1000.
+``HSTDetector`` runs river's Half-Space Trees on features scaled to robust ranges that
+follow the traffic (on all features or a chosen subset); ``ZScoreDetector`` keeps a river
+``stats.Var`` per feature and scores the largest absolute z-score. Both map their raw
+score to ``[0, 1]`` with a :class:`~detectors.calibration.TailCalibrator` fed by the
+events they learn, so their scores read alike: ``0.1`` for a typical event, ``1.0`` for
+one rarer than 1 in 1000.
 
 >>> import random
 >>> rng = random.Random(0)
@@ -209,12 +210,84 @@ class _FlatForest:
         self.l_mass, self.r_mass = l_mass, r_mass
 
 
+#: Robust range of a feature: the ``RANGE_Q`` and ``1 - RANGE_Q`` quantiles of the recent
+#: rows, widened by ``RANGE_MARGIN`` times their distance on each side, within the values
+#: seen. Without outliers that is the seen minimum and maximum; a few extreme values
+#: (under ``RANGE_Q`` of the rows) are left out instead of squashing the rest.
+RANGE_Q = 0.01
+RANGE_MARGIN = 1.0
+#: Where a feature of zero span puts values below and above its one value: outside the
+#: unit interval, so left, resp. right, of every split of every tree.
+_OFF_RANGE = (-0.5, 1.5)
+
+
+def robust_ranges(R: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(low, span, mid)`` per column of ``R`` (rows of raw values; ``nan``: missing).
+
+    ``low`` and ``span``: the robust range (see ``RANGE_Q``), of the finite values only,
+    clipped to ``[-LIMIT, LIMIT]``; ``nan`` for a column without any. ``mid``: where the
+    one value of a zero-span column sits in the unit interval: ``0.0`` when the column
+    also had larger values (cut off as outliers), ``1.0`` when it had smaller ones only,
+    ``0.5`` when it never varied; so that every split of that feature separates the
+    usual value from what was seen, or might be seen, on the other side.
+
+    >>> R = np.array([[i % 10, 0.0, 5.0] for i in range(200)], dtype=float)
+    >>> R[0] = [1e9, 1e9, 5.0]  # one outlier in the first two columns
+    >>> low, span, mid = robust_ranges(R)
+    >>> low.tolist(), span.tolist(), mid.tolist()
+    ([0.0, 0.0, 5.0], [18.0, 0.0, 0.0], [0.0, 0.0, 0.5])
+    """
+    n, d = R.shape
+    if n == 0:
+        return np.full(d, math.nan), np.full(d, math.nan), np.full(d, 0.5)
+    finite = np.isfinite(R)
+    A = np.clip(R, -LIMIT, LIMIT)
+    if not finite.all():
+        A[~finite] = math.nan
+    A.sort(axis=0)  # nan last
+    k = np.count_nonzero(~np.isnan(A), axis=0)
+    last = np.maximum(k, 1) - 1
+    cols = np.arange(d)
+    # nearest ranks, inward: the top (bottom) share RANGE_Q of the values is left out
+    # whole, without an outlier leaking into an interpolated quantile
+    qlo = A[np.ceil(RANGE_Q * last - 1e-9).astype(np.intp), cols]
+    qhi = A[np.floor((1.0 - RANGE_Q) * last + 1e-9).astype(np.intp), cols]
+    vmin, vmax = A[0, cols], A[last, cols]
+    width = qhi - qlo
+    low = np.maximum(vmin, qlo - RANGE_MARGIN * width)
+    high = np.minimum(vmax, qhi + RANGE_MARGIN * width)
+    low[k == 0] = math.nan
+    span = high - low
+    mid = np.where(vmin == vmax, 0.5, np.where(low == vmin, 0.0, np.where(high == vmax, 1.0, 0.5)))
+    return low, span, mid
+
+
 class HSTDetector(BaseDetector):
-    """River ``HalfSpaceTrees`` on min-max scaled features.
+    """River ``HalfSpaceTrees`` on features scaled to robust, regularly re-learned ranges.
 
     ``score_one`` / ``learn_one`` run river's own code on a dict; ``score_array`` /
     ``learn_array`` run the same trees on a whole matrix with numpy, with the same
     results (a micro-batch of 500 costs a few microseconds per event).
+
+    The trees split the unit cube at random; each feature is mapped onto it by a range:
+    ``(value - low) / span``. The ranges are robust (see :func:`robust_ranges`): a few
+    extreme values, such as one legal 1e9 amount, are left out rather than squashing
+    every other value into a corner, and values beyond the range fall into the outer
+    half-spaces, where anomalies belong. A feature whose range has no span (it did not
+    vary, or varied only in a few outliers) maps its usual value inside the unit interval
+    and any other value outside it, below or above: a rare flag, a ``*_fraud_share`` that
+    stays 0 until the first fraud verdict, still counts when it moves.
+
+    The first ranges come from the warm-up rows (``max(warmup, window_size)``; the trees
+    then learn those rows with them). Then, at a window's end, the ranges are learned
+    again from the last ``range_rows`` rows: a window later, and at gaps that double up to
+    ``range_every`` learned events (so a young model, or a rare event type, catches up
+    with its traffic soon, and a busy one spends little on it). When they moved, the
+    trees' reference masses are rebuilt from the last window's rows with the new ranges:
+    exactly what the trees would hold had the new ranges scaled that window (half-space
+    trees remember the last window only). So a range follows the traffic (amounts that
+    grow, counts that fill up after a cold start) while one event, or a handful, cannot
+    move it.
 
     Parameters
     ----------
@@ -230,10 +303,11 @@ class HSTDetector(BaseDetector):
         height 4) rank anomalies better than fewer deeper ones at the same cost (see
         ``bench/bench_detectors.py``).
     warmup
-        Learned events before the score counts. The scaler learns the ranges during
-        ``max(warmup, window_size)`` events and is then frozen, so that one extreme value
-        cannot squash every later input into a corner of the unit cube; values beyond the
-        learned range fall into the outer half-spaces, where anomalies belong.
+        Learned events before the score counts (at least ``window_size``).
+    range_every
+        Most learned events between two updates of the ranges.
+    range_rows
+        Recent rows kept to learn the ranges from (at least the warm-up's and a window's).
     calib_every
         Every ``calib_every``-th learned event is also scored (by the trees as they were
         before its batch) to feed the calibrator.
@@ -263,6 +337,8 @@ class HSTDetector(BaseDetector):
         height: int = 4,
         window_size: int = 250,
         warmup: int = 500,
+        range_every: int = 2000,
+        range_rows: int = 1000,
         calib_every: int = 4,
         seed: int = 7,
     ) -> None:
@@ -272,9 +348,10 @@ class HSTDetector(BaseDetector):
         self.height = height
         self.window_size = window_size
         self.warmup = warmup
+        self.range_every = max(1, range_every)
+        self.range_rows = range_rows
         self.calib_every = max(1, calib_every)
         self.seed = seed
-        self.scaler = preprocessing.MinMaxScaler()
         self.hst = anomaly.HalfSpaceTrees(
             n_trees=n_trees, height=height, window_size=window_size, seed=seed
         )
@@ -282,12 +359,29 @@ class HSTDetector(BaseDetector):
         self.n_learned = 0
         self._forest: _FlatForest | None = None
         self._cols: tuple[tuple[str, ...], np.ndarray] | None = None
-        self._frozen: list[tuple[str, float, float]] | None = None
-        self._frozen_arrays: tuple[np.ndarray, np.ndarray] | None = None
+        self._init_ranges()
+
+    def _init_ranges(self) -> None:
+        # the ranges, in the order of the features (None until the warm-up ends)
+        self._low: np.ndarray | None = None
+        self._span: np.ndarray | None = None
+        self._mid: np.ndarray | None = None
+        self._off = _OFF_RANGE
+        self._ranged_at = 0  # n_learned when the ranges were last learned
+        self._ranged_first = 0  # ... first learned (the gaps double from there)
+        self._by_name: list[tuple[str, float, float, float]] = []
+        # the last rows learned, raw (a ring of `_capacity` rows, `nan`: missing)
+        self._rows: np.ndarray | None = None
+        self._rows_pos = 0
+        self._rows_len = 0
 
     @property
     def _scale_until(self) -> int:
         return max(self.warmup, self.window_size)
+
+    @property
+    def _capacity(self) -> int:
+        return max(self.range_rows, self._scale_until)
 
     @property
     def ready(self) -> bool:
@@ -305,35 +399,170 @@ class HSTDetector(BaseDetector):
         return self.features
 
     def _range(self, f: str) -> tuple[float, float] | None:
-        mn = self.scaler.min.get(f)
-        if mn is None:
-            return None
-        return mn.get(), self.scaler.max[f].get()
+        """The range ``(low, high)`` feature ``f`` is scaled by, if it has one."""
+        for name, low, span, _ in self._by_name:
+            if name == f:
+                return low, low + span
+        return None
 
-    def _spans(self) -> list[tuple[str, float, float]]:
-        """``(feature, low, span)`` for the features with a range; fixed once frozen."""
-        if self._frozen is not None:
-            return self._frozen
-        out = []
-        for f in self.features or ():
-            rng = self._range(f)
-            if rng is not None:
-                out.append((f, rng[0], rng[1] - rng[0]))
-        if self.n_learned >= self._scale_until:
-            self._frozen = out
-        return out
+    # -- the rows kept and the ranges learned from them -----------------------------------
 
-    # -- one event: river's code -------------------------------------------------------
+    def _keep(self, F: np.ndarray) -> None:
+        """Keep the raw rows ``F`` (features in the model's order) in the ring."""
+        cap, n = self._capacity, len(F)
+        if self._rows is None or self._rows.shape != (cap, F.shape[1]):
+            self._rows = np.full((cap, F.shape[1]), math.nan)
+            self._rows_pos = self._rows_len = 0
+        if n >= cap:
+            self._rows[:] = F[n - cap :]
+            self._rows_pos = 0
+        else:
+            end = self._rows_pos + n
+            if end <= cap:
+                self._rows[self._rows_pos : end] = F
+            else:
+                first = cap - self._rows_pos
+                self._rows[self._rows_pos :] = F[:first]
+                self._rows[: end - cap] = F[first:]
+            self._rows_pos = end % cap
+        self._rows_len = min(self._rows_len + n, cap)
+
+    def _keep_one(self, row: list[float]) -> None:
+        """Keep one raw row (a list in the model's order)."""
+        rows = self._rows
+        if rows is None or rows.shape != (self._capacity, len(row)):
+            self._keep(np.array([row], dtype=float).reshape(1, len(row)))
+            return
+        rows[self._rows_pos] = row
+        self._rows_pos = (self._rows_pos + 1) % len(rows)
+        self._rows_len = min(self._rows_len + 1, len(rows))
+
+    def _recent(self, k: int) -> np.ndarray:
+        """The last ``k`` rows kept, oldest first."""
+        assert self._rows is not None
+        k = min(k, self._rows_len)
+        return self._rows[(self._rows_pos - k + np.arange(k)) % len(self._rows)]
+
+    def _learn_ranges(self) -> bool:
+        """Learn the ranges from the rows kept; whether they changed."""
+        assert self.features is not None
+        low, span, mid = robust_ranges(self._recent(self._rows_len))
+        mid = np.where(span == 0, mid, 0.0)
+        same = (
+            self._low is not None
+            and self._span is not None
+            and self._mid is not None
+            and self._off == _OFF_RANGE
+            and np.array_equal(low, self._low, equal_nan=True)
+            and np.array_equal(span, self._span, equal_nan=True)
+            and np.array_equal(mid, self._mid)
+        )
+        self._set_ranges(low, span, mid, _OFF_RANGE)
+        self._ranged_at = self.n_learned
+        return not same
+
+    def _set_ranges(
+        self, low: np.ndarray, span: np.ndarray, mid: np.ndarray, off: tuple[float, float]
+    ) -> None:
+        assert self.features is not None
+        self._low, self._span, self._mid, self._off = low, span, mid, off
+        self._by_name = [
+            (f, lo, sp, m)
+            for f, lo, sp, m in zip(
+                self.features, low.tolist(), span.tolist(), mid.tolist(), strict=True
+            )
+            if lo == lo
+        ]
+
+    @property
+    def _range_gap(self) -> int:
+        """Learned events from the last ranges to the next: a window, then as many as
+        since the first ranges, at most ``range_every``."""
+        since = self._ranged_at - self._ranged_first
+        return min(self.range_every, max(self.window_size, since))
+
+    def _refit_due(self) -> bool:
+        """At a window's end, a gap after the ranges were last learned."""
+        return (
+            self.hst.counter == 0
+            and self.n_learned - self._ranged_at >= self._range_gap
+            and self._rows_len >= self.window_size
+        )
+
+    def _refit(self) -> None:
+        """Learn the ranges again; when they moved, rebuild the reference masses from the
+        last window's rows with them (called at a window's end: nothing else is held)."""
+        if not self._learn_ranges():
+            return
+        assert self.features is not None
+        W = self._scale(self._recent(self.window_size))
+        forest = self._flat()
+        l_mass, r_mass = forest.arrays()
+        forest.l_mass, forest.r_mass = np.zeros_like(l_mass), np.zeros_like(r_mass)
+        forest.learn(W, self.hst, self.features, forest.paths(W))  # ends at a window pivot
+
+    def _start(self) -> None:
+        """End of the warm-up: the first ranges, the trees, and the trees learn the rows
+        kept (the warm-up's), window by window, feeding the calibrator as they go."""
+        assert self.features is not None
+        self._learn_ranges()
+        self._ranged_first = self.n_learned
+        hst = self.hst
+        hst.learn_one(dict.fromkeys(self.features, 0.5))  # builds the trees (river's way)
+        forest = self._flat()
+        l_mass, r_mass = forest.arrays()
+        forest.l_mass, forest.r_mass = np.zeros_like(l_mass), np.zeros_like(r_mass)
+        hst.counter, hst._first_window = 0, True
+        S = self._scale(self._recent(self._rows_len))
+        paths = forest.paths(S)
+        n0 = self.n_learned - len(S)  # the index of the first row learned
+        start, n = 0, len(S)
+        while start < n:
+            stop = start + min(n - start, hst.window_size - hst.counter)
+            if not hst._first_window:
+                first = start + (-(n0 + start)) % self.calib_every
+                picked = np.arange(first, stop, self.calib_every)
+                if len(picked):
+                    at = None if paths is None else paths[:, :, picked]
+                    for raw in forest.score(S[picked], hst, at).tolist():
+                        self.calibrator.add(raw)
+            at = None if paths is None else paths[:, :, start:stop]
+            forest.learn(S[start:stop], hst, self.features, at)
+            start = stop
+
+    # -- scaling ---------------------------------------------------------------------------
+
+    def _scale(self, rows: np.ndarray) -> np.ndarray:
+        """Raw rows (features in the model's order) scaled; ``nan``: missing or no range."""
+        low, span, mid = self._low, self._span, self._mid
+        assert low is not None and span is not None and mid is not None
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            out = (rows - low) / np.where(span > 0, span, 1.0)
+            flat = span == 0
+            if flat.any():
+                below, above = self._off
+                off = np.where(rows > low, above, np.where(rows < low, below, mid))
+                out = np.where(flat, off, out)
+        out[np.isnan(rows) | np.isnan(out)] = math.nan
+        return np.asarray(out)
 
     def _scaled(self, x: Features) -> dict[str, float]:
+        """``x`` scaled, as :meth:`_scale` does a row."""
         out = {}
         get = x.get
-        for f, lo, span in self._spans():
+        below, above = self._off
+        for f, low, span, mid in self._by_name:
             v = get(f)
             if v is None or v != v:
                 continue
-            out[f] = (float(v) - lo) / span if span else 0.0
+            v = float(v)
+            if span > 0:
+                out[f] = (v - low) / span
+            else:
+                out[f] = above if v > low else below if v < low else mid
         return out
+
+    # -- one event: river's code -------------------------------------------------------
 
     def _river(self) -> anomaly.HalfSpaceTrees:
         """River's model, with the masses on its nodes."""
@@ -348,58 +577,110 @@ class HSTDetector(BaseDetector):
 
     def learn_one(self, x: Features, y: bool | None = None) -> None:
         features = self.features or self._choose_features(x)
+        get, nan = x.get, math.nan
+        self._keep_one([nan if (v := get(f)) is None else float(v) for f in features])
         if self.n_learned < self._scale_until:
-            finite = {}
-            for f in features:
-                v = x.get(f)
-                if v is not None and math.isfinite(v):
-                    finite[f] = float(v)
-            self.scaler.learn_one(finite)
+            self.n_learned += 1
+            if self.n_learned == self._scale_until:
+                self._start()
+            return
         d = self._scaled(x)
         hst = self._river()
-        if not hst.trees:
-            # The trees are built over the keys of the first learned vector.
-            d = {f: d.get(f, 0.5) for f in features}
         if not hst._first_window and self.n_learned % self.calib_every == 0:
             self.calibrator.add(hst.score_one(d))
         hst.learn_one(d)
         self.n_learned += 1
+        if self._refit_due():
+            self._refit()
+
+    # -- checkpoints -------------------------------------------------------------------------
 
     def __getstate__(self) -> dict[str, Any]:
         self._river()
-        return self.__dict__.copy()
+        state = self.__dict__.copy()
+        del state["_by_name"]
+        # every learned row is kept: the ring is current as of this count (a release
+        # that does not keep it leaves the count behind when it learns)
+        state["_rows_at"] = self.n_learned
+        # what the release before reads after a rollback: its frozen min-max scaler as the
+        # current ranges, which it keeps scoring and learning with
+        ranged = self._low is not None
+        state["scaler"] = preprocessing.MinMaxScaler()
+        state["_frozen"] = [(f, lo, sp) for f, lo, sp, _ in self._by_name] if ranged else None
+        state["_frozen_arrays"] = (self._low, self._span) if ranged else None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        current = state.pop("_rows_at", None) == state["n_learned"]
+        legacy = {k: state.pop(k, None) for k in ("scaler", "_frozen", "_frozen_arrays")}
+        self.__dict__.update(state)
+        if current:
+            if self._low is not None and self._span is not None and self._mid is not None:
+                self._set_ranges(self._low, self._span, self._mid, self._off)
+            else:
+                self._by_name = []
+            return
+        self._upgrade(legacy["scaler"], legacy["_frozen"])
+
+    def _upgrade(
+        self,
+        scaler: preprocessing.MinMaxScaler | None,
+        frozen: list[tuple[str, float, float]] | None,
+    ) -> None:
+        """A checkpoint of the release before (or one it wrote after a rollback): the
+        frozen min-max ranges its trees learned with stay, with its scaling of a zero
+        span (every value to 0.0), until the ranges are learned again, a window on, from
+        the rows kept from then. One still in its warm-up starts afresh."""
+        params = self.__dict__
+        params.setdefault("range_every", 2000)
+        params.setdefault("range_rows", 1000)
+        if self.n_learned < self._scale_until or self.features is None:
+            fresh = HSTDetector(
+                self.features,
+                max_features=self.max_features,
+                n_trees=self.n_trees,
+                height=self.height,
+                window_size=self.window_size,
+                warmup=self.warmup,
+                range_every=self.range_every,
+                range_rows=self.range_rows,
+                calib_every=self.calib_every,
+                seed=self.seed,
+            )
+            self.__dict__ = fresh.__dict__
+            return
+        if frozen is None:  # not scaled since its warm-up: the scaler's ranges
+            frozen = []
+            for f in self.features:
+                if scaler is not None and f in scaler.min:
+                    lo, hi = scaler.min[f].get(), scaler.max[f].get()
+                    frozen.append((f, lo, hi - lo))
+        where = {f: j for j, f in enumerate(self.features)}
+        d = len(self.features)
+        low, span = np.full(d, math.nan), np.full(d, math.nan)
+        for f, lo, sp in frozen:
+            low[where[f]], span[where[f]] = lo, sp
+        self._rows, self._rows_pos, self._rows_len = None, 0, 0
+        self._ranged_at = self._ranged_first = self.n_learned
+        self._set_ranges(low, span, np.zeros(d), (0.0, 0.0))
 
     # -- a matrix: numpy on the same trees ----------------------------------------------
 
-    def _matrix(self, X: np.ndarray, columns: Sequence[str]) -> np.ndarray:
-        """Scaled features in the model's order; ``nan`` for missing or unknown range."""
+    def _raw(self, X: np.ndarray, columns: Sequence[str]) -> np.ndarray:
+        """The model's features of ``X``, in its order, raw; ``nan`` for missing."""
         assert self.features is not None
         cols = tuple(columns)
         if self._cols is None or self._cols[0] != cols:
             pos = {c: i for i, c in enumerate(cols)}
             self._cols = (cols, np.array([pos.get(f, -1) for f in self.features], dtype=np.intp))
         idx = self._cols[1]
-        S = X[:, np.maximum(idx, 0)] if len(cols) else np.full((len(X), len(idx)), math.nan)
-        S[:, idx < 0] = math.nan
-        lo, span = self._span_arrays()
-        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-            out = np.where(span != 0, (S - lo) / np.where(span != 0, span, 1.0), 0.0)
-        out[np.isnan(S) | np.isnan(span) | np.isnan(out)] = np.nan
-        return out
+        F = X[:, np.maximum(idx, 0)] if len(cols) else np.full((len(X), len(idx)), math.nan)
+        F[:, idx < 0] = math.nan
+        return np.asarray(F, dtype=float)
 
-    def _span_arrays(self) -> tuple[np.ndarray, np.ndarray]:
-        """Low end and width of each feature's range, in the model's order (``nan``: none)."""
-        if self._frozen_arrays is not None:
-            return self._frozen_arrays
-        assert self.features is not None
-        lo = np.full(len(self.features), math.nan)
-        span = np.full(len(self.features), math.nan)
-        where = {f: j for j, f in enumerate(self.features)}
-        for f, low, width in self._spans():
-            lo[where[f]], span[where[f]] = low, width
-        if self._frozen is not None:
-            self._frozen_arrays = (lo, span)
-        return lo, span
+    def _matrix(self, X: np.ndarray, columns: Sequence[str]) -> np.ndarray:
+        """Scaled features in the model's order; ``nan`` for missing or unknown range."""
+        return self._scale(self._raw(X, columns))
 
     def _flat(self) -> _FlatForest:
         if self._forest is None:
@@ -423,90 +704,65 @@ class HSTDetector(BaseDetector):
         self, X: np.ndarray, columns: Sequence[str], want_scores: bool
     ) -> np.ndarray | None:
         scores = np.zeros(len(X)) if want_scores and self.ready else None
-        i = 0
-        # Warm-up rows (the scaler learns) and the first row (the trees are built) go
-        # through river one by one, or through _learn_warmup when it gives the same.
-        while i < len(X) and (self.n_learned < self._scale_until or not self.hst.trees):
-            if self.hst.trees:
-                m = min(len(X) - i, self._scale_until - self.n_learned)
-                if self._learn_warmup(X[i : i + m], columns):
-                    i += m
-                    continue
-            row = X[i].tolist()
-            self.learn_one({c: v for c, v in zip(columns, row, strict=True) if v == v})
-            i += 1
-        if i == len(X):
+        if not len(X):
             return scores
-        forest = self._flat()
-        S = self._matrix(X[i:], columns)
+        if self.features is None:  # as learn_one of the first row would choose them
+            self._choose_features(c for c, v in zip(columns, X[0].tolist(), strict=True) if v == v)
+        F = self._raw(X, columns)
+        if self.n_learned < self._scale_until:
+            m = min(len(F), self._scale_until - self.n_learned)
+            self._keep(F[:m])
+            self.n_learned += m
+            if self.n_learned == self._scale_until:
+                self._start()
+            F = F[m:]
+            if not len(F):
+                return scores
+        forest, hst = self._flat(), self.hst
+        S = self._scale(F)
         paths = forest.paths(S)
         raws = None
         if scores is not None:
-            raws = forest.score(S, self.hst, paths)
-            scores[i:] = self.calibrator.score_array(raws)
+            raws = forest.score(S, hst, paths)
+            scores[:] = self.calibrator.score_array(raws)
         samples = None
-        if not self.hst._first_window:
+        if not hst._first_window:
             picked = np.arange((-self.n_learned) % self.calib_every, len(S), self.calib_every)
             if raws is not None:
                 samples = raws[picked]
             else:
                 picked_paths = None if paths is None else paths[:, :, picked]
-                samples = forest.score(S[picked], self.hst, picked_paths)
+                samples = forest.score(S[picked], hst, picked_paths)
         assert self.features is not None
-        forest.learn(S, self.hst, self.features, paths)
-        self.n_learned += len(S)
+        start, n = 0, len(S)
+        while start < n:
+            stop = start + self._rows_to_refit(n - start)
+            at = None if paths is None else paths[:, :, start:stop]
+            forest.learn(S[start:stop], hst, self.features, at)
+            self._keep(F[start:stop])
+            self.n_learned += stop - start
+            if self._refit_due():
+                self._refit()
+                if stop < n:  # the rest of the batch with the new ranges
+                    S[stop:] = self._scale(F[stop:])
+                    rest = forest.paths(S[stop:])
+                    if paths is not None and rest is not None:
+                        paths[:, :, stop:] = rest
+                    else:
+                        paths = forest.paths(S)
+            start = stop
         if samples is not None:
             self.calibrator.add_many(samples)
         return scores
 
-    def _learn_warmup(self, X: np.ndarray, columns: Sequence[str]) -> bool:
-        """``learn_one`` of every row of ``X`` (warm-up rows, trees built), vectorised.
-
-        Only when every row has every feature, finite: the scaler's range of a feature
-        after row ``r`` is then the running min / max up to ``r``, each row is scaled by
-        it and has no gaps, so its path depends on the row alone; the calibration samples
-        are scored on the reference masses, which change only at window pivots. Returns
-        ``False`` (nothing learned) otherwise.
-        """
-        features = self.features
-        assert features is not None
-        pos = {c: j for j, c in enumerate(columns)}
-        idx = [pos.get(f, -1) for f in features]
-        if not len(X) or min(idx, default=0) < 0:
-            return False
-        F = X[:, idx]
-        if not np.isfinite(F).all():
-            return False
-        mins, maxs = self.scaler.min, self.scaler.max
-        lo0 = [mins[f].get() if f in mins else math.inf for f in features]
-        hi0 = [maxs[f].get() if f in maxs else -math.inf for f in features]
-        lo = np.minimum.accumulate(np.vstack([lo0, F]), axis=0)[1:]
-        hi = np.maximum.accumulate(np.vstack([hi0, F]), axis=0)[1:]
-        span = hi - lo
-        with np.errstate(all="ignore"):
-            S = np.where(span != 0, (F - lo) / np.where(span != 0, span, 1.0), 0.0)
-        if not np.isfinite(S).all():
-            return False
-        for f, low, high in zip(features, lo[-1].tolist(), hi[-1].tolist(), strict=True):
-            mins[f].min = low
-            maxs[f].max = high
-        hst, forest = self.hst, self._flat()
-        paths = forest.paths(S)
-        assert paths is not None
-        start, n = 0, len(S)
-        while start < n:
-            stop = start + min(n - start, hst.window_size - hst.counter)
-            if not hst._first_window:
-                first = start + (-(self.n_learned + start)) % self.calib_every
-                picked = np.arange(first, stop, self.calib_every)
-                if len(picked):
-                    raws = forest.score(S[picked], hst, paths[:, :, picked])
-                    for raw in raws.tolist():
-                        self.calibrator.add(raw)
-            forest.learn(S[start:stop], hst, features, paths[:, :, start:stop])
-            start = stop
-        self.n_learned += n
-        return True
+    def _rows_to_refit(self, n: int) -> int:
+        """Rows of the next ``n`` to learn before the ranges are learned again (``n``
+        when that is not within them): up to the first window's end at which it is due."""
+        window = self.hst.window_size
+        first = window - self.hst.counter  # rows until the next window's end
+        wait = self._ranged_at + self._range_gap - self.n_learned
+        ahead = first + max(0, -(-(wait - first) // window)) * window
+        return min(n, ahead)
 
     def score_many(self, xs: Sequence[Features]) -> list[float]:
         if not xs or not self.ready or self.features is None:
