@@ -27,6 +27,7 @@ import math
 import random
 from collections.abc import Sequence
 from math import isfinite
+from typing import Any
 
 import numpy as np
 from river import compose, linear_model, optim, preprocessing
@@ -51,7 +52,9 @@ class LogRegDetector(VectorizedDetector):
     clip_z
         Learned values are winsorised at ``clip_z`` standard deviations of the scaler
         (once a feature has 30 values), so that one absurd value cannot blow up the
-        running variance that every later input is divided by.
+        running variance that every later input is divided by. Scored values are
+        winsorised the same way: the model never learned a value beyond, and a linear
+        model would extrapolate (one legal 1e9 amount would score 1.0 by itself).
     seed
         Seeds the negative subsampling.
     """
@@ -90,6 +93,15 @@ class LogRegDetector(VectorizedDetector):
     @property
     def ready(self) -> bool:
         return self.n_positives >= self.min_positives and self.n_negatives >= self.min_negatives
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_cache"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._cache = None  # a checkpoint of the release before cached fewer arrays
 
     def learn_one(self, x: Features, y: bool | None = None) -> None:
         if y is None:
@@ -161,33 +173,39 @@ class LogRegDetector(VectorizedDetector):
         if not self.ready:
             return 0.0
         known = self.scaler.counts
-        z = self.scaler.transform_one({k: v for k, v in clean(x).items() if k in known})
+        z = self.scaler.transform_one(
+            self._winsorised({k: v for k, v in clean(x).items() if k in known})
+        )
         p = float(sigmoid(self.clf._raw_dot_one(z) + self._shift))
         return p if p == p else 0.0
 
     def _coefficients(self, columns: tuple[str, ...]) -> tuple[np.ndarray, ...]:
-        """Scaler means, standard deviations and weights of ``columns``, cached until the
-        model learns again."""
+        """Scaler means, standard deviations, winsorising bounds (as :meth:`_winsorised`)
+        and weights of ``columns``, cached until the model learns again."""
         learned = self.n_positives + self.n_negatives
         if self._cache is not None and self._cache[0] == (columns, learned):
             return self._cache[1]
         d = len(columns)
         mean, std, w = np.zeros(d), np.zeros(d), np.zeros(d)
-        weights = self.clf._weights
-        for j, c in enumerate(columns):
-            if c in self.scaler.counts:
-                mean[j] = self.scaler.means[c]
-                std[j] = self.scaler.vars[c] ** 0.5
-                w[j] = weights.get(c, 0.0)
-        self._cache = ((columns, learned), (mean, std, w))
-        return mean, std, w
+        lo, hi = np.full(d, -math.inf), np.full(d, math.inf)
+        weights, counts, c = self.clf._weights, self.scaler.counts, self.clip_z
+        for j, col in enumerate(columns):
+            if col in counts:
+                mean[j] = m = self.scaler.means[col]
+                std[j] = self.scaler.vars[col] ** 0.5
+                w[j] = weights.get(col, 0.0)
+                if counts[col] >= 30:
+                    sd = math.sqrt(self.scaler.vars[col])
+                    lo[j], hi[j] = m - c * sd, m + c * sd
+        self._cache = ((columns, learned), (mean, std, lo, hi, w))
+        return mean, std, lo, hi, w
 
     def score_array(self, X: np.ndarray, columns: Sequence[str]) -> np.ndarray:
         if not self.ready:
             return np.zeros(len(X))
-        mean, std, w = self._coefficients(tuple(columns))
+        mean, std, lo, hi, w = self._coefficients(tuple(columns))
         with np.errstate(invalid="ignore", divide="ignore"):
-            Z = (np.clip(X, -LIMIT, LIMIT) - mean) / std
+            Z = (np.clip(np.clip(X, -LIMIT, LIMIT), lo, hi) - mean) / std
         Z[~np.isfinite(X) | (std == 0)] = 0.0
         raw = Z @ w + self.clf.intercept + self._shift
         with np.errstate(over="ignore"):

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import pickle
+import random
+
 import numpy as np
+import pytest
 from sklearn.metrics import roc_auc_score
 
 from detectors.supervised import LogRegDetector
@@ -114,3 +118,64 @@ def test_learning_matrix_rows_is_learning_their_dicts():
         {c: v for c, v in zip(names, r, strict=True)} for r in rng.normal(size=(20, 10)).tolist()
     ]
     assert one.score_many(probe) == rows.score_many(probe)
+
+
+def _amounts(seed: int = 0) -> LogRegDetector:
+    """Trained on a feature that separates the classes and an amount that barely does
+    (fraud amounts 10% higher)."""
+    rng = random.Random(seed)
+    clf = LogRegDetector(seed=7)
+    for _ in range(5000):
+        y = rng.random() < 0.2
+        x = {
+            "velocity": rng.gauss(3.0 if y else 0.0, 1.0),
+            "amount": rng.gauss(5500 if y else 5000, 2000),
+        }
+        clf.learn_one(x, y)
+    assert clf.ready
+    return clf
+
+
+def test_scores_values_winsorised_as_it_learned_them():
+    """The classifier learns every value winsorised at 6 standard deviations, so it never
+    sees a z beyond 6; it scores values winsorised the same way: a legitimate 1,000,000 CNY
+    application (the contract allows 1e9), honest in every other feature, scores like the
+    most extreme amount it learned from (mean + 6 sd, about 0.1), not 1.0 as a linear
+    model extrapolating would give it."""
+    clf = _amounts()
+    mean, sd = clf.scaler.means["amount"], clf.scaler.vars["amount"] ** 0.5
+    at_bound = clf.score_one({"velocity": 0.0, "amount": mean + 6 * sd})
+    huge = clf.score_one({"velocity": 0.0, "amount": 1e6})
+    assert at_bound < 0.2
+    assert huge <= at_bound + 1e-9, (at_bound, huge)
+    low = clf.score_one({"velocity": 0.0, "amount": -1e9})
+    assert low == pytest.approx(clf.score_one({"velocity": 0.0, "amount": mean - 6 * sd}))
+
+
+def test_matrix_scores_are_winsorised_alike():
+    """score_array winsorises as score_one does, huge, tiny and non-finite values included."""
+    clf = _amounts(1)
+    xs = [
+        {"velocity": v, "amount": a}
+        for v in (-50.0, 0.0, 3.0, 1e9)
+        for a in (-1e12, 0.0, 5000.0, 2e4, 1e6, 1e300, float("inf"), float("nan"))
+    ]
+    many = clf.score_many(xs)
+    assert many == pytest.approx([clf.score_one(x) for x in xs], abs=1e-12, rel=0)
+    mean, sd = clf.scaler.means["velocity"], clf.scaler.vars["velocity"] ** 0.5
+    bound = clf.score_one({"velocity": mean + 6 * sd, "amount": 5000.0})
+    assert many[3 * 8 + 2] == pytest.approx(bound, abs=1e-12)  # velocity 1e9 counts as 6 sd
+
+
+def test_a_checkpoint_of_the_release_before_scores():
+    """A classifier pickled by the release before (a cache of three arrays) scores on."""
+    clf = _amounts(2)
+    probe = [{"velocity": 1.0, "amount": 5000.0}, {"velocity": 4.0, "amount": 1e6}]
+    expected = clf.score_many(probe)
+    state = clf.__dict__.copy()
+    mean, std, _lo, _hi, w = clf._coefficients(("amount", "velocity"))
+    state["_cache"] = ((("amount", "velocity"), clf.n_positives + clf.n_negatives), (mean, std, w))
+    old = LogRegDetector.__new__(LogRegDetector)
+    old.__setstate__(state)
+    assert old.score_many(probe) == expected
+    assert pickle.loads(pickle.dumps(old)).score_many(probe) == expected
