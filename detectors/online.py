@@ -801,6 +801,14 @@ def _set_var_state(var: stats.Var, n: float, mean: float, s: float) -> None:
     var._S = s
 
 
+#: warm-up events kept by the z-score model: a clean dict, or column names and rows
+_Warm = dict[str, float] | tuple[tuple[str, ...], np.ndarray]
+
+
+def _warm_len(item: _Warm) -> int:
+    return 1 if isinstance(item, dict) else len(item[1])
+
+
 class ZScoreDetector(VectorizedDetector):
     """Largest absolute z-score over the features, from a river ``stats.Var`` per feature.
 
@@ -808,7 +816,12 @@ class ZScoreDetector(VectorizedDetector):
     outliers does not inflate the variance it is measured against (and clipped to
     ``[-1e12, 1e12]``, so that the running moments stay finite). A feature counts once it
     has ``min_count`` values and a non-zero variance. The raw score (max |z|) is mapped to
-    ``[0, 1]`` by its rarity among the last learned events (after warm-up).
+    ``[0, 1]`` by its rarity among the last learned events, each scored against the
+    moments before its batch. The first reference comes at the end of the warm-up: the
+    warm-up's events (the last ``calibrator.size`` of them, kept until then, with the
+    rest of the batch that ends it) scored against the moments as they are then. So the
+    score counts from event ``warmup + 1`` whatever the micro-batches, and its first
+    reference is not scored against the few moments (or none) of a young model.
 
     ``score_one`` / ``learn_one`` loop over the dict with the ``stats.Var`` objects. The
     matrix path holds the moments of its columns in arrays (moved in and out of the
@@ -828,10 +841,38 @@ class ZScoreDetector(VectorizedDetector):
         self.calibrator = TailCalibrator()
         self.n_learned = 0
         self._contrib_cache: tuple[int, dict[str, tuple[float, float]]] | None = None
+        # the warm-up's events (clean dicts, or column names and rows), until it ends
+        self._warm: list[_Warm] | None = []
+        self._warm_rows = 0
 
     @property
     def ready(self) -> bool:
         return self.n_learned >= self.warmup and self.calibrator.n > 0
+
+    def _keep_warm(self, item: _Warm, rows: int) -> None:
+        """Keep warm-up events for the first reference (the last ``calibrator.size``)."""
+        if self._warm is None:  # a checkpoint of the release before, in its warm-up
+            self._warm, self._warm_rows = [], 0
+        self._warm.append(item)
+        self._warm_rows += rows
+        size = self.calibrator.size
+        while self._warm_rows - _warm_len(self._warm[0]) >= size:
+            self._warm_rows -= _warm_len(self._warm.pop(0))
+
+    def _end_warmup(self) -> None:
+        """The first calibration reference: the warm-up's events scored now."""
+        warm, self._warm, self._warm_rows = self._warm, None, 0
+        if not warm:
+            return
+        raws = []
+        for item in warm:
+            if isinstance(item, dict):
+                raws.append(np.array([self._raw_one(item)]))
+            else:
+                columns, X = item
+                raws.append(self._raw(X, *self._moments(columns)))
+        self.calibrator.add_many(np.concatenate(raws))
+        self.calibrator.flush()
 
     @property
     def stats(self) -> dict[str, stats.Var]:
@@ -877,6 +918,8 @@ class ZScoreDetector(VectorizedDetector):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         state.setdefault("_contrib_cache", None)
+        state.setdefault("_warm", None)
+        state.setdefault("_warm_rows", 0)
         self.__dict__.update(state)
 
     def columns_for(self, xs: Sequence[Features]) -> tuple[str, ...]:
@@ -924,7 +967,8 @@ class ZScoreDetector(VectorizedDetector):
     def learn_one(self, x: Features, y: bool | None = None) -> None:
         top = 0.0
         c, min_count, stats_ = self.clip_z, self.min_count, self.stats
-        for k, v in clean(x).items():
+        x = clean(x)
+        for k, v in x.items():
             var = stats_.get(k)
             if var is None:
                 var = stats_[k] = stats.Var()
@@ -940,7 +984,11 @@ class ZScoreDetector(VectorizedDetector):
             var.update(v)
         if self.n_learned >= self.warmup:
             self.calibrator.add(top)
+        else:
+            self._keep_warm(x, 1)
         self.n_learned += 1
+        if self.n_learned == self.warmup:
+            self._end_warmup()
 
     # -- a matrix ---------------------------------------------------------------------
 
@@ -958,9 +1006,9 @@ class ZScoreDetector(VectorizedDetector):
         scores = self.calibrator.score_array(raw) if want_scores and self.ready else None
         if n == 0:
             return scores
-        first_counted = max(0, self.warmup - self.n_learned)
-        if first_counted < n:
-            self.calibrator.add_many(raw[first_counted:])
+        in_warmup = self.n_learned < self.warmup
+        if in_warmup:  # the rows past its end too: scored against the moments of the batch
+            self._keep_warm((tuple(columns), X.copy()), n)
         known = ~np.isnan(sd)
         if known.any():
             lo = np.where(known, mean - self.clip_z * sd, -np.inf)
@@ -983,6 +1031,10 @@ class ZScoreDetector(VectorizedDetector):
         block.mean = np.where(step, merged_mean, ma)
         block.n = total
         self.n_learned += n
+        if not in_warmup:
+            self.calibrator.add_many(raw)
+        elif self.n_learned >= self.warmup:
+            self._end_warmup()
         return scores
 
     def score_array(self, X: np.ndarray, columns: Sequence[str]) -> np.ndarray:
