@@ -4,6 +4,12 @@ Starts the local stack (Kafka broker and Redis) when it is not running, a worker
 the traffic simulator producing to the input topics at a steady rate; prints every
 alert and account action as it arrives, and a status line every few seconds. Stops
 what it started at the end (``--keep-stack`` leaves the stack up).
+
+The demo creates topics, joins a consumer group and writes ``rm:*`` keys, so it uses
+only the local stack of this clone: the Kafka and Redis that ``riskmon stack up``
+started from ``settings.stack_dir``. Anything else answering on their ports (another
+project's broker or Redis) makes it stop with what answers where and how to give it
+ports of its own; ``--use-running`` uses whatever answers there instead.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import sys
 import time
 import urllib.request
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +44,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--days", type=int, default=4, help="simulated days of traffic")
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--keep-stack", action="store_true", help="leave Kafka and Redis up")
+    parser.add_argument(
+        "--use-running",
+        action="store_true",
+        help="use the Kafka and Redis answering at the configured addresses even when they "
+        "are not this clone's local stack (the demo creates topics there and writes rm:* "
+        "keys into that Redis); without it the demo refuses them",
+    )
 
 
 def _health(port: int) -> dict[str, Any] | None:
@@ -131,8 +145,103 @@ def _port_taken(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
+#: what the demo does with the stack: use the local stack that runs, start it, use the
+#: services that answer although they are not the local stack's (``--use-running``), or
+#: stop with a message
+REUSE, START, USE_RUNNING, REFUSE = "reuse", "start", "use-running", "refuse"
+
+
+def _free_near(port: int, taken: Callable[[int], bool]) -> int:
+    """A port to suggest instead of ``port``: ``port + 20000`` or the next free one."""
+    candidate = port + 20000 if port + 20000 < 65536 else port + 1
+    while candidate < 65535 and taken(candidate):
+        candidate += 1
+    return candidate
+
+
+def stack_plan(
+    settings: Settings,
+    status: dict[str, Any],
+    *,
+    use_running: bool,
+    owner_of: Callable[[int], tuple[int, str] | None] | None = None,
+    taken: Callable[[int], bool] = _port_taken,
+) -> tuple[str, str]:
+    """What the demo does with Kafka and Redis, and what to tell the user.
+
+    ``status`` is :func:`riskmon.stack.stack_status`. A service counts as the local
+    stack's when ``riskmon stack up`` started it from this ``stack_dir`` (its pid file
+    names it and it runs in the service's directory there) and it is what listens on
+    the configured port. One that answers without being that is another's (another
+    project's stack, another clone's): the demo would create its topics there, join a
+    consumer group and write keys into that Redis, so it refuses (``REFUSE``), naming
+    what answers on which port and how to point the demo elsewhere, unless
+    ``use_running``.
+    """
+    from riskmon.stack import port_owner, services
+
+    owner_of = owner_of or port_owner
+    svc = services(settings)
+    foreign: list[str] = []
+    answering = []
+    for name in ("kafka", "redis"):
+        s = status[name]
+        if not s.get("answers"):
+            continue
+        answering.append(name)
+        port = svc[name].ports[0]
+        owner = owner_of(port) if settings_host_is_local(svc[name].host) else None
+        pid = s.get("pid")
+        if pid is not None and (owner is None or owner[0] == pid):
+            continue  # the local stack's own
+        who = f"pid {owner[0]} ({owner[1]})" if owner else "a process"
+        foreign.append(f"  {name} at {svc[name].address} answers: {who}")
+    if use_running:
+        missing = [n for n in ("kafka", "redis") if n not in answering]
+        if missing:
+            listed = ", ".join(f"{n} at {svc[n].address}" for n in missing)
+            return REFUSE, (
+                f"riskmon demo --use-running: nothing answers as {listed}; start it, or "
+                "run the demo without --use-running to start the local stack"
+            )
+        return USE_RUNNING, (
+            "using the Kafka and Redis that answer at "
+            f"{svc['kafka'].address} and {svc['redis'].address} (--use-running)"
+        )
+    if foreign:
+        k, r = settings.kafka, settings.redis
+        suggest = (
+            f"RISKMON_KAFKA__PORT={_free_near(k.port, taken)} "
+            f"RISKMON_KAFKA__CONTROLLER_PORT={_free_near(k.controller_port, taken)} "
+            f"RISKMON_REDIS__PORT={_free_near(r.port, taken)}"
+        )
+        return REFUSE, "\n".join(
+            [
+                "riskmon demo: these answer where the demo's Kafka and Redis would be, but "
+                "are not the local stack `riskmon stack up` started from "
+                f"{Path(settings.stack_dir).expanduser().resolve()}:",
+                *foreign,
+                "The demo creates topics, joins a consumer group and writes rm:* keys; it "
+                "does not do that on services it did not start. Give it ports of its own "
+                "(the RISKMON_* port settings; it then starts its stack there), e.g.",
+                f"  {suggest} riskmon demo",
+                "or, to use these services anyway, `riskmon demo --use-running`.",
+            ]
+        )
+    if all(status[n].get("answers") and status[n].get("pid") is not None for n in svc):
+        pids = ", ".join(f"{n} pid {status[n]['pid']}" for n in ("kafka", "redis"))
+        return REUSE, f"using the local stack, already up ({pids})"
+    return START, "starting the local stack (Kafka broker and Redis) ..."
+
+
+def settings_host_is_local(host: str) -> bool:
+    """Whether ``host`` names this machine (where a port's owner can be looked up)."""
+    return host in ("localhost", "127.0.0.1", "::1", "0.0.0.0")
+
+
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from riskmon.stack import stack_down, stack_status, stack_up
+    from riskmon.stack import StackError, stack_down, stack_status, stack_up
+    from riskmon.topics import TopicsError
 
     port = settings.worker.web_port
     if _port_taken(port):
@@ -143,13 +252,21 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             file=sys.stderr,
         )
         return 1
-    status = stack_status(settings)
-    already_up = bool(status.get("kafka", {}).get("answers")) and bool(
-        status.get("redis", {}).get("answers")
-    )
-    if not already_up:
-        print("starting the local stack (Kafka broker and Redis) ...", flush=True)
-        stack_up(settings)
+    plan, message = stack_plan(settings, stack_status(settings), use_running=args.use_running)
+    if plan == REFUSE:
+        print(message, file=sys.stderr)
+        return 1
+    print(message, flush=True)
+    started_stack = False
+    if plan == START:
+        try:
+            actions = stack_up(settings)
+        except (StackError, TopicsError) as exc:
+            print(f"riskmon demo: the local stack did not start: {exc}", file=sys.stderr)
+            return 1
+        # stopped at the end only when the demo started it all (a service of the local
+        # stack that was running already is left as it was found)
+        started_stack = actions.get("kafka") == "started" and actions.get("redis") == "started"
     stack_dir = Path(settings.stack_dir)
     stack_dir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
@@ -207,6 +324,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                     proc.wait(timeout=20)
                 if proc.poll() is None:
                     proc.kill()
-        if not already_up and not args.keep_stack:
+        if started_stack and not args.keep_stack:
             stack_down(settings)
             print("stack stopped (it was started by the demo)")
+        elif started_stack:
+            print("stack left up (--keep-stack): `riskmon stack down` stops it")

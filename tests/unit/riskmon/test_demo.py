@@ -1,12 +1,16 @@
-"""``riskmon demo`` on a machine where its worker's port is taken."""
+"""``riskmon demo``: what it uses, starts and refuses."""
 
 from __future__ import annotations
 
 import socket
+import subprocess
+from pathlib import Path
 
 import pytest
 
 from riskmon.cli import main
+from riskmon.demo import REFUSE, REUSE, START, USE_RUNNING, stack_plan
+from riskmon.settings import Settings
 
 
 def test_the_demo_stops_with_the_reason_when_its_web_port_is_taken(
@@ -30,3 +34,93 @@ def test_the_demo_stops_with_the_reason_when_its_web_port_is_taken(
         assert main(["demo"]) == 1
     err = capsys.readouterr().err
     assert f"port {port} is taken" in err and f"RISKMON_WORKER__WEB_PORT={port + 1}" in err
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _status(kafka_pid: int | None, redis_pid: int | None, answers: bool = True) -> dict:
+    return {
+        "kafka": {"pid": kafka_pid, "answers": answers},
+        "redis": {"pid": redis_pid, "answers": answers},
+    }
+
+
+def _settings(tmp_path: Path) -> Settings:
+    return Settings.load(env={"RISKMON_STACK_DIR": str(tmp_path)}, config_file=None)
+
+
+def test_the_demo_refuses_a_kafka_and_redis_that_its_stack_did_not_start(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Another project's broker and Redis answer on the demo's ports: the demo does not
+    use them (it would create topics there, join a consumer group, write rm:* keys). It
+    exits 1 before starting anything, says what answers on which port, how to give it
+    ports of its own (the RISKMON_* port settings), and that --use-running uses them."""
+    import riskmon.stack
+
+    def forbidden(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the demo must not start anything")
+
+    owners = {9092: (4242, "java"), 6379: (4343, "redis-server")}
+    monkeypatch.setattr(riskmon.stack, "stack_status", lambda settings: _status(None, None))
+    monkeypatch.setattr(riskmon.stack, "port_owner", owners.get)
+    monkeypatch.setattr(riskmon.stack, "stack_up", forbidden)
+    monkeypatch.setattr(subprocess, "Popen", forbidden)
+    monkeypatch.setenv("RISKMON_WORKER__WEB_PORT", str(_free_port()))
+    monkeypatch.setenv("RISKMON_STACK_DIR", str(tmp_path))
+    for name in ("RISKMON_KAFKA__PORT", "RISKMON_KAFKA__CONTROLLER_PORT", "RISKMON_REDIS__PORT"):
+        monkeypatch.delenv(name, raising=False)
+    assert main(["--config", "/dev/null", "demo"]) == 1
+    out, err = capsys.readouterr()
+    assert "kafka at 127.0.0.1:9092 answers: pid 4242 (java)" in err
+    assert "redis at 127.0.0.1:6379 answers: pid 4343 (redis-server)" in err
+    assert str(tmp_path.resolve()) in err
+    assert "RISKMON_KAFKA__PORT=" in err and "RISKMON_REDIS__PORT=" in err
+    assert "--use-running" in err and out == ""
+
+
+def test_the_demo_reuses_the_local_stack_that_riskmon_stack_up_started(tmp_path: Path) -> None:
+    """Both services run from this stack dir and are what listens on their ports: the
+    demo uses them as they are (and leaves them up at the end)."""
+    owners = {9092: (10, "java"), 6379: (20, "redis-server")}
+    plan, message = stack_plan(
+        _settings(tmp_path), _status(10, 20), use_running=False, owner_of=owners.get
+    )
+    assert plan == REUSE and "kafka pid 10" in message
+
+
+def test_a_local_stack_process_that_is_not_what_answers_on_the_port_is_not_reused(
+    tmp_path: Path,
+) -> None:
+    """The pid file names a running broker of this stack dir, but another process holds
+    the configured port (the stack runs on other ports): what answers is not ours."""
+    owners = {9092: (99, "java"), 6379: (20, "redis-server")}
+    plan, message = stack_plan(
+        _settings(tmp_path), _status(10, 20), use_running=False, owner_of=owners.get
+    )
+    assert plan == REFUSE
+    assert "kafka at 127.0.0.1:9092 answers: pid 99 (java)" in message
+    assert "redis at" not in message
+
+
+def test_the_demo_starts_the_local_stack_when_nothing_answers(tmp_path: Path) -> None:
+    plan, _ = stack_plan(_settings(tmp_path), _status(None, None, answers=False), use_running=False)
+    assert plan == START
+
+
+def test_use_running_takes_services_that_answer_and_refuses_when_one_does_not(
+    tmp_path: Path,
+) -> None:
+    """--use-running: whatever answers is used as it is (nothing started or stopped);
+    a service that does not answer is not started in its place."""
+    settings = _settings(tmp_path)
+    owners = {9092: (4242, "java"), 6379: (4343, "redis-server")}
+    plan, _ = stack_plan(settings, _status(None, None), use_running=True, owner_of=owners.get)
+    assert plan == USE_RUNNING
+    half = {"kafka": {"pid": None, "answers": True}, "redis": {"pid": None, "answers": False}}
+    plan, message = stack_plan(settings, half, use_running=True, owner_of=owners.get)
+    assert plan == REFUSE and "redis at 127.0.0.1:6379" in message
