@@ -24,6 +24,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -122,20 +123,81 @@ async def _watch(settings: Settings, seconds: float, worker_port: int, sim: Any)
                         print(f"OPS    {value}", flush=True)
             if time.monotonic() - last_status >= 10:
                 last_status = time.monotonic()
-                h = _health(worker_port) or {}
-                decided = sum(v for k, v in counts.items() if k.startswith("decision"))
-                print(
-                    f"-- {int(last_status - started)}s: {decided} decisions, "
-                    f"{counts['alerts']} alerts, {counts['dead letters']} dead letters; worker "
-                    f"{'healthy' if h.get('ok') else 'NOT HEALTHY'}, models ready: "
-                    f"{_ready(h) or 'warming up'}",
-                    flush=True,
-                )
+                line = status_line(int(last_status - started), counts, _health(worker_port))
+                print(line, flush=True)
             if sim.poll() is not None and not batch and time.monotonic() - last_status > 5:
                 break
     finally:
         await consumer.stop()
     return counts
+
+
+def _duplicates(health: dict[str, Any] | None) -> int:
+    return int((health or {}).get("duplicates") or 0)
+
+
+def status_line(elapsed_s: int, counts: Counter[str], health: dict[str, Any] | None) -> str:
+    """The demo's status line: what came out, and the worker's health; events the
+    worker skipped as seen before (``duplicates`` in its ``/health``), when there are.
+
+    >>> status_line(10, Counter({"decision allow": 7, "alerts": 1}), {"ok": True})
+    '-- 10s: 7 decisions, 1 alerts, 0 dead letters; worker healthy, models ready: warming up'
+    >>> status_line(20, Counter(), {"ok": True, "duplicates": 1500})[:63]
+    '-- 20s: 0 decisions, 0 alerts, 0 dead letters, 1,500 duplicates'
+    """
+    h = health or {}
+    decided = sum(v for k, v in counts.items() if k.startswith("decision"))
+    dup = _duplicates(h)
+    skipped = f", {dup:,} duplicates skipped (seen before)" if dup else ""
+    return (
+        f"-- {elapsed_s}s: {decided} decisions, {counts['alerts']} alerts, "
+        f"{counts['dead letters']} dead letters{skipped}; worker "
+        f"{'healthy' if h.get('ok') else 'NOT HEALTHY'}, models ready: "
+        f"{_ready(h) or 'warming up'}"
+    )
+
+
+def summary_lines(counts: Counter[str], health: dict[str, Any] | None) -> list[str]:
+    """The demo's summary: each count, and the events the worker skipped as seen before
+    (its ``/health`` at the end), with what that means, when there are any."""
+    lines = ["summary:"]
+    lines += [f"  {key:<20} {value:,}" for key, value in sorted(counts.items())]
+    dup = _duplicates(health)
+    if dup:
+        lines.append(f"  {'duplicates skipped':<20} {dup:,}")
+        lines.append(
+            "  (events whose ids this Redis had marked seen before, e.g. the traffic of an "
+            "earlier run; the worker decides each event once)"
+        )
+    return lines
+
+
+def demo_run_id() -> str:
+    """A name for this run of the demo's traffic: the simulator gives the same traffic
+    (by the seed) under ids of this run's own, so that the seen marks an earlier run
+    left in Redis, which keeps them across `riskmon stack down`, do not turn it into
+    duplicates."""
+    return f"demo-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
+
+
+def sim_command(cli: list[str], args: argparse.Namespace, run_id: str) -> list[str]:
+    """The simulator's command line: the demo's traffic, by its seed, under ``run_id``."""
+    return [
+        *cli,
+        "simulate",
+        "--kafka",
+        "--rate",
+        str(args.rate),
+        "--users",
+        str(args.users),
+        "--days",
+        str(args.days),
+        "--seed",
+        str(args.seed),
+        "--stealthy",
+        "--run-id",
+        run_id,
+    ]
 
 
 def _port_taken(port: int) -> bool:
@@ -290,30 +352,20 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             f"worker up: http://127.0.0.1:{settings.worker.web_port}/health and /metrics",
             flush=True,
         )
+        run_id = demo_run_id()
         sim = subprocess.Popen(
-            [
-                *cli,
-                "simulate",
-                "--kafka",
-                "--rate",
-                str(args.rate),
-                "--users",
-                str(args.users),
-                "--days",
-                str(args.days),
-                "--seed",
-                str(args.seed),
-                "--stealthy",
-            ],
+            sim_command(cli, args, run_id),
             stdout=subprocess.DEVNULL,
             stderr=(stack_dir / "demo-sim.log").open("wb"),
             env=env,
         )
-        print(f"simulated traffic: {args.rate:g} events/s; alerts and actions follow\n", flush=True)
+        print(
+            f"simulated traffic: {args.rate:g} events/s (seed {args.seed}, run {run_id}); "
+            "alerts and actions follow\n",
+            flush=True,
+        )
         counts = asyncio.run(_watch(settings, args.seconds, settings.worker.web_port, sim))
-        print("\nsummary:")
-        for key, value in sorted(counts.items()):
-            print(f"  {key:<20} {value:,}")
+        print("\n" + "\n".join(summary_lines(counts, _health(settings.worker.web_port))))
         print(f"worker log: {worker_log}")
         return 0
     finally:

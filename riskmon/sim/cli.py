@@ -67,6 +67,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=60,
         help="days after the window during which labels still arrive",
     )
+    parser.add_argument(
+        "--run-id",
+        default="",
+        help="name of this run: the same traffic under other ids (users, devices, items, "
+        "hashed identifiers, event ids), so that a store which has seen a run before takes "
+        "it as new (default: none, the ids of the seed and settings alone)",
+    )
     parser.add_argument("--out", metavar="EVENTS.jsonl", help="write events (labels included)")
     parser.add_argument("--truth", metavar="TRUTH.jsonl", help="write one truth row per event")
     parser.add_argument("--kafka", action="store_true", help="produce to the input topics")
@@ -89,6 +96,7 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
         start=args.start,
         label_tail_days=args.label_tail_days,
         lookalike_rate=args.lookalike_rate,
+        run_id=args.run_id,
     )
 
 

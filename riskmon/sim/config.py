@@ -22,6 +22,15 @@ class SimConfig:
     True
     >>> SimConfig(seed=3).run_tag == SimConfig(seed=4).run_tag
     False
+
+    ``run_id`` names one run of the same traffic: its ids (users, devices, applications,
+    transactions, hashed identifiers, event ids) are others, the traffic itself the
+    same. Empty, the ids are those of the configuration alone.
+
+    >>> SimConfig(seed=3).id_tag == SimConfig(seed=3).run_tag
+    True
+    >>> SimConfig(seed=3, run_id="a").id_tag == SimConfig(seed=3, run_id="b").id_tag
+    False
     >>> SimConfig(users=0)
     Traceback (most recent call last):
     ...
@@ -36,6 +45,7 @@ class SimConfig:
     start: datetime = field(default=DEFAULT_START)
     label_tail_days: int = 60
     lookalike_rate: float = 0.1
+    run_id: str = ""
 
     def __post_init__(self) -> None:
         if self.users < 1:
@@ -71,3 +81,11 @@ class SimConfig:
             f"{self.start_ms}|{self.label_tail_days}|{self.lookalike_rate!r}"
         )
         return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+    @property
+    def id_tag(self) -> str:
+        """Short hex tag the ids are made from: :attr:`run_tag`, or with a ``run_id`` a
+        tag of both (the random draws stay those of :attr:`run_tag`)."""
+        if not self.run_id:
+            return self.run_tag
+        return hashlib.sha256(f"{self.run_tag}|{self.run_id}".encode()).hexdigest()[:8]

@@ -120,8 +120,8 @@ def _rng(tag: str, *parts: object) -> random.Random:
 
 
 def _play(cfg: SimConfig) -> list[SimEvent]:
-    tag = cfg.run_tag
-    ids = Ids(tag)
+    tag = cfg.run_tag  # the random draws
+    ids = Ids(cfg.id_tag)  # the names
     rec = Recorder(ids, cfg.start_ms, cfg.end_ms, cfg.label_end_ms)
     merchants = [ids.secret("merchant") for _ in range(60)]
     world = World(cfg, rec, ids, merchants)
@@ -199,7 +199,7 @@ def iter_simulation(cfg: SimConfig) -> Iterator[tuple[dict[str, Any], dict[str, 
     Labels whose target never happened (it fell outside the window) are dropped, and
     every label comes strictly after what it labels.
     """
-    tag = cfg.run_tag
+    tag = cfg.id_tag
     ordered = sorted(_play(cfg), key=lambda ev: (ev.ts, ev.seq))
     objects, users = _target_times(ordered)
     position = 0

@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+import argparse
 import socket
 import subprocess
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
+from riskmon import demo
 from riskmon.cli import main
-from riskmon.demo import REFUSE, REUSE, START, USE_RUNNING, stack_plan
+from riskmon.demo import (
+    REFUSE,
+    REUSE,
+    START,
+    USE_RUNNING,
+    demo_run_id,
+    sim_command,
+    stack_plan,
+    status_line,
+    summary_lines,
+)
 from riskmon.settings import Settings
 
 
@@ -124,3 +137,29 @@ def test_use_running_takes_services_that_answer_and_refuses_when_one_does_not(
     half = {"kafka": {"pid": None, "answers": True}, "redis": {"pid": None, "answers": False}}
     plan, message = stack_plan(settings, half, use_running=True, owner_of=owners.get)
     assert plan == REFUSE and "redis at 127.0.0.1:6379" in message
+
+
+def test_the_status_line_and_summary_say_how_many_events_were_skipped_as_duplicates() -> None:
+    """A second demo on a Redis that kept the first one's seen marks had most events
+    skipped in silence: the status line and the summary now show the worker's count of
+    duplicates (from its /health), and nothing about them when there are none."""
+    counts: Counter[str] = Counter({"decision allow": 40, "alerts": 2})
+    health = {"ok": True, "duplicates": 12_345}
+    assert "12,345 duplicates skipped" in status_line(10, counts, health)
+    summary = "\n".join(summary_lines(counts, health))
+    assert "duplicates skipped" in summary and "12,345" in summary
+    assert "duplicate" not in status_line(10, counts, {"ok": True, "duplicates": 0})
+    assert "duplicate" not in "\n".join(summary_lines(counts, {"ok": True}))
+    assert "duplicate" not in "\n".join(summary_lines(counts, None))
+
+
+def test_each_demo_run_feeds_the_simulator_a_run_id_of_its_own() -> None:
+    """The demo's traffic is the seed's, under ids of the run's own: two runs never
+    share a run id (an earlier run's seen marks in Redis would make the next one's
+    events duplicates)."""
+    assert len({demo_run_id() for _ in range(50)}) == 50
+    parser = argparse.ArgumentParser()
+    demo.configure(parser)
+    command = sim_command(["riskmon"], parser.parse_args([]), "demo-x")
+    assert command[command.index("--run-id") + 1] == "demo-x"
+    assert command[command.index("--seed") + 1] == "11"  # the traffic stays the seed's
