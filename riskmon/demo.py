@@ -10,6 +10,12 @@ only the local stack of this clone: the Kafka and Redis that ``riskmon stack up`
 started from ``settings.stack_dir``. Anything else answering on their ports (another
 project's broker or Redis) makes it stop with what answers where and how to give it
 ports of its own; ``--use-running`` uses whatever answers there instead.
+
+SIGINT (Ctrl-C), SIGTERM and SIGHUP stop the demo as its end does: the simulator and
+the worker are stopped, the summary printed, and the stack stopped if the demo started
+it; it then exits with 128 + the signal's number (130 for SIGINT, 143 for SIGTERM),
+without a traceback. Its children run in a process group of their own, so a Ctrl-C in
+the terminal reaches the demo only, which stops them in order.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ import time
 import urllib.request
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -84,7 +90,16 @@ def _fmt_adjustment(a: dict[str, Any]) -> str:
     )
 
 
-async def _watch(settings: Settings, seconds: float, worker_port: int, sim: Any) -> Counter[str]:
+async def _watch(
+    settings: Settings,
+    seconds: float,
+    worker_port: int,
+    sim: Any,
+    counts: Counter[str],
+    stopped: Callable[[], bool] = lambda: False,
+) -> None:
+    """Print what comes out for ``seconds`` (counted in ``counts``), or until the
+    simulator is done and nothing more comes, or until ``stopped()``."""
     from aiokafka import AIOKafkaConsumer
 
     t = settings.topics
@@ -100,10 +115,9 @@ async def _watch(settings: Settings, seconds: float, worker_port: int, sim: Any)
         enable_auto_commit=False,
     )
     await consumer.start()
-    counts: Counter[str] = Counter()
     started = last_status = time.monotonic()
     try:
-        while time.monotonic() - started < seconds:
+        while time.monotonic() - started < seconds and not stopped():
             batch = await consumer.getmany(timeout_ms=500, max_records=2000)
             for tp, records in batch.items():
                 for rec in records:
@@ -129,7 +143,59 @@ async def _watch(settings: Settings, seconds: float, worker_port: int, sim: Any)
                 break
     finally:
         await consumer.stop()
-    return counts
+
+
+class DemoStopped(KeyboardInterrupt):
+    """A stop signal arrived while the demo was starting: raised where it was, so that
+    what it started is stopped (a ``KeyboardInterrupt``, so that asyncio and
+    ``riskmon stack up``'s own cleanup take it as they take a Ctrl-C)."""
+
+
+class StopSignals:
+    """SIGINT, SIGTERM and SIGHUP, while the demo runs: the first one is remembered
+    (``signum``). Outside :meth:`quietly` it also raises :class:`DemoStopped` where the
+    demo is; inside (watching the outputs, cleaning up) it is only remembered, and the
+    code there looks at ``signum``: the watch ends within half a second, the cleanup
+    goes on to the end."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._quiet = False
+        self._before: dict[int, Any] = {}
+
+    def __enter__(self) -> StopSignals:
+        for sig in self.SIGNALS:
+            self._before[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._before.items():
+            signal.signal(sig, handler)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.signum is None:
+            self.signum = signum
+        if not self._quiet:
+            raise DemoStopped(signum)
+
+    @contextlib.contextmanager
+    def quietly(self) -> Iterator[None]:
+        before, self._quiet = self._quiet, True
+        try:
+            yield
+        finally:
+            self._quiet = before
+
+    def check(self) -> None:
+        """Raise :class:`DemoStopped` if a signal came while quiet."""
+        if self.signum is not None:
+            raise DemoStopped(self.signum)
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.signum).name if self.signum is not None else ""
 
 
 def _duplicates(health: dict[str, Any] | None) -> int:
@@ -302,8 +368,19 @@ def settings_host_is_local(host: str) -> bool:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from riskmon.stack import StackError, stack_down, stack_status, stack_up
-    from riskmon.topics import TopicsError
+    with StopSignals() as signals:
+        try:
+            code = _checked_run(args, settings, signals)
+        except DemoStopped:  # before anything was started
+            code = 1
+    if signals.signum is not None:
+        print(f"demo stopped by {signals.name}", file=sys.stderr, flush=True)
+        return 128 + signals.signum
+    return code
+
+
+def _checked_run(args: argparse.Namespace, settings: Settings, signals: StopSignals) -> int:
+    from riskmon.stack import stack_status
 
     port = settings.worker.web_port
     if _port_taken(port):
@@ -318,66 +395,103 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if plan == REFUSE:
         print(message, file=sys.stderr)
         return 1
-    print(message, flush=True)
+    if plan != START:
+        print(message, flush=True)
+    return _run(args, settings, signals, plan == START)
+
+
+def _stop(proc: subprocess.Popen[bytes] | None) -> None:
+    if proc is not None and proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=20)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def _run(
+    args: argparse.Namespace, settings: Settings, signals: StopSignals, start_stack: bool
+) -> int:
+    """The demo after its checks: stack, worker, traffic, watch, and the cleanup, which
+    also runs when a signal stops it (see :class:`StopSignals`)."""
+    from riskmon.stack import StackError, stack_down, stack_up
+    from riskmon.topics import TopicsError
+
     started_stack = False
-    if plan == START:
-        try:
-            actions = stack_up(settings)
-        except (StackError, TopicsError) as exc:
-            print(f"riskmon demo: the local stack did not start: {exc}", file=sys.stderr)
-            return 1
-        # stopped at the end only when the demo started it all (a service of the local
-        # stack that was running already is left as it was found)
-        started_stack = actions.get("kafka") == "started" and actions.get("redis") == "started"
-    stack_dir = Path(settings.stack_dir)
-    stack_dir.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ)
-    cli = [sys.executable, "-m", "riskmon.cli"]
-    if args.config:
-        cli += ["--config", args.config]
-    worker_log = stack_dir / "demo-worker.log"
-    worker = subprocess.Popen(
-        [*cli, "worker"], stdout=worker_log.open("wb"), stderr=subprocess.STDOUT, env=env
-    )
+    worker: subprocess.Popen[bytes] | None = None
     sim: subprocess.Popen[bytes] | None = None
+    counts: Counter[str] = Counter()
+    port = settings.worker.web_port
+    stack_dir = Path(settings.stack_dir)
+    worker_log = stack_dir / "demo-worker.log"
+    code = 1
     try:
+        if start_stack:
+            print("starting the local stack (Kafka broker and Redis) ...", flush=True)
+            try:
+                actions = stack_up(settings)
+            except (StackError, TopicsError) as exc:
+                print(f"riskmon demo: the local stack did not start: {exc}", file=sys.stderr)
+                return 1
+            # stopped at the end only when the demo started it all (a service of the
+            # local stack that was running already is left as it was found)
+            with signals.quietly():
+                started_stack = actions.get("kafka") == actions.get("redis") == "started"
+            signals.check()
+        stack_dir.mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ)
+        cli = [sys.executable, "-m", "riskmon.cli"]
+        if args.config:
+            cli += ["--config", args.config]
+        with signals.quietly(), worker_log.open("wb") as out:
+            # a process group of its own: a Ctrl-C reaches the demo, which stops it
+            worker = subprocess.Popen(
+                [*cli, "worker"], stdout=out, stderr=subprocess.STDOUT, env=env, process_group=0
+            )
+        signals.check()
         deadline = time.monotonic() + 90
-        while _health(settings.worker.web_port) is None:
+        while _health(port) is None:
             if worker.poll() is not None or time.monotonic() > deadline:
                 print(worker_log.read_text()[-3000:], file=sys.stderr)
                 print("the worker did not start; see above", file=sys.stderr)
                 return 1
             time.sleep(0.5)
-        print(
-            f"worker up: http://127.0.0.1:{settings.worker.web_port}/health and /metrics",
-            flush=True,
-        )
+        print(f"worker up: http://127.0.0.1:{port}/health and /metrics", flush=True)
         run_id = demo_run_id()
-        sim = subprocess.Popen(
-            sim_command(cli, args, run_id),
-            stdout=subprocess.DEVNULL,
-            stderr=(stack_dir / "demo-sim.log").open("wb"),
-            env=env,
-        )
+        with signals.quietly(), (stack_dir / "demo-sim.log").open("wb") as err:
+            sim = subprocess.Popen(
+                sim_command(cli, args, run_id),
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+                env=env,
+                process_group=0,
+            )
+        signals.check()
         print(
             f"simulated traffic: {args.rate:g} events/s (seed {args.seed}, run {run_id}); "
             "alerts and actions follow\n",
             flush=True,
         )
-        counts = asyncio.run(_watch(settings, args.seconds, settings.worker.web_port, sim))
-        print("\n" + "\n".join(summary_lines(counts, _health(settings.worker.web_port))))
-        print(f"worker log: {worker_log}")
-        return 0
+        with signals.quietly():
+            asyncio.run(
+                _watch(
+                    settings, args.seconds, port, sim, counts, lambda: signals.signum is not None
+                )
+            )
+        code = 0
+    except DemoStopped:
+        pass
     finally:
-        for proc in (sim, worker):
-            if proc is not None and proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    proc.wait(timeout=20)
-                if proc.poll() is None:
-                    proc.kill()
-        if started_stack and not args.keep_stack:
-            stack_down(settings)
-            print("stack stopped (it was started by the demo)")
-        elif started_stack:
-            print("stack left up (--keep-stack): `riskmon stack down` stops it")
+        with signals.quietly():  # a second signal does not cut the cleanup short
+            if sim is not None:
+                print("\n" + "\n".join(summary_lines(counts, _health(port))), flush=True)
+                print(f"worker log: {worker_log}", flush=True)
+            _stop(sim)
+            _stop(worker)
+            if started_stack and not args.keep_stack:
+                stack_down(settings)
+                print("stack stopped (it was started by the demo)", flush=True)
+            elif started_stack:
+                print("stack left up (--keep-stack): `riskmon stack down` stops it", flush=True)
+    return code

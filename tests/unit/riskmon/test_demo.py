@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import os
+import signal
 import socket
 import subprocess
+import sys
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -163,3 +169,83 @@ def test_each_demo_run_feeds_the_simulator_a_run_id_of_its_own() -> None:
     command = sim_command(["riskmon"], parser.parse_args([]), "demo-x")
     assert command[command.index("--run-id") + 1] == "demo-x"
     assert command[command.index("--seed") + 1] == "11"  # the traffic stays the seed's
+
+
+@pytest.fixture
+def fake_demo(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """The demo on a local stack that runs, with stand-ins for its worker and simulator
+    (real processes that would run ten minutes) and no broker: what is started is
+    returned, to check that it was stopped."""
+    import riskmon.stack
+
+    started: list[subprocess.Popen[bytes]] = []
+    real_popen = subprocess.Popen
+
+    def popen(command: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
+        proc = real_popen([sys.executable, "-c", "import time; time.sleep(600)"], **kwargs)
+        started.append(proc)
+        return proc
+
+    monkeypatch.setattr(riskmon.stack, "stack_status", lambda settings: _status(10, 20))
+    monkeypatch.setattr(riskmon.stack, "port_owner", lambda port: None)
+    monkeypatch.setattr(demo.subprocess, "Popen", popen)
+    monkeypatch.setattr(demo, "_health", lambda port: {"ok": True, "duplicates": 2})
+    monkeypatch.setenv("RISKMON_WORKER__WEB_PORT", str(_free_port()))
+    monkeypatch.setenv("RISKMON_STACK_DIR", str(tmp_path))
+    yield started
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.mark.parametrize(("sig", "status"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_stop_signal_while_traffic_runs_stops_the_children_and_prints_the_summary(
+    fake_demo: list[subprocess.Popen[bytes]],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    sig: signal.Signals,
+    status: int,
+) -> None:
+    """SIGTERM (a timeout, kill, a supervisor) skipped the demo's cleanup and left its
+    worker and simulator running; Ctrl-C printed two tracebacks and no summary. Either
+    now ends the watch, prints the summary, stops both children and exits 128 + the
+    signal's number, without a traceback."""
+
+    async def watch(*args: Any) -> None:
+        counts, stopped = args[4], args[5]
+        counts["alerts"] += 3
+        os.kill(os.getpid(), sig)
+        for _ in range(100):
+            if stopped():
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError("the watch was not told to stop")
+
+    monkeypatch.setattr(demo, "_watch", watch)
+    assert main(["--config", "/dev/null", "demo"]) == status
+    out, err = capsys.readouterr()
+    assert len(fake_demo) == 2  # worker and simulator
+    assert all(proc.poll() == -signal.SIGTERM for proc in fake_demo)
+    assert "summary:" in out and "alerts" in out and "duplicates skipped" in out
+    assert f"demo stopped by {sig.name}" in err and "Traceback" not in out + err
+
+
+def test_a_stop_signal_before_traffic_stops_the_worker_already_started(
+    fake_demo: list[subprocess.Popen[bytes]],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """SIGTERM while the demo waits for its worker: the worker is stopped, no simulator
+    is started, and the demo exits 143 without a traceback."""
+
+    def health(port: int) -> None:
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(demo, "_health", health)
+    assert main(["--config", "/dev/null", "demo"]) == 143
+    out, err = capsys.readouterr()
+    assert len(fake_demo) == 1 and fake_demo[0].poll() == -signal.SIGTERM
+    assert "demo stopped by SIGTERM" in err and "Traceback" not in out + err
