@@ -30,6 +30,18 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+def unreachable(service: str, address: str, exc: BaseException) -> str:
+    """The one line a command prints when its Kafka or Redis does not answer, as
+    ``riskmon rules publish`` and ``riskmon topics`` say it.
+
+    >>> unreachable("Redis", "127.0.0.1:6379", ConnectionError("Error 111 connecting"))[:63]
+    'Redis at 127.0.0.1:6379 did not answer (Error 111 connecting); '
+    """
+    text = str(exc).strip()
+    detail = text.splitlines()[0] if text else type(exc).__name__
+    return f"{service} at {address} did not answer ({detail}); is it running? (`riskmon stack up`)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="riskmon", description=__doc__.splitlines()[0])
     parser.add_argument("--config", help="YAML settings file (default: config/riskmon.yaml)")

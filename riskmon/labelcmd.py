@@ -21,10 +21,12 @@ import uuid
 from typing import Any
 
 import orjson
+from aiokafka.errors import KafkaConnectionError, KafkaError
 
+from riskmon.cli import unreachable
 from riskmon.contract import Contract, InvalidMessage, format_ts
 from riskmon.settings import Settings
-from riskmon.topics import produce
+from riskmon.topics import quiet_kafka_client
 
 VERDICTS = ("fraud", "legit", "false_positive", "default", "repaid")
 
@@ -37,6 +39,21 @@ def configure(parser: argparse.ArgumentParser) -> None:
     target.add_argument("--transaction", metavar="TXN_ID", help="the verdict is on it")
     parser.add_argument("--source", default="analyst", help="who says so (default: analyst)")
     parser.add_argument("--ts", help="event time, RFC 3339 (default: now)")
+
+
+async def produce(settings: Settings, topic: str, records: list[tuple[bytes, bytes]]) -> None:
+    """Send ``records`` to ``topic`` and wait until the broker has them all (``acks=all``);
+    the producer is closed also when the broker does not answer."""
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka.bootstrap, acks="all")
+    try:
+        with quiet_kafka_client():  # no error line of its own per failed connection
+            await producer.start()
+        sent = [await producer.send(topic, value, key=key) for key, value in records]
+        await asyncio.gather(*sent)
+    finally:
+        await producer.stop()
 
 
 def label_event(args: argparse.Namespace, now: float) -> dict[str, Any]:
@@ -77,7 +94,19 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     # the inputs are keyed by user
     record = (event["user_id"].encode(), orjson.dumps(event))
-    asyncio.run(produce(settings, settings.topics.labels, [record]))
+    kafka = settings.kafka.bootstrap
+    try:
+        asyncio.run(produce(settings, settings.topics.labels, [record]))
+    except KafkaConnectionError as exc:
+        print(f"riskmon label: {unreachable('Kafka', kafka, exc)}; nothing sent", file=sys.stderr)
+        return 1
+    except KafkaError as exc:  # e.g. no labels topic: not known to be sent
+        print(
+            f"riskmon label: Kafka at {kafka} did not take the label ({exc}); "
+            "it may not have been sent",
+            file=sys.stderr,
+        )
+        return 1
     print(
         f"sent {event['label']} on {event['target_type']} {event['target_id']} "
         f"(user {event['user_id']}) to {settings.topics.labels}: {event['event_id']}"

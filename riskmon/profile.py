@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 
 import orjson
+import redis
 
+from riskmon.cli import unreachable
 from riskmon.settings import Settings
 from riskmon.store import RedisStore
 
@@ -26,7 +29,15 @@ async def _get(settings: Settings, entity: str, entity_id: str) -> dict | None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    doc = asyncio.run(_get(settings, args.entity, args.entity_id))
+    address = f"{settings.redis.host}:{settings.redis.port}"
+    try:
+        doc = asyncio.run(_get(settings, args.entity, args.entity_id))
+    except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+        print(f"riskmon profile: {unreachable('Redis', address, exc)}", file=sys.stderr)
+        return 1
+    except redis.RedisError as exc:
+        print(f"riskmon profile: Redis at {address}: {exc}", file=sys.stderr)
+        return 1
     if doc is None:
         print(f"no profile for {args.entity} {args.entity_id}")
         return 1

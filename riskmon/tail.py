@@ -10,9 +10,12 @@ import sys
 from typing import Any
 
 import orjson
+from aiokafka.errors import KafkaConnectionError, KafkaError
 
+from riskmon.cli import unreachable
 from riskmon.logs import REDACTED, is_personal, scrub
 from riskmon.settings import Settings
+from riskmon.topics import quiet_kafka_client
 
 NAMES = ("alerts", "adjustments", "decisions", "deadletter", "ops")
 #: what ``riskmon tail`` follows when no topic is named
@@ -101,7 +104,12 @@ async def _tail(
         auto_offset_reset="earliest" if beginning else "latest",
         enable_auto_commit=False,
     )
-    await consumer.start()
+    try:
+        with quiet_kafka_client():  # no error line of its own per failed connection
+            await consumer.start()
+    except BaseException:
+        await consumer.stop()  # closed, also when the broker did not answer
+        raise
     seen = 0
     try:
         async for rec in consumer:
@@ -117,6 +125,15 @@ async def _tail(
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     topics = [getattr(settings.topics, name) for name in args.which or DEFAULT]
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_tail(settings, topics, args.from_beginning, args.limit, args.raw))
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(_tail(settings, topics, args.from_beginning, args.limit, args.raw))
+    except KafkaConnectionError as exc:
+        print(
+            f"riskmon tail: {unreachable('Kafka', settings.kafka.bootstrap, exc)}", file=sys.stderr
+        )
+        return 1
+    except KafkaError as exc:
+        print(f"riskmon tail: Kafka at {settings.kafka.bootstrap}: {exc}", file=sys.stderr)
+        return 1
     return 0

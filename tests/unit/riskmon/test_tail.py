@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import base64
+import gc
+import socket
+import warnings
 
 import orjson
+import pytest
 
+from riskmon.cli import main
 from riskmon.deadletter import dead_letter
 from riskmon.tail import redact
 
@@ -56,3 +61,24 @@ def test_an_alert_prints_whole_but_for_personal_fields() -> None:
     alert = {"alert_id": "a1", "user_id": "u1", "score": 0.9, "reasons": [{"code": "r"}]}
     assert orjson.loads(redact(orjson.dumps(alert))) == alert
     assert PHONE not in redact(orjson.dumps({**alert, "extra": {"phone_hash": PHONE}}))
+
+
+def test_a_broker_that_does_not_answer_is_one_line_on_stderr_and_exit_1(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the stack down, ``riskmon tail`` printed a KafkaConnectionError traceback and
+    left its consumer unclosed; it now says on one line of stderr which broker did not
+    answer and how to start it, exits 1, and closes the consumer."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("RISKMON_KAFKA__PORT", str(port))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main(["--config", "/dev/null", "tail", "--limit", "1"]) == 1
+        gc.collect()
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith(f"riskmon tail: Kafka at 127.0.0.1:{port} did not answer (")
+    assert "`riskmon stack up`" in err
+    assert not [w for w in caught if "Unclosed" in str(w.message)]
