@@ -1,9 +1,10 @@
 # Riskmon — the two commands of the README, and a few for developers.
 .PHONY: demo test test-fast stack-up stack-down stack-status lint format bench
 
+# options of the demo: make demo DEMO_ARGS="--days 30 --rate 100 --seconds 300 --keep-stack"
 demo:            ## install what is missing, start Kafka + Redis + a worker, feed traffic, show alerts
 	./scripts/bootstrap
-	.venv/bin/riskmon demo
+	.venv/bin/riskmon demo $(DEMO_ARGS)
 
 test:            ## install what is missing, start the stack, run lint, types and the whole suite
 	./scripts/test

@@ -249,3 +249,21 @@ def test_a_stop_signal_before_traffic_stops_the_worker_already_started(
     out, err = capsys.readouterr()
     assert len(fake_demo) == 1 and fake_demo[0].poll() == -signal.SIGTERM
     assert "demo stopped by SIGTERM" in err and "Traceback" not in out + err
+
+
+def test_the_readme_documents_each_option_of_the_demo_and_make_passes_them() -> None:
+    """A new user read of no option of the demo, and the default run ended seconds after
+    its traffic, taking the stack down that the commands listed next need: the README
+    names every option of ``riskmon demo --help`` and shows a run of a few minutes
+    that keeps the stack up, through ``make demo DEMO_ARGS=...``."""
+    repo = Path(__file__).resolve().parents[3]
+    readme = (repo / "README.md").read_text(encoding="utf-8")
+    parser = argparse.ArgumentParser()
+    demo.configure(parser)
+    options = [o for a in parser._actions for o in a.option_strings if o.startswith("--")]
+    assert options and "--keep-stack" in options
+    for option in options:
+        if option != "--help":
+            assert f"`{option}" in readme, option
+    assert 'make demo DEMO_ARGS="' in readme and "--keep-stack" in readme
+    assert "$(DEMO_ARGS)" in (repo / "Makefile").read_text(encoding="utf-8")
