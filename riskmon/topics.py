@@ -205,8 +205,8 @@ async def produce(settings: Settings, topic: str, records: list[tuple[bytes, byt
     from aiokafka import AIOKafkaProducer
 
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka.bootstrap, acks="all")
-    await producer.start()
-    try:
+    try:  # stopped also when it cannot start (a broker that does not answer)
+        await producer.start()
         sent = [await producer.send(topic, value, key=key) for key, value in records]
         await asyncio.gather(*sent)
     finally:
