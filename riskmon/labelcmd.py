@@ -34,6 +34,7 @@ from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from riskmon.cli import unreachable
 from riskmon.contract import Contract, InvalidMessage, format_ts
+from riskmon.personal import clear_kind, has_digit_run
 from riskmon.settings import Settings
 from riskmon.store import RedisStore, user_keys
 from riskmon.topics import quiet_kafka_client
@@ -149,6 +150,14 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                 f"riskmon label: {what} {value!r} is empty or has blanks around it", file=sys.stderr
             )
             return 2
+    if has_digit_run(event["source"]) or clear_kind(event["source"]) is not None:
+        # who says so travels with the label into logs: a number in it is withheld here
+        print(
+            "riskmon label: --source holds a run of digits that may be a phone, identity or "
+            "card number (withheld: personal data); name the team or the analyst instead",
+            file=sys.stderr,
+        )
+        return 2
     try:
         # as a worker will, with its clock: a time it would refuse is refused here
         not_after = time.time() + settings.detection.max_future_s

@@ -150,3 +150,16 @@ def test_a_redis_that_does_not_answer_refuses_a_verdict_on_an_item_rather_than_s
     assert err.startswith(f"riskmon label: Redis at 127.0.0.1:{port} did not answer (")
     assert "nothing sent" in err and "--force" in err and err.count("\n") == 1
     assert sent == []
+
+
+def test_a_source_holding_a_number_is_refused_without_quoting_it(
+    sent: list[Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--source`` travels with the label into logs: a phone number there (an analyst's,
+    say) is refused, not quoted, and nothing is sent; a team's name goes."""
+    settings = Settings.load(env={}, config_file=None)
+    assert labelcmd.run(_args("legit", "u1", "--source", "138-1234-5678"), settings) == 2
+    err = capsys.readouterr().err
+    assert "withheld" in err and "1234" not in err and sent == []
+    assert labelcmd.run(_args("legit", "u1", "--source", "fraud-ops"), settings) == 0
+    assert len(sent) == 1
