@@ -259,8 +259,9 @@ def observe(
     # and which identifiers each recent application or transaction carried, so that a
     # label on it marks where the fraud happened rather than all the user ever touched
     # (by ``kind:id``: an application and a transaction may have one id)
+    # (an item that carried none is kept too: a verdict on it is on an item the user had)
     target = event.get("txn_id") if etype == "transaction" else event.get("application_id")
-    if target and keys:
+    if target:
         targets = user.setdefault("targets", {})
         targets[f"{etype}:{target}"] = keys
         if len(targets) > 64:

@@ -466,3 +466,12 @@ def test_a_withdrawal_that_failed_is_not_counted_again_by_a_late_report() -> Non
             f = _observe(user, event)
         shares.append(f["outflow_share"])
     assert shares[0] == shares[1] == 0.0
+
+
+def test_an_item_that_carried_no_identifier_is_kept_among_the_users_items() -> None:
+    """A repayment with no device, IP or account is still one of the user's items (so a
+    verdict on it, and `riskmon label`'s check, find it), with no identifier to mark."""
+    tl = Timeline()
+    tl.feed(0, **txn(kind="repayment", amount=10.0, txn_id="r1"))
+    tl.feed(1, **txn(kind="payment", amount=5.0, txn_id="p1", account_hash="shop"))
+    assert tl.users["u1"]["targets"] == {"transaction:r1": [], "transaction:p1": ["account:shop"]}
