@@ -555,7 +555,7 @@ class Core:
             keys = user["idents"]
             if event["target_type"] != "user":
                 targets = user.get("targets", {})
-                keys = targets.get(_item_key(event["target_type"], event["target_id"]))
+                keys = targets.get(target_key(event["target_type"], event["target_id"]))
                 if keys is None:  # a document of a release that kept items by bare id
                     keys = targets.get(event["target_id"])
                 if keys is None:
@@ -578,7 +578,7 @@ class Core:
                     ident.mark_fraud(uid, ts)
         if user is not None and label in _NOTED:  # for the item's events still to come
             target = event["target_type"]
-            key = "user" if target == "user" else _item_key(target, event["target_id"])
+            key = "user" if target == "user" else target_key(target, event["target_id"])
             _note(user.setdefault(_NOTED[label], {}), key, ts)
         if user is not None and label in VERDICTS:
             was = user["fraud"]
@@ -629,7 +629,7 @@ class Core:
         if fraud or not actions:
             return False
         everything = undone or label["target_type"] == "user"
-        item = _item_key(label["target_type"], label["target_id"])
+        item = target_key(label["target_type"], label["target_id"])
         by: dict[str, list[list[Any]]] = user.setdefault("action_by", {})
         lifted = False
         for action, until in list(actions.items()):
@@ -1025,11 +1025,6 @@ def add_cause(causes: list[list[Any]], key: str, ts: float) -> None:
     causes.insert(0, [DROPPED, oldest[1]])
 
 
-def _item_key(target_type: str, target_id: str) -> str:
-    """What a label names (an application or a transaction), as causes record it."""
-    return f"{target_type}:{target_id}"
-
-
 def _cause_key(event: dict[str, Any]) -> str:
     """The item whose flag caused an account action: what a label can name, or the
     event itself (a device event, which only a verdict on the user clears).
@@ -1041,9 +1036,9 @@ def _cause_key(event: dict[str, Any]) -> str:
     """
     etype = event["event_type"]
     if etype == "transaction" and event.get("txn_id"):
-        return _item_key("transaction", event["txn_id"])
+        return target_key("transaction", event["txn_id"])
     if etype == "application" and event.get("application_id"):
-        return _item_key("application", event["application_id"])
+        return target_key("application", event["application_id"])
     return "event:" + event["event_id"]
 
 

@@ -31,6 +31,7 @@ from bisect import bisect_left, insort
 from collections.abc import Iterable
 from typing import Any
 
+from detectors.labels import target_key
 from riskmon.state import WEEK, IdentState
 from rules.features import WHOLE_FEATURES
 
@@ -263,7 +264,7 @@ def observe(
     target = event.get("txn_id") if etype == "transaction" else event.get("application_id")
     if target:
         targets = user.setdefault("targets", {})
-        targets[f"{etype}:{target}"] = keys
+        targets[target_key(etype, target)] = keys
         if len(targets) > 64:
             del targets[next(iter(targets))]
     return f

@@ -37,7 +37,7 @@ from riskmon.contract import Contract, InvalidMessage, format_ts
 from riskmon.personal import clear_kind, has_digit_run
 from riskmon.settings import Settings
 from riskmon.store import RedisStore, user_keys
-from riskmon.topics import quiet_kafka_client
+from riskmon.topics import produce
 
 #: items a user's document keeps (riskmon.features: the newest, by kind:id)
 MAX_ITEMS = 64
@@ -104,21 +104,6 @@ def item_problem(
         "kept, or its event not in yet? A worker would take a verdict on it as one on the "
         "user's standing"
     )
-
-
-async def produce(settings: Settings, topic: str, records: list[tuple[bytes, bytes]]) -> None:
-    """Send ``records`` to ``topic`` and wait until the broker has them all (``acks=all``);
-    the producer is closed also when the broker does not answer."""
-    from aiokafka import AIOKafkaProducer
-
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka.bootstrap, acks="all")
-    try:
-        with quiet_kafka_client():  # no error line of its own per failed connection
-            await producer.start()
-        sent = [await producer.send(topic, value, key=key) for key, value in records]
-        await asyncio.gather(*sent)
-    finally:
-        await producer.stop()
 
 
 def label_event(args: argparse.Namespace, now: float) -> dict[str, Any]:

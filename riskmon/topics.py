@@ -206,7 +206,8 @@ async def produce(settings: Settings, topic: str, records: list[tuple[bytes, byt
 
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka.bootstrap, acks="all")
     try:  # stopped also when it cannot start (a broker that does not answer)
-        await producer.start()
+        with quiet_kafka_client():  # no error line of its own per failed connection
+            await producer.start()
         sent = [await producer.send(topic, value, key=key) for key, value in records]
         await asyncio.gather(*sent)
     finally:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import orjson
 
+from riskmon.personal import ID_FIELDS
 from riskmon.sim.config import SimConfig
 from riskmon.sim.generator import simulate
 
@@ -78,13 +79,7 @@ def test_ids_of_different_runs_do_not_collide() -> None:
 
 #: fields that name something (ids and hashed identifiers): a run id changes them
 _NAMES = {
-    "event_id",
-    "user_id",
-    "device_id",
-    "application_id",
-    "txn_id",
-    "loan_id",
-    "target_id",
+    *ID_FIELDS,
     "phone_hash",
     "id_hash",
     "bank_card_hash",
