@@ -17,7 +17,9 @@ key                                 type    what
 ==================================  ======  ==============================================
 ``P u:{u:<user_id>}``               string  the user's state document (JSON)
 ``P u:{u:<user_id>}:seen``          zset    the user's processed events (idempotency),
-                                            member event id, score = event ts
+                                            member event id, score = when it was
+                                            saved (wall clock): kept for the seen TTL
+                                            from then, whatever the event times
 ``P i:{<kind>:<value>}:u``          zset    users seen on an identifier, score = last ts
 ``P i:{<kind>:<value>}:e``          zset    events on an identifier, score = event ts
 ``P i:{<kind>:<value>}:fz``         zset    users on it with a confirmed fraud label,
@@ -94,7 +96,7 @@ import contextlib
 import hashlib
 import math
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -240,8 +242,8 @@ return {redis.call('GET', KEYS[1]) or false, seen}
 """
 
 #: Writes a user's document and marks the batch's events of that user seen, at once
-#: (KEYS: document, seen marks). ARGV: document TTL, document, seen TTL, lowest event
-#: time kept, most marks kept, then score, event id pairs.
+#: (KEYS: document, seen marks). ARGV: document TTL, document, seen TTL, lowest save
+#: time kept, most marks kept, then score (the save's time), event id pairs.
 SAVE_USER = """
 redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[1])
 if #ARGV > 5 then
@@ -501,8 +503,10 @@ class RedisStore:
         *,
         verdict_ttl_s: int | None = None,
         action_ttl_s: int | None = None,
+        clock: Callable[[], float] = time.time,
     ):
         self.r = client
+        self.clock = clock  # the time a seen mark is saved at
         self.p = prefix
         self.ttl = int(ttl_s)
         self.seen_ttl = int(seen_ttl_s or ttl_s)
@@ -792,14 +796,18 @@ class RedisStore:
             idents.append((key, change, ident.trims(state.now) if ident.dirty else "000"))
         for key, held in marks.items():  # identifiers this batch did not load
             idents.append((key, {"f": _pairs(dict(sorted(held.items())))}, "000"))
+        # A seen mark holds the time it was saved, and is kept for the seen TTL from
+        # then, as the mark of an event without a user is (SET ... EX): a duplicate
+        # comes from the broker (a redelivery, a topic published again) within its
+        # retention, which runs in wall-clock time. By event time, a verdict weeks after
+        # a user's events (a chargeback) dropped their marks, and a replayed topic
+        # decided them again.
+        saved_at = repr(self.clock())
         seen_by: dict[str, list[Any]] = {uid: [] for uid in state.dirty_users}
-        newest: dict[str, float] = {}  # per user: the newest event time of the batch
         loose: list[str] = []
-        for eid, (uid, ts) in state.new_seen.items():
+        for eid, (uid, _ts) in state.new_seen.items():
             if uid:
-                seen_by.setdefault(uid, []).extend((repr(ts), eid))
-                if ts > newest.get(uid, -math.inf):
-                    newest[uid] = ts
+                seen_by.setdefault(uid, []).extend((saved_at, eid))
             else:
                 loose.append(eid)
 
@@ -821,9 +829,7 @@ class RedisStore:
                 log.error("user_state_unwritable", user_id=uid, error=str(exc))
                 continue
             user_ttl = self.user_ttl(user.get("fraud"), user.get("actions"))
-            # each user's marks are trimmed by that user's own newest event: one event
-            # far ahead in time trims its own user's marks, nobody else's
-            lowest_seen = repr(newest.get(uid, state.now) - self.seen_ttl)
+            lowest_seen = repr(float(saved_at) - self.seen_ttl)
             args = (user_ttl, document, self.seen_ttl, lowest_seen, MAX_USER_SEEN, *seen)
             users.append(_script(SAVE_USER, user_keys(p, uid), args))
         for eid in loose:

@@ -188,7 +188,8 @@ async def test_same_events_same_features_on_redis_and_memory(target: Any, prefix
 
 async def test_events_saved_once_are_seen_on_the_next_load(target: Any, prefix: str) -> None:
     """After a save, loading the same batch marks every event seen, with or without a
-    user; events of another batch are not."""
+    user; events of another batch are not. A user's marks last the seen TTL from their
+    save (wall clock), whatever the events' times."""
     client = target
     store = RedisStore(client, prefix, ttl_s=3600, seen_ttl_s=86400)
     events = traffic(300)
@@ -201,22 +202,24 @@ async def test_events_saved_once_are_seen_on_the_next_load(target: Any, prefix: 
     again = await store.load(needs_for(first + second, ident_keys))
     assert again.seen == {ev["event_id"] for ev in first}
     assert decide_batch(again, first) == {}
-    # a user's marks are kept for the seen TTL in event time: a store keeping them for
-    # an hour has dropped those more than an hour older than that user's newest event
-    short = RedisStore(client, prefix + "short:", ttl_s=3600)
+    # a user's marks are kept for the seen TTL from their save, in wall-clock time,
+    # however far apart the events' times (these span more than the hour a store keeps
+    # them for); a save of the user past that drops them
+    at = [1_000_000.0]
+    short = RedisStore(client, prefix + "short:", ttl_s=3600, clock=lambda: at[0])
+    assert first[-1]["ts"] - first[0]["ts"] > 3600
     state = await short.load(needs_for(first, ident_keys))
     decide_batch(state, first)
     await short.save(state)
     again = await short.load(needs_for(first, ident_keys))
-    newest: dict[str, float] = {}
-    for ev in first:
-        if ev["user_id"]:
-            newest[ev["user_id"]] = max(newest.get(ev["user_id"], 0.0), ev["ts"])
-    kept = {
-        ev["event_id"]
-        for ev in first
-        if not ev["user_id"] or ev["ts"] >= newest[ev["user_id"]] - 3600
-    }
+    assert again.seen == {ev["event_id"] for ev in first}
+    at[0] += 7200
+    state = await short.load(needs_for(second, ident_keys))
+    decide_batch(state, second)
+    await short.save(state)
+    again = await short.load(needs_for(first, ident_keys))
+    saved_again = {ev["user_id"] for ev in second if ev["user_id"]}
+    kept = {ev["event_id"] for ev in first if not ev["user_id"] or ev["user_id"] not in saved_again}
     assert again.seen == kept
     assert len(kept) < len(first)  # some were dropped
 

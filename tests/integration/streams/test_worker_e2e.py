@@ -411,3 +411,101 @@ async def test_a_worker_refuses_input_topics_with_different_partition_counts(iso
     assert done.returncode == 2, log[-3000:]
     assert "inputs_not_copartitioned" in log and "Traceback" not in log, log[-3000:]
     assert f"{applications} {before[applications] + 2}" in log, log[-3000:]
+
+
+def _late_verdict_traffic(now: float) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """A user's emulator login and three applications 40 days ago (the third hits
+    ``farm_emulator_burst``: declined, an alert and an adjustment), and a ``default``
+    verdict on the user a day ago, weeks after them."""
+    from riskmon.contract import format_ts
+
+    start = now - 40 * 86400
+    events: list[dict[str, Any]] = [
+        {
+            "event_id": "late-dev-0",
+            "event_type": "device",
+            "ts": format_ts(start),
+            "user_id": "u-late",
+            "device_id": "d-late",
+            "kind": "login",
+            "is_emulator": True,
+        }
+    ]
+    for i in range(1, 4):
+        events.append(
+            {
+                "event_id": f"late-app-{i}",
+                "event_type": "application",
+                "ts": format_ts(start + 60 * i),
+                "user_id": "u-late",
+                "application_id": f"a-late-{i}",
+                "device_id": "d-late",
+                "amount": 3000.0,
+                "product": "cash_loan",
+            }
+        )
+    verdict = {
+        "event_id": "late-label",
+        "event_type": "label",
+        "ts": format_ts(now - 86400),
+        "user_id": "u-late",
+        "target_type": "user",
+        "target_id": "u-late",
+        "label": "default",
+    }
+    return events, verdict
+
+
+async def test_events_published_again_after_a_late_verdict_on_their_user_are_skipped_as_seen(
+    isolated, start_worker, producer: AIOKafkaProducer, read_topics
+) -> None:
+    """The same events published a second time (a topic replayed) are skipped as seen,
+    also for a user whose newest event is a verdict weeks after them (chargebacks and
+    defaults come late): each event keeps one decision, and no alert or adjustment is
+    sent again. (The seen marks were trimmed by the user's newest event time, so the
+    verdict dropped them and the events were decided again, their outputs sent twice.)"""
+    settings = isolated.settings
+    worker = start_worker(isolated)
+    topic_for = {
+        "application": settings.topics.applications,
+        "device": settings.topics.devices,
+        "label": settings.topics.labels,
+    }
+    events, verdict = _late_verdict_traffic(time.time())
+
+    async def publish(batch: list[dict[str, Any]]) -> None:
+        for ev in batch:
+            await producer.send(
+                topic_for[ev["event_type"]], orjson.dumps(ev), key=ev["user_id"].encode()
+            )
+        await producer.flush()
+
+    def taken() -> int:  # inputs the worker has taken, decided or skipped as seen
+        health = worker.health() or {}
+        return int(health.get("events", 0)) + int(health.get("duplicates", 0))
+
+    def wait_for(n: int) -> None:
+        deadline = time.monotonic() + 60
+        while taken() < n and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert taken() == n, worker.log.read_text()[-3000:]
+
+    await publish(events)
+    wait_for(len(events))
+    await publish([verdict])  # its own batch, after the events were saved
+    wait_for(len(events) + 1)
+    await publish(events)
+    wait_for(2 * len(events) + 1)
+    seen = await read_topics(
+        settings,
+        [settings.topics.decisions, settings.topics.alerts, settings.topics.adjustments],
+        until=lambda s: len(s[settings.topics.decisions]) >= len(events),
+        settle=3.0,
+    )
+    decided = Counter(d["source_event_id"] for d in seen[settings.topics.decisions])
+    assert decided == Counter(e["event_id"] for e in events)
+    alerts = [a["alert_id"] for a in seen[settings.topics.alerts]]
+    adjustments = [a["adjustment_id"] for a in seen[settings.topics.adjustments]]
+    assert alerts and adjustments  # the third application was flagged
+    assert len(alerts) == len(set(alerts)) and len(adjustments) == len(set(adjustments))
+    assert worker.health()["duplicates"] == len(events)
