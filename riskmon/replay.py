@@ -148,7 +148,7 @@ class Replay:
         self.contract = Contract.for_settings(settings)
         self.core = core or Core.create(settings)
         self.not_after = None if now is None else now + settings.detection.max_future_s
-        self.store = MemoryStore()
+        self.store = MemoryStore.from_settings(settings)
         self.summary = ReplaySummary()
 
     def run(

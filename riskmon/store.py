@@ -98,6 +98,7 @@ import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from heapq import heappop, heappush
 from typing import Any
 
 import orjson
@@ -177,14 +178,35 @@ class MemoryStore:
     """In-process store with Redis's semantics (trims, sorted-set order), no TTL clock.
 
     It hands out its live objects rather than copies: a batch's changes are its state
-    at once, and :meth:`save` only trims, as Redis does on write.
+    at once, and :meth:`save` only trims, as Redis does on write. Seen marks last
+    ``seen_ttl_s`` from their save, as in Redis: a user's are trimmed as
+    :data:`SAVE_USER` trims them when the user gets new ones (those saved more than the
+    TTL ago go, and past :data:`MAX_USER_SEEN` the oldest), those of events without a
+    user at every save. Their clock is ``clock`` or, by default, the newest batch time
+    saved: a replay's own time, as the worker's is the wall clock (``seen_ttl_s`` is
+    the :class:`RedisStore`'s, which :meth:`from_settings` takes from the settings; by
+    default only the cap trims).
     """
 
-    def __init__(self) -> None:
+    def __init__(
+        self, seen_ttl_s: float = math.inf, clock: Callable[[], float] | None = None
+    ) -> None:
         self.users: dict[str, dict[str, Any]] = {}
         self.idents: dict[str, IdentState] = {}
         self.seen: dict[str, tuple[str, float]] = {}
         self.profiles: dict[str, dict[str, Any]] = {}
+        self.seen_ttl = seen_ttl_s
+        self.clock = clock
+        self._now = -math.inf  # the newest batch time saved (the default clock)
+        # per user ("" for events without one): (save time, event id) of its seen marks,
+        # a heap (the order in which Redis's sorted set ranks them, lowest first)
+        self._user_seen: dict[str, list[tuple[float, str]]] = {}
+        self._saved_at: dict[str, float] = {}  # event id -> when its mark was saved
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> MemoryStore:
+        """The seen marks' TTL of :meth:`RedisStore.from_settings` (the feature TTL)."""
+        return cls(seen_ttl_s=settings.detection.feature_ttl_s)
 
     def load(self, needs: Needs) -> BatchState:
         users, idents, seen = self.users, self.idents, self.seen
@@ -207,9 +229,31 @@ class MemoryStore:
             if target is None:
                 target = idents[key] = IdentState()
             target.add_fraud(uid, ts)
-        self.seen.update(state.new_seen)
+        if now > self._now:
+            self._now = now
+        self._mark_seen(state.new_seen)
         if not state.profiles_saved:
             self._put_profiles(state)
+
+    def _mark_seen(self, new_seen: dict[str, tuple[str, float]]) -> None:
+        """Mark events seen at the store's clock, then trim the marks of each user given
+        some as :data:`SAVE_USER` does, and those of events without a user."""
+        seen, by_user, saved_at = self.seen, self._user_seen, self._saved_at
+        now = self._now if self.clock is None else self.clock()
+        seen.update(new_seen)
+        touched = {""}  # marks of events without a user expire whoever saves
+        for eid, (uid, _ts) in new_seen.items():
+            heappush(by_user.setdefault(uid, []), (now, eid))
+            saved_at[eid] = now
+            touched.add(uid)
+        lowest = now - self.seen_ttl
+        for uid in touched:
+            heap = by_user.get(uid)
+            cap = MAX_USER_SEEN if uid else math.inf
+            while heap and (heap[0][0] < lowest or len(heap) > cap):
+                at, eid = heappop(heap)
+                if saved_at.get(eid) == at and seen.get(eid, ("",))[0] == uid:
+                    del seen[eid], saved_at[eid]
 
     def save_profiles(self, state: BatchState) -> None:
         """Write the batch's profiles ahead of the rest of its state, which then leaves

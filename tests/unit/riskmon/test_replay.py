@@ -102,6 +102,35 @@ def test_replayed_duplicate_events_are_decided_once(traffic: Path, tmp_path: Pat
         assert (once / name).read_bytes() == (twice / name).read_bytes(), name
 
 
+def test_a_repeat_older_than_the_seen_ttl_is_decided_again_as_a_worker_decides_it(
+    tmp_path: Path,
+) -> None:
+    """The replay keeps seen marks as a worker's Redis keeps them, for
+    ``detection.feature_ttl_s`` (14 days) from their save, by the replay's clock (the
+    newest event time read): a repeat of an event marked within it is skipped, a repeat
+    of one marked longer ago is decided again (and the replay does not keep every event
+    id it ever read)."""
+
+    def login(event_id: str, ts: str) -> bytes:
+        event = {"event_id": event_id, "event_type": "device", "user_id": "u1", "ts": ts}
+        return orjson.dumps({**event, "device_id": "dev1", "kind": "login"})
+
+    events = tmp_path / "events.jsonl"
+    lines = [
+        login("d0", "2026-11-01T10:00:00Z"),
+        login("d1", "2026-11-10T10:00:00Z"),
+        login("d2", "2026-11-20T10:00:00Z"),
+        login("d0", "2026-11-01T10:00:00Z"),  # marked 19 days before: decided again
+        login("d1", "2026-11-10T10:00:00Z"),  # marked 10 days before: a duplicate
+    ]
+    events.write_bytes(b"\n".join(lines) + b"\n")
+    decisions = tmp_path / "d.jsonl"
+    args = ["replay", str(events), "--decisions", str(decisions), "--batch-size", "1"]
+    assert main([*args, "--no-progress"]) == 0
+    decided = [orjson.loads(line)["source_event_id"] for line in decisions.read_bytes().split()]
+    assert decided == ["d0", "d1", "d2", "d0"]
+
+
 def test_a_missing_file_or_a_bad_rule_is_one_line_not_a_traceback(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

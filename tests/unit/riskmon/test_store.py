@@ -9,6 +9,7 @@ import redis
 from riskmon.settings import Settings
 from riskmon.state import MAX_IDENT_FRAUD
 from riskmon.store import (
+    MAX_USER_SEEN,
     SAVE_USER,
     SCRIPT_SHAS,
     BatchState,
@@ -74,3 +75,50 @@ def test_a_user_document_that_cannot_be_written_does_not_stop_the_save() -> None
     store.save_now(state)
     documents = {args[3] for _, args in sent if args[:2] == ("EVALSHA", SCRIPT_SHAS[SAVE_USER])}
     assert documents == {user_keys("rm:", "u2")[0]}
+
+
+def _seen_batch(store: MemoryStore, marks: list[tuple[str, str, float]]) -> None:
+    """Save a batch that marks ``(event id, user id, event time)`` seen."""
+    state = BatchState()
+    for eid, uid, ts in marks:
+        state.user_for(uid, ts)
+        state.new_seen[eid] = (uid, ts)
+        state.now = max(state.now, ts)
+    store.save(state)
+
+
+def _seen_of(store: MemoryStore, marks: list[tuple[str, str, float]]) -> set[str]:
+    needs = Needs(users=(), idents=(), events=tuple((eid, uid) for eid, uid, _ in marks))
+    return store.load(needs).seen
+
+
+def test_the_memory_store_keeps_a_users_seen_marks_for_the_seen_ttl_as_redis_does() -> None:
+    """A user's seen marks saved more than the seen TTL before a save that adds marks
+    to the user go, as :data:`SAVE_USER` trims them in Redis (the memory store's clock:
+    the newest batch time saved): a repeat of such an event is not seen (decided again,
+    as a worker decides it), and a user's marks do not pile up for as long as the user
+    has events. Another user's marks stay until that user's next save."""
+    day = 86400.0
+    store = MemoryStore(seen_ttl_s=14 * day)
+    old = [(f"e{k}", "u1", T0 + k * day) for k in range(30)]
+    other = [("o1", "u2", T0)]
+    _seen_batch(store, other)
+    for mark in old:
+        _seen_batch(store, [mark])
+    newest = T0 + 29 * day
+    kept = {eid for eid, _, ts in old if ts >= newest - 14 * day}
+    assert _seen_of(store, old) == kept
+    assert len(kept) == 15
+    assert _seen_of(store, other) == {"o1"}
+    assert len(store.seen) == len(kept) + 1
+
+
+def test_the_memory_store_keeps_at_most_max_user_seen_marks_per_user() -> None:
+    """However many events a user has within the seen TTL, the memory store keeps its
+    newest MAX_USER_SEEN seen marks, as :data:`SAVE_USER` does in Redis."""
+    store = MemoryStore(seen_ttl_s=86400)
+    marks = [(f"e{k:06d}", "u1", T0 + k * 0.01) for k in range(MAX_USER_SEEN + 100)]
+    _seen_batch(store, marks[: MAX_USER_SEEN // 2])
+    _seen_batch(store, marks[MAX_USER_SEEN // 2 :])
+    assert _seen_of(store, marks) == {eid for eid, _, _ in marks[100:]}
+    assert len(store.seen) == MAX_USER_SEEN
