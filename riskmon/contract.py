@@ -36,6 +36,7 @@ from riskmon.personal import (
     holds_identifier,
     might_hold_clear,
     path_text,
+    shaped_paths,
     value_at,
     withheld,
 )
@@ -523,13 +524,33 @@ class Contract:
             raise self._refused(obj, clear, event_id)
         try:
             self._check_event(obj, event_type, event_id, expected_type, not_after)
-        except InvalidMessage:
+        except InvalidMessage as exc:
             # a field of the contract may hold an object it should not (which the quick
             # look above leaves to the contract): the refusal comes first all the same
             if clear := clear_paths(obj, hashed, known, kinds, id_kinds):
                 raise self._refused(obj, clear, event_id) from None
+            exc.keep = self.kept(obj)
             raise
         return obj
+
+    def kept(self, event: dict[str, Any]) -> bytes | None:
+        """What a dead letter keeps of ``event``, refused for a fault other than an
+        identifier in clear: ``None`` (its bytes as they came) unless a value holds a
+        phone, identity or card number's shape (:func:`riskmon.personal.shaped_paths`:
+        in a field of the contract too, which is not refused for it, a phone number
+        sent as the amount); then the event with those values withheld, or withheld
+        whole when it cannot be written out again.
+
+        >>> Contract.load().kept({"amount": "13812345678", "ts": "x"}), Contract.load().kept({})
+        (b'{"amount":"[withheld]","ts":"x"}', None)
+        """
+        shaped = shaped_paths(event, self.clear_kinds)
+        if not shaped:
+            return None
+        try:
+            return orjson.dumps(withheld(event, shaped))
+        except TypeError:  # nested deeper than JSON serialisation goes
+            return orjson.dumps(WITHHELD)
 
     @staticmethod
     def _refused(

@@ -364,6 +364,24 @@ def clear_paths(
     return found
 
 
+def shaped_paths(value: Any, kinds: frozenset[str] = KINDS) -> list[FieldPath]:
+    """Every place in ``value`` whose whole value is of one of ``kinds``' shapes (a JSON
+    number as a phone number too), in any field, the contract's own included, at any
+    depth, and every field named for one or key that is one: what a dead letter withholds
+    of an event it keeps for another fault, as that fault's reason withholds them
+    (:func:`holds_identifier`). The contract's fields are not refused for their shape;
+    an event refused all the same keeps no such value.
+
+    >>> shaped_paths({"amount": "13812345678", "age": 13812345678, "ip": "1.2.3.4"})
+    [('amount',), ('age',)]
+    >>> shaped_paths({"os_version": "11010519491231002X", "geo": {"lat": 6222021234567890128}})
+    [('os_version',), ('geo', 'lat')]
+    """
+    found: list[FieldPath] = []
+    _walk(value, (), kinds, found, True)
+    return found
+
+
 def might_hold_clear(
     event: Mapping[str, Any],
     looked_at: Iterable[str],

@@ -614,7 +614,11 @@ class Shell:
         for topic, partition, offset, key, value in messages:
             try:
                 event = self.contract.parse(value, self._expected.get(topic), limit, not_after)  # type: ignore[arg-type]
-                check_key(key, event)
+                try:
+                    check_key(key, event)
+                except InvalidMessage as exc:
+                    exc.keep = self.contract.kept(event)
+                    raise
                 valid.append(event)
             except InvalidMessage as exc:
                 dead.append(
@@ -635,7 +639,8 @@ class Shell:
     def _processing_errors(self, out: Outputs, messages: list[Message]) -> list[dict[str, Any]]:
         """Dead letters (``processing_error``) of the events the core failed on, each with
         the kind of failure but not its text (which may quote the event's values), and
-        where its message came from."""
+        where its message came from; values of an identifier's shape are withheld
+        (:meth:`Contract.kept`)."""
         origin = {}
         for topic, partition, offset, key, value in messages:
             with contextlib.suppress(Exception):
@@ -654,7 +659,7 @@ class Shell:
             )
             dead.append(
                 dead_letter(
-                    _event_bytes(failure.event),
+                    self.contract.kept(failure.event) or _event_bytes(failure.event),
                     code=PROCESSING_ERROR,
                     reason=f"{failure.reason}; see the worker log",
                     topic=topic,

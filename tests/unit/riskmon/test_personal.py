@@ -356,3 +356,64 @@ def test_a_reason_never_quotes_an_event_type_holding_a_number() -> None:
     with pytest.raises(InvalidMessage) as caught:
         Contract.load().parse(orjson.dumps({**APPLICATION, "event_type": "tel:13812345678"}))
     assert "13812345678" not in caught.value.reason
+
+
+LABEL = {
+    "event_id": "l1",
+    "event_type": "label",
+    "ts": "2026-11-28T09:00:00Z",
+    "user_id": "u1",
+    "target_type": "user",
+    "target_id": "u1",
+    "label": "fraud",
+}
+
+
+@pytest.mark.parametrize(
+    ("event", "where", "number"),
+    [
+        ({**APPLICATION, "amount": "13812345678"}, ("amount",), "13812345678"),
+        ({**APPLICATION, "age": 13812345678}, ("age",), "13812345678"),
+        ({**APPLICATION, "product": "13812345678"}, ("product",), "13812345678"),
+        ({**APPLICATION, "ts": "+86 138 1234 5678"}, ("ts",), "1234 5678"),
+        ({**APPLICATION, "event_type": "13812345678"}, ("event_type",), "13812345678"),
+        (
+            {**APPLICATION, "kyc": {"face_match_score": 13812345678}},
+            ("kyc", "face_match_score"),
+            "13812345678",
+        ),
+        (
+            {**APPLICATION, "channel": "6222021234567890128", "amount": "lots"},
+            ("channel",),
+            "6222021234567890128",
+        ),
+        ({**LABEL, "source": "13812345678", "label": "maybe"}, ("source",), "13812345678"),
+    ],
+)
+def test_an_event_refused_for_another_fault_keeps_no_number_in_clear(
+    event: dict[str, object], where: tuple[str, ...], number: str
+) -> None:
+    """A phone, identity or card number in a field of the contract, which is not refused
+    for its shape, is still withheld from the dead letter of an event refused for any
+    other fault, as it is from the reason: the rest of the event is kept as it came."""
+    raw = orjson.dumps(event)
+    with pytest.raises(InvalidMessage) as caught:
+        Contract.load().parse(raw)
+    exc = caught.value
+    assert exc.code != "personal_data_in_clear"
+    assert exc.keep is not None and number.encode() not in exc.keep
+    assert number not in exc.reason
+    kept = orjson.loads(exc.keep)
+    value: object = kept
+    for step in where:
+        assert isinstance(value, dict)
+        value = value[step]
+    assert value == "[withheld]"
+    assert kept == {**orjson.loads(raw), **{where[0]: kept[where[0]]}}
+
+
+def test_an_event_refused_for_another_fault_without_a_number_keeps_its_bytes() -> None:
+    """Without a value of those shapes, the dead letter keeps the input as it came."""
+    with pytest.raises(InvalidMessage) as caught:
+        Contract.load().parse(orjson.dumps({**APPLICATION, "amount": "lots", "age": 30}))
+    assert caught.value.code == "wrong_type" and caught.value.keep is None

@@ -1030,3 +1030,35 @@ async def test_a_rule_holding_a_phone_number_is_refused_without_quoting_it(
     assert "may hold a phone, identity or card number" in orjson.loads(dead[0])["reason"]
     labels = [s.labels.get("rule_id", "") for m in REGISTRY.collect() for s in m.samples]
     assert not any(phone in label for label in labels)
+
+
+async def test_a_valid_event_dead_lettered_keeps_no_number_in_clear(
+    shell_and_sent: tuple[Shell, list[tuple[str, bytes | None, bytes]]],
+    core_fails_on: Callable[[str, Exception], None],
+) -> None:
+    """A valid event refused for its key (``key_mismatch``) or left undecided by a
+    failure of the core (``processing_error``) is dead-lettered with the values of its
+    contract fields that hold a phone, identity or card number (an OS version, a
+    channel, which the contract takes as they come) withheld; nothing the shell sends
+    holds the numbers."""
+    shell, sent = shell_and_sent
+    core_fails_on("dev-2", KeyError("boom"))
+    mis_keyed = orjson.loads(_device(1))
+    mis_keyed["os_version"] = "13812345678"
+    failing = orjson.loads(_device(2))
+    failing["app_version"] = "11010519491231002X"
+    await shell.handle(
+        [
+            ("device.events", 0, 0, b"u0", _device(0)),
+            ("device.events", 0, 1, b"u9", orjson.dumps(mis_keyed)),
+            ("device.events", 0, 2, b"u2", orjson.dumps(failing)),
+        ]
+    )
+    assert all(b"13812345678" not in value for _, _, value in sent)
+    assert all(b"11010519491231002X" not in value for _, _, value in sent)
+    dead = {
+        d["code"]: orjson.loads(d["value"])
+        for d in (orjson.loads(v) for t, _, v in sent if t == "risk.deadletter")
+    }
+    assert dead["key_mismatch"] == {**mis_keyed, "os_version": "[withheld]"}
+    assert dead["processing_error"] == {**failing, "app_version": "[withheld]"}
