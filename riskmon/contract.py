@@ -27,6 +27,7 @@ from riskmon.personal import (
     CLEAR_FIELDS,
     ID_FIELDS,
     KINDS,
+    SHAPED_FIELDS,
     WITHHELD,
     FieldPath,
     clear_kind,
@@ -36,6 +37,7 @@ from riskmon.personal import (
     holds_identifier,
     might_hold_clear,
     path_text,
+    shaped_clear,
     shaped_paths,
     value_at,
     withheld,
@@ -376,6 +378,14 @@ class Contract:
         #: the shapes refused in ids (``privacy.refuse_in_ids``), and the fields the quick
         #: look at each input reads: the hashes of its type, and the ids
         self.id_kinds = id_kinds
+        #: per type, its field judged by every shape (the IP) or None, which
+        #: shaped_clear passes at once when it holds an address (the quick look would
+        #: take any IPv4 address for a possible number, and every event would get the
+        #: full check)
+        self._shaped = {
+            name: next((f for f in SHAPED_FIELDS if f in self.fields.get(name, ())), None)
+            for name in (*self.hash_fields, "")
+        }
         # (an id the type does not define is a field beyond the contract: looked at
         # whenever the event has one, see might_hold_clear)
         self._looked_at = {
@@ -518,9 +528,10 @@ class Contract:
         known = self.fields.get(schema) or self.all_input_fields
         objects = self.object_fields.get(schema) or self.all_object_fields
         kinds, id_kinds = self.clear_kinds, self.id_kinds
-        if might_hold_clear(obj, self._looked_at[schema], known, objects) and (
-            clear := clear_paths(obj, hashed, known, kinds, id_kinds)
-        ):
+        if (
+            might_hold_clear(obj, self._looked_at[schema], known, objects)
+            or ((f := self._shaped[schema]) is not None and shaped_clear(obj.get(f), kinds))
+        ) and (clear := clear_paths(obj, hashed, known, kinds, id_kinds)):
             raise self._refused(obj, clear, event_id)
         try:
             self._check_event(obj, event_type, event_id, expected_type, not_after)

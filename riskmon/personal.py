@@ -68,6 +68,9 @@ ID_FIELDS = (
     "target_id",
     "event_id",
 )
+#: fields of the contract judged by every shape refused in clear, as a hash is: an IP
+#: address never takes one, and Riskmon keys by it (Redis keys, the user's document)
+SHAPED_FIELDS = ("ip",)
 #: characters of the longest shape known, with room for blanks around it: a card of 19
 #: digits in groups of four has 23 (``+86 (138) 1234 5678`` has 19)
 LONGEST = 25
@@ -257,6 +260,21 @@ def _may_be_clear(value: Any) -> bool:
     return kind is int or kind is float
 
 
+def shaped_clear(value: Any, kinds: frozenset[str] = KINDS) -> bool:
+    """Whether a value of :data:`SHAPED_FIELDS` is one of ``kinds``' shapes: an IP
+    address is passed at once (the look every event's ``ip`` gets), by its three dots
+    (IPv4) or a colon (IPv6), which no shape has.
+
+    >>> shaped_clear("121.33.141.33"), shaped_clear("2408:8207::1"), shaped_clear(None)
+    (False, False, False)
+    >>> shaped_clear("138.1234.5678"), shaped_clear("13812345678")
+    (True, True)
+    """
+    if value is None or (type(value) is str and (value.count(".") == 3 or ":" in value)):
+        return False
+    return clear_kind(value, kinds) is not None
+
+
 def in_clear(
     event: Mapping[str, Any], hash_fields: Iterable[str], kinds: frozenset[str] = KINDS
 ) -> list[str]:
@@ -334,8 +352,9 @@ def clear_paths(
 ) -> list[FieldPath]:
     """Every place in ``event`` that holds an identifier in clear, as a path of field
     names and list positions: what :func:`in_clear` finds among the top-level fields,
-    an id (:data:`ID_FIELDS`) of one of ``id_kinds``' shapes, and, outside the
-    contract's own fields (``known``), a value of one of ``kinds``' shapes, a field
+    a value of one of ``kinds``' shapes in :data:`SHAPED_FIELDS` (``ip``), an id
+    (:data:`ID_FIELDS`) of one of ``id_kinds``' shapes, and, outside the contract's own
+    fields (``known``), a value of one of ``kinds``' shapes, a field
     named for one or a key that is one, at any depth. Objects and lists are searched
     whichever field holds them: the contract's own (``geo``, ``kyc``) hold numbers and
     flags only.
@@ -350,6 +369,7 @@ def clear_paths(
     [('contacts', '[withheld]')]
     """
     found: list[FieldPath] = [(name,) for name in in_clear(event, hash_fields, kinds)]
+    found += [(n,) for n in SHAPED_FIELDS if n in known and shaped_clear(event.get(n), kinds)]
     if id_kinds:  # those beyond the contract are judged with them, below
         found += [
             (n,) for n in ID_FIELDS if n in known and clear_kind(event.get(n), id_kinds) is not None

@@ -417,3 +417,37 @@ def test_an_event_refused_for_another_fault_without_a_number_keeps_its_bytes() -
     with pytest.raises(InvalidMessage) as caught:
         Contract.load().parse(orjson.dumps({**APPLICATION, "amount": "lots", "age": 30}))
     assert caught.value.code == "wrong_type" and caught.value.keep is None
+
+
+@pytest.mark.parametrize(
+    ("event_type", "ip"),
+    [
+        ("application", "13812345678"),
+        ("device", "+86 138 1234 5678"),
+        ("transaction", "6222021234567890128"),
+        ("application", "11010519491231002X"),
+        ("device", "１３８１２３４５６７８"),
+    ],
+)
+def test_an_ip_holding_a_number_in_clear_is_refused(event_type: str, ip: str) -> None:
+    """The IP address is an identifier Riskmon keys by (Redis keys, the user's document):
+    a phone, identity or card number sent there is refused and withheld, whatever the
+    event type; no IP address has one of those shapes."""
+    other = {
+        "device": {"kind": "login"},
+        "transaction": {"txn_id": "t1", "kind": "payment", "status": "success"},
+    }.get(event_type, {})
+    event = {**APPLICATION, **other, "event_type": event_type, "ip": ip}
+    with pytest.raises(InvalidMessage) as caught:
+        Contract.load().parse(orjson.dumps(event))
+    exc = caught.value
+    assert exc.code == "personal_data_in_clear" and exc.reason.startswith("ip: ")
+    assert exc.keep is not None and orjson.loads(exc.keep)["ip"] == "[withheld]"
+
+
+@pytest.mark.parametrize(
+    "ip", ["139.12.245.167", "2408:8207:1850:2a60::1", "::ffff:139.12.245.167", "10.0.0.1"]
+)
+def test_ip_addresses_are_accepted(ip: str) -> None:
+    """IPv4 and IPv6 addresses, whatever their digits, are taken as they are."""
+    assert Contract.load().parse(orjson.dumps({**APPLICATION, "ip": ip}))["ip"] == ip
