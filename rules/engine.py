@@ -255,19 +255,23 @@ def _personal(value: str) -> bool:
 
 def _clear_fields(data: Mapping[str, Any]) -> list[str]:
     """The fields of a rule that may hold a phone, identity or card number in clear: its
-    strings (id, reason, author, ...) and the string literals of its condition. A rule
+    strings (id, reason, author, ...) and its condition, in a string literal or anywhere
+    else in its text (a number, a field's name), which the messages about a condition
+    quote (an unexpected token, a note on a field the contract does not have). A rule
     travels in logs, metrics labels, decisions, alerts and profiles: none may carry one.
 
     >>> _clear_fields({"rule_id": "blk", "when": "event.x == '13812345678'", "reason": "ok"})
     ['when']
     >>> _clear_fields({"rule_id": "r-13812345678", "applies_to": ["device"], "reason": "x"})
     ['rule_id']
+    >>> [_clear_fields({"when": w}) for w in ("event.x == 13812345678", "event.x_13812345678")]
+    [['when'], ['when']]
     """
     found = []
     for key, value in data.items():
         if key == "when" and isinstance(value, str):
             literals = [a or b for a, b in _LITERAL.findall(value)]
-            if any(_personal(text) for text in literals):
+            if has_digit_run(value) or any(_personal(text) for text in literals):
                 found.append(key)
         else:
             values = value if isinstance(value, list) else [value]

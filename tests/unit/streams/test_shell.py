@@ -1062,3 +1062,42 @@ async def test_a_valid_event_dead_lettered_keeps_no_number_in_clear(
     }
     assert dead["key_mismatch"] == {**mis_keyed, "os_version": "[withheld]"}
     assert dead["processing_error"] == {**failing, "app_version": "[withheld]"}
+
+
+async def test_a_rule_whose_condition_holds_a_number_in_clear_outside_quotes_is_refused(
+    shell_and_sent: tuple[Shell, list[tuple[str, bytes | None, bytes]]],
+) -> None:
+    """A phone number written into a condition as a number or inside a field name, not
+    as a quoted text, is refused as a quoted one is: the message that says what is wrong
+    with a condition quotes its tokens and names (``unexpected token``, a note on an
+    unknown field), and neither the log nor the dead letter may hold the number."""
+    import structlog
+
+    shell, sent = shell_and_sent
+    phone = "13812345678"
+    rule = {
+        "rule_id": "blk",
+        "version": 1,
+        "applies_to": ["device"],
+        "reason": "caller on the blocklist",
+        "enabled": True,
+    }
+    conditions = [
+        f"event.kind == 'login' {phone}",  # a typo: would be quoted as an unexpected token
+        f"event.kind == 'login' || event.amount == {phone}",  # valid, but the number in it
+        f"event.tel_{phone} == 'x'",  # valid: a note would name the unknown field
+        "event.kind == 'login' || event.amount == 138 1234 5678",
+    ]
+    with structlog.testing.capture_logs() as logs:
+        for offset, when in enumerate(conditions):
+            await shell.on_rule_message(
+                "risk.rules", 0, offset, None, orjson.dumps({**rule, "when": when})
+            )
+    assert shell.core.rules.versions().get("blk") is None
+    assert [e["event"] for e in logs if e["event"].startswith("rule")] == ["rule_rejected"] * 4
+    assert phone not in repr(logs) and "1234 5678" not in repr(logs)
+    dead = [orjson.loads(v) for topic, _, v in sent if topic == "risk.deadletter"]
+    assert len(dead) == 4
+    for d in dead:
+        assert "may hold a phone, identity or card number" in d["reason"]
+        assert phone not in orjson.dumps(d).decode() and "1234 5678" not in d["reason"]
