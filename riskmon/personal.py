@@ -118,9 +118,36 @@ _TEXT = {
 }
 
 
+#: dashes NFKC leaves as they are (hyphen, non-breaking hyphen, figure, en and em dash,
+#: horizontal bar, minus sign, small hyphen-minus): between a number's groups they read as
+#: ``-``
+_DASHES = str.maketrans(dict.fromkeys("\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe63", "-"))
+
+
+#: invisible characters (the format characters of Unicode's first plane: soft hyphen,
+#: zero-width spaces and joiners, direction marks, word joiner, byte order mark)
+_INVISIBLE = re.compile(
+    "[\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff]"
+)
+
+
+def _plain(text: str) -> str:
+    """``text`` as a number in it reads: full-width characters made plain (NFKC), dashes
+    of any kind made ``-`` and invisible characters dropped.
+
+    >>> _plain("１３８\\u2013１２３４\\u200b5678"), _plain("a-1")
+    ('138-12345678', 'a-1')
+    """
+    if text.isascii():
+        return text
+    text = unicodedata.normalize("NFKC", text).translate(_DASHES)
+    return _INVISIBLE.sub("", text)
+
+
 def _text_of(value: Any) -> str | None:
-    """The text a value's shape is judged by: a string with full-width characters made
-    plain (NFKC: full-width digits, the ideographic space) and blanks around it removed;
+    """The text a value's shape is judged by: a string made plain (:func:`_plain`:
+    full-width digits, the ideographic space, dashes of any kind, invisible characters)
+    and blanks around it removed;
     an integer, or a float that holds a whole number of 10 digits or more, as its digits;
     ``None`` for anything else."""
     kind = type(value)
@@ -130,7 +157,7 @@ def _text_of(value: Any) -> str | None:
             if len(value) > LONGEST:
                 return None
         if not value.isascii():
-            value = unicodedata.normalize("NFKC", value)
+            value = _plain(value)
         return value.strip()
     if kind is int:
         return str(value)
@@ -220,11 +247,12 @@ def has_digit_run(text: str) -> bool:
     >>> has_digit_run("phone:138 1234 5678"), has_digit_run("u-50b2dcc3af3f")
     (True, False)
     """
-    return _DIGIT_RUN.search(unicodedata.normalize("NFKC", text)) is not None
+    return _DIGIT_RUN.search(_plain(text)) is not None
 
 
 def digits_withheld(raw: bytes) -> bytes | None:
-    """``raw`` with every run of eleven digits or more (maybe grouped, full-width too)
+    """``raw`` with every run of eleven digits or more (maybe grouped, by dashes of any
+    kind too, full-width or with invisible characters among them)
     replaced by :data:`WITHHELD`, or ``None`` when it holds none: what a dead letter may
     keep of an input it could not read as JSON fields, whose identifiers in clear it
     cannot find field by field. Bytes that are not UTF-8 are read as replacement
@@ -237,7 +265,7 @@ def digits_withheld(raw: bytes) -> bytes | None:
     >>> digits_withheld(b'{"device_id": "d-1"') is None
     True
     """
-    text = unicodedata.normalize("NFKC", raw.decode("utf-8", errors="replace"))
+    text = _plain(raw.decode("utf-8", errors="replace"))
     masked, n = _DIGIT_RUN.subn(WITHHELD, text)
     return masked.encode("utf-8") if n else None
 

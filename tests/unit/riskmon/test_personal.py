@@ -451,3 +451,32 @@ def test_an_ip_holding_a_number_in_clear_is_refused(event_type: str, ip: str) ->
 def test_ip_addresses_are_accepted(ip: str) -> None:
     """IPv4 and IPv6 addresses, whatever their digits, are taken as they are."""
     assert Contract.load().parse(orjson.dumps({**APPLICATION, "ip": ip}))["ip"] == ip
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "138\u20131234\u20135678",  # en dashes
+        "138\u20101234\u20105678",  # hyphens
+        "+86\u2212138\u22121234\u22125678",  # minus signs
+        "138\u200b1234\u200b5678",  # zero-width spaces
+        "\u206013812345678\u2060",  # word joiners around it
+        "6222\u20140212\u20143456\u20147890\u2014128",  # em dashes
+        "110105\u00ad19491231\u00ad002X",  # soft hyphens
+    ],
+)
+def test_numbers_grouped_by_other_dashes_or_invisible_characters_are_refused(value: str) -> None:
+    """A number grouped by a Unicode dash (hyphen, en or em dash, minus sign) or with
+    invisible characters among its digits (zero-width space, soft hyphen) reads as the
+    number: it is refused in a hash, and withheld from what is kept of an unreadable
+    input."""
+    assert clear_kind(value) is not None
+    raw = orjson.dumps({**APPLICATION, "phone_hash": value})
+    with pytest.raises(InvalidMessage) as caught:
+        Contract.load().parse(raw)
+    assert caught.value.code == "personal_data_in_clear"
+    with pytest.raises(InvalidMessage) as caught:
+        Contract.load().parse(raw[:-1])  # cut: not JSON
+    kept = caught.value.keep
+    assert caught.value.code == "invalid_json" and kept is not None
+    assert value.encode() not in kept and b"[withheld]" in kept
