@@ -55,9 +55,10 @@ double's (``%`` the remainder with the sign of the dividend, ``nan`` by zero), s
 ``5000`` and ``5000.0`` meet a rule alike. Arithmetic and ``!`` on ``null`` stay errors:
 guard optional fields with ``has(event.field)``, or a producer leaving the field out
 makes the rule fail, and the worker revert it. ``+`` makes no string or list longer than
-:data:`MAX_CONCAT` (an input is at most 64 KiB: only a rule could build a longer one), and
-a ``//`` comment may not hold what looks like more of the condition (YAML's ``>-`` joins
-a condition's lines, and the comment would hide the rest).
+:data:`MAX_CONCAT` (an input is at most 64 KiB: only a rule could build a longer one), an
+evaluation fails past :data:`MAX_STEPS` steps of ``matches`` on long texts or ``==`` and
+``in`` on long lists, and a ``//`` comment may not hold what looks like more of the
+condition (YAML's ``>-`` joins a condition's lines, and the comment would hide the rest).
 
 >>> n = compile_expr("event.amount % 1000 == 0", event_types={"amount": "num"})
 >>> [n.evaluate({"event": {"amount": a}, "features": {}}) for a in (5000, 5000.0, 5000.5)]
@@ -80,6 +81,7 @@ import re2
 __all__ = [
     "MAX_DEPTH",
     "MAX_LENGTH",
+    "MAX_STEPS",
     "ROOTS",
     "CompileError",
     "Evaluator",
@@ -210,6 +212,20 @@ _HIDDEN = re.compile(r"&&|\|\||==|!=|<=|>=|\b(?:event|features)\.")
 #: the longest string or list ``+`` makes: an input is at most 64 KiB, so only a rule
 #: could build a longer one, and chained sums of a long list would stall the worker
 MAX_CONCAT = 65_536
+#: the most work one evaluation of a condition may do, in steps: ``matches`` takes, for
+#: each character of the text, a step per instruction of the pattern and
+#: :data:`CHAR_STEPS` (RE2's time is linear in the text, but a pattern such as
+#: ``a[ab]{20}z`` makes its automaton too large to keep and takes about 100 ms on a text
+#: of 64 KiB), and ``==`` or ``in`` take :data:`ITEM_STEPS` for each item of a list or map
+#: they compare one by one. A condition of 4,000 characters repeating one of them over a
+#: long list or text of an input would otherwise take seconds per event; past this the
+#: evaluation fails (an evaluation error: the rule is reverted).
+MAX_STEPS = 1_000_000
+#: the steps of one item of a list or map that ``==`` or ``in`` compares
+ITEM_STEPS = 100
+#: the steps of one character of text that ``matches`` reads, besides one per instruction
+#: of the pattern (RE2 may build states of its automaton anew at each character)
+CHAR_STEPS = 200
 
 
 def _tokenize(src: _Source) -> list[_Token]:
@@ -551,35 +567,65 @@ def _check_int(value: int, src: _Source, pos: int) -> int:
     raise _fail("integer overflow", src, pos)
 
 
-def _equal(a: Any, b: Any) -> bool:
-    """CEL equality: values of different kinds are unequal; int and double compare."""
+def _spend(meter: list[int], steps: int, src: _Source, pos: int) -> None:
+    """Take ``steps`` from what is left of this evaluation's :data:`MAX_STEPS` (``meter``),
+    before doing the work; fail when they are not there."""
+    left = meter[0] - steps
+    meter[0] = left
+    if left < 0:
+        raise _fail(
+            f"the condition needs more than {MAX_STEPS} steps on this event (a list or text "
+            "of the event too long for what it does with it)",
+            src,
+            pos,
+        )
+
+
+def _equal(a: Any, b: Any, meter: list[int], src: _Source, pos: int) -> bool:
+    """CEL equality: values of different kinds are unequal; int and double compare.
+    Comparing lists or maps item by item spends :data:`ITEM_STEPS` an item."""
     ta = type(a)
     tb = type(b)
     if ta is tb:
         if ta is list or ta is tuple:
-            return len(a) == len(b) and all(_equal(x, y) for x, y in zip(a, b, strict=True))
+            if len(a) != len(b):
+                return False
+            _spend(meter, len(a) * ITEM_STEPS, src, pos)
+            return all(_equal(x, y, meter, src, pos) for x, y in zip(a, b, strict=True))
         if ta is dict:
-            return a.keys() == b.keys() and all(_equal(v, b[k]) for k, v in a.items())
+            if len(a) != len(b):
+                return False
+            _spend(meter, len(a) * ITEM_STEPS, src, pos)
+            return a.keys() == b.keys() and all(
+                _equal(v, b[k], meter, src, pos) for k, v in a.items()
+            )
         if ta in (str, int, float, bool, type(None)):
             return bool(a == b)
         return a is b
     if (ta is int or ta is float) and (tb is int or tb is float):
         return bool(a == b)
     if (ta is list or ta is tuple) and (tb is list or tb is tuple):
-        return len(a) == len(b) and all(_equal(x, y) for x, y in zip(a, b, strict=True))
+        if len(a) != len(b):
+            return False
+        _spend(meter, len(a) * ITEM_STEPS, src, pos)
+        return all(_equal(x, y, meter, src, pos) for x, y in zip(a, b, strict=True))
     return False
 
 
-def _contains(item: Any, container: Any) -> bool | None:
-    """``item in container``; None when the container type is unsupported."""
+def _contains(item: Any, container: Any, meter: list[int], src: _Source, pos: int) -> bool | None:
+    """``item in container``; None when the container type is unsupported. A list (or a
+    map for a key that is neither a string nor an int) is walked: :data:`ITEM_STEPS` an
+    item."""
     t = type(container)
     if t is list or t is tuple:
-        return any(_equal(item, x) for x in container)
+        _spend(meter, len(container) * ITEM_STEPS, src, pos)
+        return any(_equal(item, x, meter, src, pos) for x in container)
     if t is dict:
         ti = type(item)
         if ti is str or ti is int:
             return item in container
-        return any(_equal(item, k) for k in container)
+        _spend(meter, len(container) * ITEM_STEPS, src, pos)
+        return any(_equal(item, k, meter, src, pos) for k in container)
     if container is None:
         return False
     return None
@@ -645,13 +691,18 @@ def _regex(pattern: str) -> Any:
         if isinstance(detail, bytes):
             detail = detail.decode("utf-8", "replace")
         raise ValueError(str(detail)) from None
-    size = max(compiled.programsize, compiled.reverseprogramsize)
+    size = _program_size(compiled)
     if size > MAX_REGEX_PROGRAM:
         raise ValueError(
             f"pattern too large to match quickly ({size} instructions, at most "
             f"{MAX_REGEX_PROGRAM}: fewer or smaller repetitions)"
         )
     return compiled
+
+
+def _program_size(compiled: Any) -> int:
+    """The instructions of a compiled RE2 pattern (the larger of its two programs)."""
+    return max(compiled.programsize, compiled.reverseprogramsize, 1)
 
 
 # --------------------------------------------------------------------------- compiler
@@ -695,6 +746,11 @@ class _Compiler:
         self.feature_types = feature_types or {}
         self.features: set[str] = set()
         self.event_fields: set[str] = set()
+        #: the steps left to the evaluation under way (:data:`MAX_STEPS`), set anew by
+        #: the closure :func:`compile_expr` returns when ``metered``
+        self.meter = [MAX_STEPS]
+        #: whether any closure spends steps
+        self.metered = False
 
     def error(self, message: str, node: _Node, hint: str = "") -> CompileError:
         return self.src.error(message, node.pos, hint)
@@ -731,6 +787,7 @@ class _Compiler:
         if any(a.const is _NO_CONST for a in args):
             return code
         try:
+            self.meter[0] = MAX_STEPS
             value = code.fn({})
         except Exception as exc:
             message = f"always fails: {exc}"
@@ -1020,21 +1077,19 @@ class _Compiler:
         if left.const is not _NO_CONST and right.const is _NO_CONST:
             left, right, left_node = right, left, node.args[1]
         lf, c = left.fn, right.const
+        meter, src, pos = self.meter, self.src, node.pos
         fn: Evaluator
-        if c is _NO_CONST:
-            rf = right.fn
-            if negate:
-                fn = lambda act: not _equal(lf(act), rf(act))  # noqa: E731
-            else:
-                fn = lambda act: _equal(lf(act), rf(act))  # noqa: E731
-        elif c is None or type(c) is bool:
+        if c is None or type(c) is bool:
             fn = (lambda act: lf(act) is not c) if negate else (lambda act: lf(act) is c)
         elif type(c) in (str, int, float):
             fn = _equal_const(c, negate, lf, _field_of(left_node))
         else:
-            fn = (
-                (lambda act: not _equal(lf(act), c)) if negate else (lambda act: _equal(lf(act), c))
-            )
+            self.metered = True
+            rf = right.fn
+            if negate:
+                fn = lambda act: not _equal(lf(act), rf(act), meter, src, pos)  # noqa: E731
+            else:
+                fn = lambda act: _equal(lf(act), rf(act), meter, src, pos)  # noqa: E731
         return _Code(fn, "bool")
 
     def ordering(self, node: _Node, left: _Code, right: _Code) -> _Code:
@@ -1089,11 +1144,13 @@ class _Compiler:
             numbers = frozenset(items)
             return _Code(lambda act: _in_numbers(lf(act), numbers), "bool")
         rf = right.fn
+        meter = self.meter
+        self.metered = True
 
         def member(act: Mapping[str, Any]) -> bool:
             item = lf(act)
             coll = rf(act)
-            found = _contains(item, coll)
+            found = _contains(item, coll, meter, src, node.pos)
             if found is None:
                 raise _fail(f"'in' needs a list or a map, got {_type_name(coll)}", src, node.pos)
             return found
@@ -1201,7 +1258,9 @@ class _Compiler:
                 pattern = _regex(arg.const)
             except ValueError as exc:
                 raise self.error(f"bad regular expression ({exc})", node.args[1]) from None
-            return _Code(lambda act: _matches(rf(act), pattern, src, pos), "bool")
+            meter = self.meter
+            self.metered = True
+            return _Code(lambda act: _matches(rf(act), pattern, meter, src, pos), "bool")
         test = _STRING_TESTS[name]
 
         def string_test(act: Mapping[str, Any]) -> bool:
@@ -1501,11 +1560,14 @@ _STRING_TESTS: dict[str, Callable[[str, str], bool]] = {
 }
 
 
-def _matches(s: Any, pattern: Any, src: _Source, pos: int) -> bool:
+def _matches(s: Any, pattern: Any, meter: list[int], src: _Source, pos: int) -> bool:
+    """``s.matches(pattern)``, spending for each character of ``s`` a step per instruction
+    of the pattern and :data:`CHAR_STEPS`."""
     if s is None:
         return False
     if type(s) is not str:
         raise _fail(f"matches() needs a string, got {_type_name(s)}", src, pos)
+    _spend(meter, len(s) * (_program_size(pattern) + CHAR_STEPS), src, pos)
     return bool(pattern.search(s) is not None)
 
 
@@ -1578,14 +1640,27 @@ def compile_expr(
     known = frozenset(known_features) if known_features is not None else None
     compiler = _Compiler(src, known, event_types, feature_types)
     code = compiler.compile(tree)
+    fn = code.fn
+    if compiler.metered and code.const is _NO_CONST:
+        fn = _metered(fn, compiler.meter)
     return Expression(
         source=source,
-        fn=code.fn,
+        fn=fn,
         result_type=code.type,
         features=frozenset(compiler.features),
         event_fields=frozenset(compiler.event_fields),
         event_kinds=_kind_guard(tree),
     )
+
+
+def _metered(fn: Evaluator, meter: list[int]) -> Evaluator:
+    """``fn`` with :data:`MAX_STEPS` to spend on each evaluation."""
+
+    def run(act: Mapping[str, Any]) -> Any:
+        meter[0] = MAX_STEPS
+        return fn(act)
+
+    return run
 
 
 def evaluate(

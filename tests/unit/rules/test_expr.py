@@ -601,3 +601,53 @@ def test_an_evaluation_error_does_not_quote_the_events_value() -> None:
         expr.evaluate({"event": {"channel": "13812345678"}, "features": {}})
     assert "13812345678" not in str(info.value)
     assert "index out of range for a list of 2" in str(info.value)
+
+
+def _ab_text(n: int) -> str:
+    """``n`` characters of a and b in an order that repeats only after 2^20 characters."""
+    bits, out = 1, []
+    for _ in range(n):
+        bits = ((bits << 1) | (((bits >> 19) ^ (bits >> 16)) & 1)) & 0xFFFFF
+        out.append("ab"[bits & 1])
+    return "".join(out)
+
+
+def test_matches_on_a_long_text_is_bounded_so_one_rule_cannot_stall_the_worker() -> None:
+    """RE2 takes time linear in the text, but ``a[ab]{20}z`` makes its automaton too
+    large to keep: about 100 ms on a text of 64 KiB (an input may carry a field of its
+    own that long), so a condition repeating it took seconds per event. Past MAX_STEPS
+    the evaluation fails (the rule is reverted), the same condition on a short text works."""
+    when = " || ".join(["event.s.matches('a[ab]{20}z')"] * 20)
+    expr = compile_expr(when)
+    with pytest.raises(RuleEvalError, match="steps on this event"):
+        expr.evaluate({"event": {"s": _ab_text(60_000)}, "features": {}})
+    assert expr.evaluate({"event": {"s": _ab_text(120)}, "features": {}}) is False
+    assert expr.evaluate({"event": {"s": "a" + "b" * 20 + "z"}, "features": {}}) is True
+
+
+@pytest.mark.parametrize(
+    ("join", "condition", "event"),
+    [
+        (" || ", "event.y in event.x", {"x": [0] * 30_000, "y": 1}),
+        (" && ", "event.x == event.z", {"x": [0] * 30_000, "z": [0] * 30_000}),
+        (" && ", "[event.x] == [event.z]", {"x": [0] * 30_000, "z": [0] * 30_000}),
+        (" && ", "event.m == event.n", {"m": {str(i): 0 for i in range(6_000)}, "n": {}}),
+    ],
+)
+def test_equality_and_in_on_long_lists_are_bounded(
+    join: str, condition: str, event: dict[str, Any]
+) -> None:
+    """``==`` and ``in`` compare a list or map item by item: repeated over a list of
+    30,000 items from an input, a condition of 4,000 characters took seconds per event.
+    Past MAX_STEPS the evaluation fails; on short lists the condition works."""
+    if "n" in event:
+        event["n"] = dict(event["m"])
+    when = join.join([condition] * 100)
+    expr = compile_expr(when)
+    with pytest.raises(RuleEvalError, match="steps on this event"):
+        expr.evaluate({"event": event, "features": {}})
+    small = {k: v[:3] if type(v) is list else v for k, v in event.items()}
+    if "m" in event:
+        small = {"m": {"a": 0}, "n": {"a": 0}}
+    expected = join == " && "  # the lists are equal; 1 is not in [0, 0, 0]
+    assert expr.evaluate({"event": small, "features": {}}) is expected
