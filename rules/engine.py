@@ -477,11 +477,18 @@ def load_rule_files(
 
 #: the largest rule file read, in bytes
 MAX_RULES_FILE = 1 << 20
+#: the deepest a value of a rule file may be nested (a rule needs 3: the list of rules,
+#: a rule, its ``applies_to``); the reader recurses once per level and a few hundred
+#: levels, a kilobyte of brackets, exhaust Python's stack
+MAX_RULES_FILE_DEPTH = 32
 
 
 class _RulesLoader(yaml.SafeLoader):
     """YAML's safe loader without aliases: ``*name`` repeats what ``&name`` marked, so a
-    file of a few lines can stand for billions of values (a "billion laughs")."""
+    file of a few lines can stand for billions of values (a "billion laughs"); and
+    without values nested deeper than :data:`MAX_RULES_FILE_DEPTH`."""
+
+    depth = 0
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
@@ -489,7 +496,16 @@ class _RulesLoader(yaml.SafeLoader):
             raise yaml.composer.ComposerError(
                 None, None, "aliases (*name) are not allowed in rule files", mark
             )
-        return super().compose_node(parent, index)
+        if self.depth >= MAX_RULES_FILE_DEPTH:
+            mark = self.peek_event().start_mark
+            raise yaml.composer.ComposerError(
+                None, None, f"a value is nested deeper than {MAX_RULES_FILE_DEPTH}", mark
+            )
+        self.depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
 
 
 def read_rules_file(file: Path) -> list[Mapping[str, Any]]:

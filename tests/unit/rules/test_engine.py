@@ -842,3 +842,16 @@ def test_the_identifiers_of_each_event_type_are_those_the_features_count() -> No
     from rules.features import IDENTIFIERS_BY_TYPE
 
     assert {t: frozenset(k for _, k in f) for t, f in IDENT_FIELDS.items()} == IDENTIFIERS_BY_TYPE
+
+
+def test_a_rule_file_nested_too_deep_is_refused(tmp_path: Path) -> None:
+    """A value nested a few hundred levels deep (800 bytes of brackets) exhausted
+    Python's stack in the YAML reader: `riskmon rules check` and a starting worker
+    crashed with a RecursionError. It is an error naming the file and the place; the
+    limit, MAX_RULES_FILE_DEPTH, leaves room for any rule."""
+    rule = RULE_YAML.format(rid="deep", version=1, when="true")
+    write(tmp_path, "deep.yaml", rule + "    note: " + "[" * 400 + "]" * 400 + "\n")
+    with pytest.raises(RuleError, match=r"deep.yaml: invalid YAML: .*nested deeper than \d+"):
+        load_rules_dir(tmp_path)
+    write(tmp_path, "deep.yaml", rule + "    note: " + "[" * 8 + "]" * 8 + "\n")
+    assert load_rules_dir(tmp_path)[0]["note"] == [[[[[[[[]]]]]]]]
