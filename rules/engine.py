@@ -507,6 +507,26 @@ class _RulesLoader(yaml.SafeLoader):
         finally:
             self.depth -= 1
 
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        """A mapping, where YAML would let a later key replace an earlier one silently
+        (a second ``when:`` in a rule, unseen by whoever reads the first)."""
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                twice = key in seen
+            except TypeError:  # not hashable: the safe loader refuses it below
+                continue
+            if twice:
+                name = WITHHELD if isinstance(key, str) and _personal(key) else repr(key)
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"the key {name} is given twice", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
 
 def read_rules_file(file: Path) -> list[Mapping[str, Any]]:
     """The rule mappings of one YAML file (a list, or a mapping with a ``rules:`` list),

@@ -855,3 +855,21 @@ def test_a_rule_file_nested_too_deep_is_refused(tmp_path: Path) -> None:
         load_rules_dir(tmp_path)
     write(tmp_path, "deep.yaml", rule + "    note: " + "[" * 8 + "]" * 8 + "\n")
     assert load_rules_dir(tmp_path)[0]["note"] == [[[[[[[[]]]]]]]]
+
+
+def test_a_rule_file_with_a_key_twice_in_one_rule_is_refused(tmp_path: Path) -> None:
+    """YAML lets a later key replace an earlier one silently: a reviewer reading the
+    first ``when`` and ``action`` of a rule saw a narrow review, and the worker ran the
+    second pair, freezing every account it saw. A key given twice in one mapping is an
+    error naming the file, the key and the line."""
+    text = (
+        RULE_YAML.format(rid="twice", version=1, when="features.is_rooted == 1")
+        + "    action: review\n"
+        + '    when: "true"\n'
+        + "    action: freeze\n"
+    )
+    write(tmp_path, "twice.yaml", text)
+    with pytest.raises(RuleError, match=r"twice.yaml: invalid YAML: .*'when' is given twice"):
+        load_rules_dir(tmp_path)
+    write(tmp_path, "twice.yaml", RULE_YAML.format(rid="once", version=1, when="true"))
+    assert load_rules_dir(tmp_path)[0]["when"] == "true"
