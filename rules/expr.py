@@ -48,8 +48,9 @@ Differences from CEL, on purpose: a missing map key is ``null`` (CEL raises); ``
 ``<=``, ``>``, ``>=`` with a ``null`` operand are false; ``x in null`` and the string
 predicates on a ``null`` receiver are false; ``int`` and ``double`` mix in arithmetic
 (the result is a double; CEL raises); ``size`` of a string counts code points; ``min``,
-``max`` and ``abs`` are built in; the pattern of ``matches`` is a string literal, of RE2's
-syntax, and of a bounded size (:data:`MAX_REGEX_PROGRAM`); with a number the contract
+``max`` and ``abs`` are built in (``min`` and ``max`` are ``nan`` when an argument is);
+the pattern of ``matches`` is a string literal, of RE2's syntax, and of a bounded size
+(:data:`MAX_REGEX_PROGRAM`); with a number the contract
 types (``num``: an int or a double, as the producer wrote it), ``/`` and ``%`` are a
 double's (``%`` the remainder with the sign of the dividend, ``nan`` by zero), so that
 ``5000`` and ``5000.0`` meet a rule alike. Arithmetic and ``!`` on ``null`` stay errors:
@@ -1210,10 +1211,14 @@ class _Compiler:
 
             def extreme(act: Mapping[str, Any]) -> Any:
                 values = [f(act) for f in fns]
+                nan = False
                 for v in values:
                     if type(v) is not int and type(v) is not float:
                         raise _fail(f"{name}() needs numbers, got {_type_name(v)}", src, pos)
-                return pick(values)
+                    nan = nan or v != v
+                # NaN orders with nothing: Python's min and max would keep or drop it by
+                # where it stands among the arguments
+                return math.nan if nan else pick(values)
 
             types = {a.type for a in args}
             return _Code(extreme, types.pop() if len(types) == 1 else "dyn")

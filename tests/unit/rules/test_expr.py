@@ -651,3 +651,22 @@ def test_equality_and_in_on_long_lists_are_bounded(
         small = {"m": {"a": 0}, "n": {"a": 0}}
     expected = join == " && "  # the lists are equal; 1 is not in [0, 0, 0]
     assert expr.evaluate({"event": small, "features": {}}) is expected
+
+
+@pytest.mark.parametrize(
+    "when",
+    [
+        "max(event.a / event.b, 3.0)",
+        "max(3.0, event.a / event.b)",
+        "min(event.a / event.b, 1.0)",
+        "min(1.0, event.a / event.b)",
+        "max(1, 2.0, event.a / event.b)",
+    ],
+)
+def test_min_and_max_with_a_nan_argument_are_nan_wherever_it_stands(when: str) -> None:
+    """A double's 0/0 is NaN, which orders with nothing: Python's min and max kept or
+    dropped it by its place, so ``max(x / y, 3.0) > 2.0`` was false and
+    ``max(3.0, x / y) > 2.0`` true on the same event. Either order gives NaN."""
+    value = compile_expr(when).evaluate({"event": {"a": 0.0, "b": 0.0}, "features": {}})
+    assert math.isnan(value)
+    assert compile_expr(when + " > 0.5").evaluate({"event": {"a": 1.0, "b": 1.0}, "features": {}})
