@@ -128,7 +128,13 @@ class WorkerSettings(_Frozen):
         description="events held back at most while an input partition catches up "
         "(0: no holding, events are decided in arrival order)",
     )
-    hold_max_s: float = Field(5.0, ge=0, description="longest an event is held back")
+    hold_max_s: float = Field(
+        5.0,
+        ge=0,
+        description="longest an event is held back after the partitions it waits for last "
+        "delivered a record (a partition catching up, delivering, holds it until it has "
+        "passed the event's time)",
+    )
     start_wait_s: float = Field(
         120.0,
         ge=0,

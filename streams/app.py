@@ -148,6 +148,7 @@ def create_app(settings: Settings, shell: Shell | None = None) -> faust.App:
             # another worker may have moved it on since
             last_offset.pop(tp, None)
             gate.frontier.pop(tp, None)
+            gate.delivered.pop(tp, None)
             assigned_at[tp] = time.monotonic()
         ours.clear()
         ours.update(mine)

@@ -11,7 +11,9 @@ partition that still has a backlog is behind it in event time, so each partition
 *frontier* (the newest event time read from it) has passed the event. Released events
 come out in event-time order. Two bounds keep a stalled or idle partition from holding
 everything: at most ``max_held`` events are held, and none longer than ``max_hold_s``
-seconds; past either, the oldest in event time go first.
+seconds after every partition it waits for last delivered a record (a partition catching
+up on a backlog, delivering all along, holds it until it has passed its time, however
+long that takes); past either, the oldest in event time go first.
 
 It is plain logic; the Faust shell (``streams.app``) feeds it, asks the consumer which
 partitions have a backlog, and acks a held message only once it is decided, so a held
@@ -97,6 +99,8 @@ class EventTimeGate(Generic[T]):
         self.max_hold_s = max_hold_s
         self.clock = clock
         self.frontier: dict[Hashable, float] = {}
+        #: when each source last delivered an event (its frontier may stand still)
+        self.delivered: dict[Hashable, float] = {}
         self._held: list[tuple[float, int, float, T]] = []  # heap of (ts, seq, since, item)
         self._seq = 0
         self.forced = 0  # events released by a bound rather than by the frontiers
@@ -122,21 +126,31 @@ class EventTimeGate(Generic[T]):
                 continue
             if ts > frontier.get(source, -math.inf):
                 frontier[source] = ts
+            self.delivered[source] = now
             heapq.heappush(held, (ts, self._seq, now, item))
             self._seq += 1
         return out + self.release(behind, now)
 
     def release(self, behind: Iterable[Hashable], now: float | None = None) -> list[T]:
-        """Items no backlogged source is behind, plus those past a bound; oldest first."""
+        """Items no backlogged source is behind, plus those past a bound; oldest first.
+
+        The time bound counts from when the item was held or, if later, from the last
+        delivery of the sources it waits for: a source still delivering is catching up,
+        not stalled."""
         now = self.clock() if now is None else now
-        limit = min((self.frontier.get(s, -math.inf) for s in behind), default=math.inf)
+        frontier, delivered = self.frontier, self.delivered
+        behind = list(behind)
+        limit = min((frontier.get(s, -math.inf) for s in behind), default=math.inf)
         held = self._held
         out: list[T] = []
         while held:
             ts, _, since, item = held[0]
             if ts > limit:
-                if len(held) <= self.max_held and now - since < self.max_hold_s:
-                    break
+                if len(held) <= self.max_held:
+                    waits = [s for s in behind if frontier.get(s, -math.inf) < ts]
+                    last = max((delivered.get(s, -math.inf) for s in waits), default=since)
+                    if now - max(since, last) < self.max_hold_s:
+                        break
                 self.forced += 1
             heapq.heappop(held)
             out.append(item)

@@ -105,3 +105,28 @@ def test_a_partition_unanswered_past_its_grace_holds_nothing_back() -> None:
     still = backlogged(["txn", "dev"], {"txn": 4}, hw.get, {}, waiting=lambda tp: True)
     past = backlogged(["txn", "dev"], {"txn": 4}, hw.get, {}, waiting=lambda tp: False)
     assert still == ["dev"] and past == []
+
+
+def test_a_source_catching_up_holds_events_past_the_time_bound_while_it_delivers() -> None:
+    """A dense source catching up on a backlog longer than the time bound, still
+    delivering, holds the cash-out ahead of it until it has passed the cash-out's time:
+    the time bound is for a source that delivers nothing, counted from its last delivery.
+    (The cash-out went after 5 s, ahead of the takeover login still queued, and was not
+    declined.)"""
+    clock = Clock()
+    gate: EventTimeGate[str] = EventTimeGate(max_held=1000, max_hold_s=5.0, clock=clock)
+    assert gate.offer([("txn", 100.0, "cash-out")], behind={"dev", "txn"}) == []
+    for step in range(1, 20):  # 19 s of catching up, a batch a second
+        clock.now = float(step)
+        assert gate.offer([("dev", float(step), f"d{step}")], behind={"dev"}) == [f"d{step}"]
+    clock.now = 20.0
+    assert gate.offer([("dev", 99.0, "login")], behind={"dev"}) == ["login"]
+    assert gate.offer([("dev", 101.0, "d101")], behind={"dev"}) == ["cash-out", "d101"]
+    assert gate.forced == 0
+    # once the source stops delivering, the bound counts from its last delivery
+    assert gate.offer([("txn", 200.0, "repay")], behind={"dev"}) == []
+    clock.now = 24.9
+    assert gate.release(behind={"dev"}) == []
+    clock.now = 25.0
+    assert gate.release(behind={"dev"}) == ["repay"]
+    assert gate.forced == 1
