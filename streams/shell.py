@@ -788,8 +788,8 @@ class Shell:
         counted: Counter[tuple[str, str]] = Counter(
             (dec["event_type"], dec["decision"]) for dec in out.decisions
         )
-        for (event_type, decision), n in counted.items():
-            metrics.DECISIONS.labels(event_type=event_type, decision=decision).inc(n)
+        for (event_type, decision), count in counted.items():
+            metrics.DECISIONS.labels(event_type=event_type, decision=decision).inc(count)
         for rule_id, _version, mode in out.rule_hits:
             metrics.RULE_HITS.labels(rule_id=rule_id, mode=mode).inc()
         for op in out.ops:

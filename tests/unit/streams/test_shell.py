@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 import pytest
+import structlog.testing
 
 from detectors.bank import ModelBank
 from riskmon.metrics import REGISTRY
@@ -1101,3 +1102,17 @@ async def test_a_rule_whose_condition_holds_a_number_in_clear_outside_quotes_is_
     for d in dead:
         assert "may hold a phone, identity or card number" in d["reason"]
         assert phone not in orjson.dumps(d).decode() and "1234 5678" not in d["reason"]
+
+
+async def test_the_batch_log_line_counts_the_messages_of_the_batch(
+    shell_and_sent: tuple[Shell, list[tuple[str, bytes | None, bytes]]],
+) -> None:
+    """The ``batch`` log line gives the batch's messages, bad ones included, beside its
+    valid events and decisions (not the count of its last kind of decision)."""
+    shell, _sent = shell_and_sent
+    batch = [("device.events", 0, 10 + i, f"u{i}".encode(), _device(i)) for i in range(3)]
+    batch.append(("device.events", 0, 13, b"u9", b"{broken"))
+    with structlog.testing.capture_logs() as logs:
+        await shell.handle(batch)
+    [line] = [e for e in logs if e["event"] == "batch"]
+    assert (line["messages"], line["valid"], line["decisions"]) == (4, 3, 3)
