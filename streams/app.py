@@ -12,7 +12,7 @@ import asyncio
 import math
 import time
 from collections.abc import Awaitable
-from typing import Any
+from typing import Any, cast
 
 import faust
 import orjson
@@ -24,7 +24,7 @@ from riskmon.contract import parse_ts
 from riskmon.logs import error_text, get_logger
 from riskmon.metrics import REGISTRY
 from riskmon.settings import Settings
-from streams.consumer import AUTO_OFFSET_RESET, Transport
+from streams.consumer import AUTO_OFFSET_RESET, Consumer, Transport
 from streams.order import EventTimeGate, backlogged
 from streams.probe import BrokerProbe, group_has_read, input_lag
 from streams.shell import Shell
@@ -117,7 +117,6 @@ def create_app(settings: Settings, shell: Shell | None = None) -> faust.App:
 
     inputs = set(topics.inputs)
     deciding = asyncio.Lock()
-    ours: set[Any] = set()  # the input partitions assigned to this worker
     positions: dict[Any, int | None] = {}  # of assigned input partitions not read yet
     assigned_at: dict[Any, float] = {}  # when each input partition became ours
     unknown_grace_s = 2 * w.hold_max_s  # how long an unanswered partition holds others
@@ -137,21 +136,32 @@ def create_app(settings: Settings, shell: Shell | None = None) -> faust.App:
         except Exception:
             return None
 
+    closed = [False]  # from a revocation (or the stop) until the next assignment
+
+    def withdraw() -> list[Any]:
+        """The held events' messages, taken back undecided as the partitions are revoked
+        or the worker stops (see :mod:`streams.consumer`); until the next assignment,
+        what the agent still offers is taken back too."""
+        closed[0] = True
+        withdrawn = [e.message for e in gate.withdraw()]
+        metrics.HELD_EVENTS.set(len(gate))
+        return withdrawn
+
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def on_assigned(sender: Any, assigned: set[Any], **kwargs: Any) -> None:
-        """Start each newly assigned input partition afresh, and record where every input
-        partition starts, before anything is fetched from it (Faust keeps newly assigned
-        partitions paused while it sends this signal)."""
+        """Start every assigned input partition afresh, and record where each starts,
+        before anything is fetched from it (Faust keeps newly assigned partitions paused
+        while it sends this signal)."""
         mine = [tp for tp in assigned if tp.topic in inputs]
-        for tp in set(mine) - ours:
-            # what this worker read of it before (if it ever owned it) is stale, and
-            # another worker may have moved it on since
+        for tp in mine:
+            # what this worker read of it before is stale: after a rebalance every
+            # partition is read again from its committed offset, and another worker may
+            # have moved it on since
             last_offset.pop(tp, None)
             gate.frontier.pop(tp, None)
             gate.delivered.pop(tp, None)
             assigned_at[tp] = time.monotonic()
-        ours.clear()
-        ours.update(mine)
+        closed[0] = False
         got = await asyncio.gather(*(position(tp) for tp in mine))
         positions.clear()
         positions.update(zip(mine, got, strict=True))
@@ -221,7 +231,11 @@ def create_app(settings: Settings, shell: Shell | None = None) -> faust.App:
             # held event; ours, once it is decided, does
             e.message.incref()
             offered.append((e.message.tp, _event_time(e.value), e))
-        await decide(gate.offer(offered, await behind()), ack=True)
+        ahead = await behind()
+        if closed[0]:  # revoked meanwhile: read again, in order, by their next owner
+            cast(Consumer, app.consumer).forget(e.message for _, _, e in offered)
+            return
+        await decide(gate.offer(offered, ahead), ack=True)
 
     @app.agent(source, name="riskmon.process")
     async def process(stream: faust.StreamT[Any]) -> None:
@@ -238,6 +252,9 @@ def create_app(settings: Settings, shell: Shell | None = None) -> faust.App:
             released = gate.release(await behind())
             if released:
                 await decide(released, ack=True)
+
+    if w.hold_max_events:
+        cast(Consumer, app.consumer).withdraw = withdraw
 
     probe = BrokerProbe(settings.kafka.bootstrap)
 

@@ -13,12 +13,21 @@ just added to an input topic.
 
 Here, a partition with nothing committed is sought to its beginning: where the
 consumer's ``auto_offset_reset="earliest"`` starts it when it is first assigned.
+
+Before its partitions are revoked (and when it stops), Faust waits until every message
+handed to the agent is acked. The events the worker holds back in event time
+(:class:`streams.order.EventTimeGate`) are not acked until decided, and with the
+partitions paused nothing more arrives to release them: the gate's time bound released
+them after ``worker.hold_max_s``, ahead of the records still unread behind them, which
+their next owner then decided after them. Here the consumer first takes them back
+(``withdraw``), undecided and not committed, so that they are read again from the
+committed offsets, in order with those records.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Hashable, Mapping
-from typing import ClassVar, TypeVar
+from collections.abc import Callable, Collection, Hashable, Iterable, Mapping
+from typing import Any, ClassVar, TypeVar
 
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP, ConsumerT
@@ -45,7 +54,24 @@ def uncommitted(committed: Mapping[P, int | None], assigned: Collection[P]) -> l
 
 
 class Consumer(faust_aiokafka.Consumer):  # type: ignore[misc]
-    """Seeks back to the committed offsets, and where none is, to the beginning."""
+    """Seeks back to the committed offsets, and where none is, to the beginning; takes
+    back the held messages before it waits for the agent's messages to be acked."""
+
+    #: the messages handed to the agent and held back undecided, which it gives up
+    withdraw: Callable[[], Iterable[Any]] | None = None
+
+    def forget(self, messages: Iterable[Any]) -> None:
+        """No longer wait for ``messages`` to be acked: they will not be (nor committed)."""
+        for message in messages:
+            self._unacked_messages.discard(message)
+
+    async def wait_empty(self) -> None:
+        if self.withdraw is not None:
+            withdrawn = list(self.withdraw())
+            self.forget(withdrawn)
+            if withdrawn:
+                log.info("held_events_withdrawn", events=len(withdrawn))
+        await super().wait_empty()
 
     async def seek_to_committed(self) -> Mapping[TP, int]:
         committed: Mapping[TP, int] = await super().seek_to_committed()

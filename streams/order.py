@@ -131,6 +131,25 @@ class EventTimeGate(Generic[T]):
             self._seq += 1
         return out + self.release(behind, now)
 
+    def withdraw(self) -> list[T]:
+        """Take back every held item, undecided, in event-time order, and forget every
+        source's frontier: what a worker does when its partitions are revoked (or it
+        stops). Its held events are not committed, so they are read again, by this worker
+        or another, from the committed offsets, with the records behind them; deciding
+        them now, ahead of those records, would break their order.
+
+        >>> gate = EventTimeGate(clock=lambda: 0.0)
+        >>> gate.offer([("txn", 50.0, "cash-out")], behind={"dev"})
+        []
+        >>> gate.withdraw(), len(gate), gate.frontier
+        (['cash-out'], 0, {})
+        """
+        out = [item for _, _, _, item in sorted(self._held)]
+        self._held.clear()
+        self.frontier.clear()
+        self.delivered.clear()
+        return out
+
     def release(self, behind: Iterable[Hashable], now: float | None = None) -> list[T]:
         """Items no backlogged source is behind, plus those past a bound; oldest first.
 

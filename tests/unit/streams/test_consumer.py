@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from aiokafka import TopicPartition
@@ -64,3 +65,47 @@ def test_the_worker_app_consumes_with_this_consumer() -> None:
     app = create_app(Settings.load(env={}, config_file=None))
     assert isinstance(app.transport, Transport)
     assert isinstance(app.consumer, Consumer)
+
+
+class Held:
+    """A message handed to the agent: acked once decided (or never, if held back)."""
+
+    def __init__(self, offset: int) -> None:
+        self.offset = offset
+        self.acked = False
+
+
+async def test_before_a_revocation_held_messages_are_given_up_and_the_batch_in_hand_finished() -> (
+    None
+):
+    """Faust waits, before the partitions are revoked (or the worker stops), until every
+    message handed to the agent is acked. The messages the gate holds back are taken back
+    undecided (never acked, so never committed: read again, in order, by the partition's
+    next owner), while a batch being decided is still waited for. (Without this, the held
+    ones were waited for until the gate's time bound decided them, ahead of the records
+    unread behind them.)"""
+    app = create_app(Settings.load(env={}, config_file=None))
+    consumer = app.consumer
+    assert isinstance(consumer, Consumer) and consumer.withdraw is not None
+    held, in_hand = [Held(7), Held(8)], Held(3)
+    consumer.withdraw = lambda: list(held)
+    for message in (*held, in_hand):
+        consumer._unacked_messages.add(message)
+    commits: list[list[int]] = []
+
+    async def commit(*args: Any, **kwargs: Any) -> bool:
+        commits.append(sorted(m.offset for m in consumer._unacked_messages))
+        return True
+
+    async def wait_for_ack(timeout: float) -> None:
+        await asyncio.sleep(0.01)
+        in_hand.acked = True  # the batch in hand is decided meanwhile
+
+    consumer.commit = commit  # type: ignore[method-assign]
+    consumer.commit_and_end_transactions = commit  # type: ignore[method-assign]
+    consumer._wait_for_ack = wait_for_ack  # type: ignore[method-assign]
+    await asyncio.wait_for(consumer.wait_empty(), timeout=10.0)
+    assert in_hand.acked
+    assert not any(m.acked for m in held)
+    assert commits[0] == [3]  # the held ones were given up before anything was waited for
+    assert len(consumer._unacked_messages) == 0

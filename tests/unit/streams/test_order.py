@@ -130,3 +130,23 @@ def test_a_source_catching_up_holds_events_past_the_time_bound_while_it_delivers
     clock.now = 25.0
     assert gate.release(behind={"dev"}) == ["repay"]
     assert gate.forced == 1
+
+
+def test_withdrawn_events_are_handed_back_undecided_and_the_frontiers_forgotten() -> None:
+    """On a revocation the held events are taken back, oldest first, and never released
+    afterwards, however long the time bound runs; the frontiers are forgotten, so the
+    partitions read again from their committed offsets hold events back as at a start.
+    (Released by the time bound with the partitions paused, a worker losing half its
+    partitions decided 1,054 held events ahead of the records still unread behind them.)"""
+    clock = Clock()
+    gate: EventTimeGate[str] = EventTimeGate(max_held=1000, max_hold_s=5.0, clock=clock)
+    assert gate.offer([("dev", 40.0, "d40")], behind={"dev"}) == ["d40"]
+    assert gate.offer([("txn", 100.0, "cash-out"), ("app", 70.0, "apply")], behind={"dev"}) == []
+    assert gate.withdraw() == ["apply", "cash-out"]
+    assert len(gate) == 0 and gate.frontier == {} and gate.delivered == {}
+    clock.now = 60.0
+    assert gate.release(behind=set()) == []
+    assert gate.forced == 0
+    # read again: the device partition, unknown once more, holds the cash-out back
+    assert gate.offer([("txn", 100.0, "cash-out")], behind={"dev"}) == []
+    assert gate.offer([("dev", 90.0, "login")], behind={"dev"}) == ["login"]
