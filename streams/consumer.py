@@ -27,7 +27,7 @@ committed offsets, in order with those records.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Hashable, Iterable, Mapping
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar, cast
 
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP, ConsumerT
@@ -60,10 +60,45 @@ class Consumer(faust_aiokafka.Consumer):  # type: ignore[misc]
     #: the messages handed to the agent and held back undecided, which it gives up
     withdraw: Callable[[], Iterable[Any]] | None = None
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # per partition, the lowest offset of the messages given up undecided: no commit
+        # goes past it until the partition is read again from its committed offset
+        self._withdrawn: dict[TP, int] = {}
+
     def forget(self, messages: Iterable[Any]) -> None:
-        """No longer wait for ``messages`` to be acked: they will not be (nor committed)."""
+        """No longer wait for ``messages`` to be acked: they will not be, and no commit
+        goes past them (until :meth:`seek_to_committed` reads their partitions again)."""
+        withdrawn = self._withdrawn
         for message in messages:
             self._unacked_messages.discard(message)
+            tp, offset = message.tp, message.offset
+            if offset < withdrawn.get(tp, offset + 1):
+                withdrawn[tp] = offset
+
+    def _new_offset(self, tp: TP) -> int | None:
+        """The offset to commit for ``tp``: Faust's, from the offsets acked, but never
+        past a message handed to the agent and not acked (one held back in event time
+        while the records after it are decided) or given up undecided (:meth:`forget`).
+        Faust alone lets one such message at the committed offset go: it takes a gap at
+        the head of the acked offsets to be one of two or more, and a message it skipped
+        so would never be decided."""
+        limit = self._withdrawn.get(tp)
+        for message in self._unacked_messages:
+            if message.tp == tp and not message.acked and (limit is None or message.offset < limit):
+                limit = message.offset
+        if limit is None:
+            return cast(int | None, super()._new_offset(tp))
+        acked = self._acked[tp]
+        later = [offset for offset in acked if offset >= limit]
+        if later:
+            acked[:] = [offset for offset in acked if offset < limit]
+        try:
+            return cast(int | None, super()._new_offset(tp))
+        finally:
+            if later:  # for a commit once the limit has gone
+                acked.extend(later)
+                acked.sort()
 
     async def wait_empty(self) -> None:
         if self.withdraw is not None:
@@ -75,6 +110,7 @@ class Consumer(faust_aiokafka.Consumer):  # type: ignore[misc]
 
     async def seek_to_committed(self) -> Mapping[TP, int]:
         committed: Mapping[TP, int] = await super().seek_to_committed()
+        self._withdrawn.clear()  # every partition is read again from its committed offset
         fresh = uncommitted(committed, self.assignment())
         if fresh:
             await self._thread.seek_to_beginning(*fresh)

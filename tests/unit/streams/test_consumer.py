@@ -36,6 +36,7 @@ class FakeThread:
 def consumer_with(thread: FakeThread) -> Consumer:
     consumer = Consumer.__new__(Consumer)  # the seek needs nothing but the thread
     consumer._thread = thread
+    consumer._withdrawn = {}
     return consumer
 
 
@@ -71,6 +72,7 @@ class Held:
     """A message handed to the agent: acked once decided (or never, if held back)."""
 
     def __init__(self, offset: int) -> None:
+        self.tp = DEV[0]
         self.offset = offset
         self.acked = False
 
@@ -109,3 +111,60 @@ async def test_before_a_revocation_held_messages_are_given_up_and_the_batch_in_h
     assert not any(m.acked for m in held)
     assert commits[0] == [3]  # the held ones were given up before anything was waited for
     assert len(consumer._unacked_messages) == 0
+
+
+class Msg:
+    """What the commit reads of a message handed to the agent."""
+
+    def __init__(self, tp: TopicPartition, offset: int) -> None:
+        self.tp, self.offset, self.acked = tp, offset, False
+
+
+def committing(committed: int | None, acked: list[int], unacked: list[Msg]) -> Consumer:
+    """A consumer with one partition, ``DEV[0]``: its committed offset (the next to
+    read), the offsets acked since, and the messages handed out and not acked."""
+    from collections import defaultdict
+
+    from intervaltree import IntervalTree
+
+    consumer = Consumer.__new__(Consumer)
+    consumer._acked = defaultdict(list, {DEV[0]: sorted(acked)})
+    consumer._acked_index = defaultdict(set, {DEV[0]: set(acked)})
+    consumer._gap = defaultdict(IntervalTree)
+    consumer._committed_offset = defaultdict(lambda: None, {DEV[0]: committed})
+    consumer._unacked_messages = set(unacked)
+    consumer._withdrawn = {}
+    return consumer
+
+
+def test_a_held_message_at_the_committed_offset_is_not_committed_past() -> None:
+    """A message held back undecided at the committed offset keeps the commit there
+    while the records after it are decided and acked (Faust alone lets one unacked
+    message at the head go: it looks for a gap of two), and further along, only what
+    comes before the lowest message held is committed; once acked, all is."""
+    held = Msg(DEV[0], 31)
+    consumer = committing(31, [32, 33], [held])
+    assert consumer._new_offset(DEV[0]) is None
+    later = Msg(DEV[0], 40)
+    consumer = committing(31, [31, 32, 33, 41, 42], [later])
+    assert consumer._new_offset(DEV[0]) == 34
+    assert consumer._acked[DEV[0]] == [41, 42]  # kept for a later commit
+    consumer._committed_offset[DEV[0]] = 34  # that commit done
+    later.acked = True
+    consumer._acked[DEV[0]] = [34, 35, 36, 37, 38, 39, 40, 41, 42]
+    assert consumer._new_offset(DEV[0]) == 43
+
+
+def test_withdrawn_messages_are_not_committed_past_until_the_partition_is_read_again() -> None:
+    """Held messages given up at a revocation are no longer waited for, but the commits
+    that follow (Faust commits once the agent's messages are all acked) stop before the
+    lowest of them, so that the partition's next owner reads them again; once the
+    consumer seeks back to the committed offsets (the next assignment), that limit goes."""
+    held = [Msg(DEV[0], 31), Msg(DEV[0], 35)]
+    consumer = committing(31, [32, 33, 34], held)
+    consumer.forget(held)
+    assert not consumer._unacked_messages
+    assert consumer._new_offset(DEV[0]) is None
+    consumer._thread = FakeThread(committed={DEV[0]: 31}, assigned={DEV[0]})
+    asyncio.run(consumer.seek_to_committed())
+    assert consumer._withdrawn == {}
