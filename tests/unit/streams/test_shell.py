@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import inspect
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -13,6 +14,7 @@ from typing import Any
 
 import orjson
 import pytest
+import structlog
 import structlog.testing
 
 from detectors.bank import ModelBank
@@ -1112,7 +1114,12 @@ async def test_the_batch_log_line_counts_the_messages_of_the_batch(
     shell, _sent = shell_and_sent
     batch = [("device.events", 0, 10 + i, f"u{i}".encode(), _device(i)) for i in range(3)]
     batch.append(("device.events", 0, 13, b"u9", b"{broken"))
-    with structlog.testing.capture_logs() as logs:
-        await shell.handle(batch)
+    config = structlog.get_config()  # the line is at debug level, which may be filtered
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG))
+    try:
+        with structlog.testing.capture_logs() as logs:
+            await shell.handle(batch)
+    finally:
+        structlog.configure(**config)
     [line] = [e for e in logs if e["event"] == "batch"]
     assert (line["messages"], line["valid"], line["decisions"]) == (4, 3, 3)
