@@ -21,7 +21,10 @@ partitions paused nothing more arrives to release them: the gate's time bound re
 them after ``worker.hold_max_s``, ahead of the records still unread behind them, which
 their next owner then decided after them. Here the consumer first takes them back
 (``withdraw``), undecided and not committed, so that they are read again from the
-committed offsets, in order with those records.
+committed offsets, in order with those records. No commit goes past the lowest of them
+until the next assignment: a seek back to the committed offsets does not end that, as
+Faust also seeks back while the partitions are being revoked (a fetch that ends while the
+flow is stopped), before the batch in hand is decided and committed.
 """
 
 from __future__ import annotations
@@ -63,12 +66,13 @@ class Consumer(faust_aiokafka.Consumer):  # type: ignore[misc]
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         # per partition, the lowest offset of the messages given up undecided: no commit
-        # goes past it until the partition is read again from its committed offset
+        # goes past it until the next assignment
         self._withdrawn: dict[TP, int] = {}
 
     def forget(self, messages: Iterable[Any]) -> None:
         """No longer wait for ``messages`` to be acked: they will not be, and no commit
-        goes past them (until :meth:`seek_to_committed` reads their partitions again)."""
+        goes past them until their partitions are assigned again (see
+        :meth:`on_partitions_assigned`)."""
         withdrawn = self._withdrawn
         for message in messages:
             self._unacked_messages.discard(message)
@@ -108,9 +112,15 @@ class Consumer(faust_aiokafka.Consumer):  # type: ignore[misc]
                 log.info("held_events_withdrawn", events=len(withdrawn))
         await super().wait_empty()
 
+    async def on_partitions_assigned(self, assigned: set[TP], generation_id: int = 0) -> None:
+        """Every assigned partition is read again from its committed offset, which the
+        withdrawn messages kept at or below the lowest of them: read again, they hold
+        the commit back themselves, unacked."""
+        self._withdrawn.clear()
+        await super().on_partitions_assigned(assigned, generation_id)
+
     async def seek_to_committed(self) -> Mapping[TP, int]:
         committed: Mapping[TP, int] = await super().seek_to_committed()
-        self._withdrawn.clear()  # every partition is read again from its committed offset
         fresh = uncommitted(committed, self.assignment())
         if fresh:
             await self._thread.seek_to_beginning(*fresh)

@@ -159,7 +159,7 @@ def test_withdrawn_messages_are_not_committed_past_until_the_partition_is_read_a
     """Held messages given up at a revocation are no longer waited for, but the commits
     that follow (Faust commits once the agent's messages are all acked) stop before the
     lowest of them, so that the partition's next owner reads them again; once the
-    consumer seeks back to the committed offsets (the next assignment), that limit goes."""
+    partitions are assigned again (read again from the committed offsets), it goes."""
     held = [Msg(DEV[0], 31), Msg(DEV[0], 35)]
     consumer = committing(31, [32, 33, 34], held)
     consumer.forget(held)
@@ -167,4 +167,47 @@ def test_withdrawn_messages_are_not_committed_past_until_the_partition_is_read_a
     assert consumer._new_offset(DEV[0]) is None
     consumer._thread = FakeThread(committed={DEV[0]: 31}, assigned={DEV[0]})
     asyncio.run(consumer.seek_to_committed())
+    assert consumer._withdrawn == {DEV[0]: 31}  # a seek alone leaves it
+
+
+async def test_a_seek_back_during_a_revocation_keeps_withdrawn_messages_uncommitted() -> None:
+    """A fetch that ends while the flow is stopped for a revocation makes Faust seek every
+    partition back to its committed offset (faust's Consumer.getmany), possibly while it
+    still waits for the batch in hand: the messages given up are not read again by that
+    seek (the partitions are being revoked), so the commits that follow still stop before
+    the lowest of them until the next assignment, which reads them again. (Cleared
+    by that seek, the batch in hand committed past a withdrawn message at the committed
+    offset, which then nobody decided.)"""
+    app = create_app(Settings.load(env={}, config_file=None))
+    consumer = app.consumer
+    assert isinstance(consumer, Consumer)
+    held, in_hand = Msg(DEV[0], 31), Msg(DEV[0], 32)
+    consumer.withdraw = lambda: [held]
+    for message in (held, in_hand):
+        consumer._unacked_messages.add(message)
+    consumer._thread = FakeThread(committed={DEV[0]: 31}, assigned={DEV[0]})
+    commits: list[dict[Any, int]] = []
+
+    async def commit(*args: Any, **kwargs: Any) -> bool:
+        commits.append(consumer._filter_committable_offsets([DEV[0]]))
+        return True
+
+    async def wait_for_ack(timeout: float) -> None:
+        await consumer.perform_seek()  # a fetch came back while the flow was stopped
+        in_hand.acked = True  # the batch in hand is decided meanwhile
+        consumer._acked[DEV[0]].append(32)
+        consumer._acked_index[DEV[0]].add(32)
+
+    consumer.commit = commit  # type: ignore[method-assign]
+    consumer.commit_and_end_transactions = commit  # type: ignore[method-assign]
+    consumer._wait_for_ack = wait_for_ack  # type: ignore[method-assign]
+    await asyncio.wait_for(consumer.wait_empty(), timeout=10.0)
+    assert in_hand.acked and commits
+    assert all(DEV[0] not in offsets for offsets in commits), commits
+
+    async def assigned(*args: Any) -> None:
+        return None
+
+    consumer._on_partitions_assigned = assigned
+    await consumer.on_partitions_assigned({DEV[0]})  # read again from the committed offset
     assert consumer._withdrawn == {}
