@@ -136,7 +136,9 @@ def create_app(settings: Settings, shell: Shell | None = None) -> faust.App:
         except Exception:
             return None
 
-    closed = [False]  # from a revocation (or the stop) until the next assignment
+    # from a revocation (or the stop), and from an assignment, until the seek back to the
+    # committed offsets that follows the assignment
+    closed = [False]
 
     def withdraw() -> list[Any]:
         """The held events' messages, taken back undecided as the partitions are revoked
@@ -161,7 +163,9 @@ def create_app(settings: Settings, shell: Shell | None = None) -> faust.App:
             gate.frontier.pop(tp, None)
             gate.delivered.pop(tp, None)
             assigned_at[tp] = time.monotonic()
-        closed[0] = False
+        # until the seek back to the committed offsets (on_seek), what a fetch brings is
+        # from where the fetcher stood before: taken back, to be read again after it
+        closed[0] = True
         got = await asyncio.gather(*(position(tp) for tp in mine))
         positions.clear()
         positions.update(zip(mine, got, strict=True))
@@ -175,6 +179,25 @@ def create_app(settings: Settings, shell: Shell | None = None) -> faust.App:
                 "assignment can use (a worker count that divides the partition count uses "
                 "them all)",
             )
+
+    async def on_seek() -> None:
+        """Once the consumer has sought the partitions back to their committed offsets
+        (Faust does it after the assignment signal, when its recovery resumes the
+        streams), record where each input partition starts again: the positions taken at
+        the signal were where the fetcher stood before, past records read, held and given
+        up, which would have counted as read and let later events of other partitions go
+        ahead of them."""
+        try:
+            mine = [tp for tp in app.consumer.assignment() if tp.topic in inputs]
+        except Exception:  # stopping or rebalancing again: the next assignment records them
+            return
+        for tp in mine:
+            last_offset.pop(tp, None)
+            gate.frontier.pop(tp, None)
+            gate.delivered.pop(tp, None)
+        got = await asyncio.gather(*(position(tp) for tp in mine))
+        positions.update(zip(mine, got, strict=True))
+        closed[0] = False
 
     async def behind() -> list[Any]:
         """Input partitions with records the worker has not read yet (see
@@ -255,6 +278,7 @@ def create_app(settings: Settings, shell: Shell | None = None) -> faust.App:
 
     if w.hold_max_events:
         cast(Consumer, app.consumer).withdraw = withdraw
+        cast(Consumer, app.consumer).on_seek = on_seek
 
     probe = BrokerProbe(settings.kafka.bootstrap)
 

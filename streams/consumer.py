@@ -29,7 +29,7 @@ flow is stopped), before the batch in hand is decided and committed.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Hashable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Hashable, Iterable, Mapping
 from typing import Any, ClassVar, TypeVar, cast
 
 from faust.transport.drivers import aiokafka as faust_aiokafka
@@ -62,6 +62,9 @@ class Consumer(faust_aiokafka.Consumer):  # type: ignore[misc]
 
     #: the messages handed to the agent and held back undecided, which it gives up
     withdraw: Callable[[], Iterable[Any]] | None = None
+    #: called once the partitions are sought back to their committed offsets after an
+    #: assignment (Faust does it once the ``on_partitions_assigned`` signal has been sent)
+    on_seek: Callable[[], Awaitable[None]] | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -112,11 +115,15 @@ class Consumer(faust_aiokafka.Consumer):  # type: ignore[misc]
                 log.info("held_events_withdrawn", events=len(withdrawn))
         await super().wait_empty()
 
+    #: an assignment came, and the seek back to the committed offsets that follows it not
+    #: yet (Faust's recovery seeks once the assignment signal has been sent, and resumes
+    #: the partitions just before: a fetch meanwhile reads from where it stood before)
+    _seek_pending: bool = False
+
     async def on_partitions_assigned(self, assigned: set[TP], generation_id: int = 0) -> None:
-        """Every assigned partition is read again from its committed offset, which the
-        withdrawn messages kept at or below the lowest of them: read again, they hold
-        the commit back themselves, unacked."""
-        self._withdrawn.clear()
+        """Every assigned partition is read again from its committed offset, once the
+        seek that follows (:meth:`seek_to_committed`) has been done."""
+        self._seek_pending = True
         await super().on_partitions_assigned(assigned, generation_id)
 
     async def seek_to_committed(self) -> Mapping[TP, int]:
@@ -129,6 +136,13 @@ class Consumer(faust_aiokafka.Consumer):  # type: ignore[misc]
                 partitions=len(fresh),
                 topics=sorted({tp.topic for tp in fresh}),
             )
+        if self._seek_pending:  # the seek of an assignment (not one during a revocation)
+            self._seek_pending = False
+            # read again from the committed offsets, which the withdrawn messages kept at
+            # or below the lowest of them: they hold the commit back themselves, unacked
+            self._withdrawn.clear()
+            if self.on_seek is not None:
+                await self.on_seek()
         return committed
 
 

@@ -209,5 +209,7 @@ async def test_a_seek_back_during_a_revocation_keeps_withdrawn_messages_uncommit
         return None
 
     consumer._on_partitions_assigned = assigned
-    await consumer.on_partitions_assigned({DEV[0]})  # read again from the committed offset
+    await consumer.on_partitions_assigned({DEV[0]})
+    assert consumer._withdrawn == {DEV[0]: 31}  # until the seek that follows
+    await consumer.perform_seek()  # read again from the committed offset
     assert consumer._withdrawn == {}
