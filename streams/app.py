@@ -149,6 +149,16 @@ def create_app(settings: Settings, shell: Shell | None = None) -> faust.App:
         metrics.HELD_EVENTS.set(len(gate))
         return withdrawn
 
+    async def read_afresh(mine: list[Any]) -> list[int | None]:
+        """Forget what was read of the input partitions ``mine`` (after a rebalance each
+        is read again from its committed offset, and another worker may have moved it on
+        since); their start positions, as the consumer has them now."""
+        for tp in mine:
+            last_offset.pop(tp, None)
+            gate.frontier.pop(tp, None)
+            gate.delivered.pop(tp, None)
+        return list(await asyncio.gather(*(position(tp) for tp in mine)))
+
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def on_assigned(sender: Any, assigned: set[Any], **kwargs: Any) -> None:
         """Start every assigned input partition afresh, and record where each starts,
@@ -156,17 +166,11 @@ def create_app(settings: Settings, shell: Shell | None = None) -> faust.App:
         while it sends this signal)."""
         mine = [tp for tp in assigned if tp.topic in inputs]
         for tp in mine:
-            # what this worker read of it before is stale: after a rebalance every
-            # partition is read again from its committed offset, and another worker may
-            # have moved it on since
-            last_offset.pop(tp, None)
-            gate.frontier.pop(tp, None)
-            gate.delivered.pop(tp, None)
             assigned_at[tp] = time.monotonic()
         # until the seek back to the committed offsets (on_seek), what a fetch brings is
         # from where the fetcher stood before: taken back, to be read again after it
         closed[0] = True
-        got = await asyncio.gather(*(position(tp) for tp in mine))
+        got = await read_afresh(mine)
         positions.clear()
         positions.update(zip(mine, got, strict=True))
         known = sum(p is not None for p in got)
@@ -191,12 +195,7 @@ def create_app(settings: Settings, shell: Shell | None = None) -> faust.App:
             mine = [tp for tp in app.consumer.assignment() if tp.topic in inputs]
         except Exception:  # stopping or rebalancing again: the next assignment records them
             return
-        for tp in mine:
-            last_offset.pop(tp, None)
-            gate.frontier.pop(tp, None)
-            gate.delivered.pop(tp, None)
-        got = await asyncio.gather(*(position(tp) for tp in mine))
-        positions.update(zip(mine, got, strict=True))
+        positions.update(zip(mine, await read_afresh(mine), strict=True))
         closed[0] = False
 
     async def behind() -> list[Any]:

@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaProducer
 
+from riskmon.sim.output import topic_for
 from riskmon.stack import ensure_redis_server
 from riskmon.testing import free_port, stop_process
 
@@ -466,18 +467,12 @@ async def test_events_published_again_after_a_late_verdict_on_their_user_are_ski
     verdict dropped them and the events were decided again, their outputs sent twice.)"""
     settings = isolated.settings
     worker = start_worker(isolated)
-    topic_for = {
-        "application": settings.topics.applications,
-        "device": settings.topics.devices,
-        "label": settings.topics.labels,
-    }
     events, verdict = _late_verdict_traffic(time.time())
 
     async def publish(batch: list[dict[str, Any]]) -> None:
         for ev in batch:
-            await producer.send(
-                topic_for[ev["event_type"]], orjson.dumps(ev), key=ev["user_id"].encode()
-            )
+            topic = topic_for(ev["event_type"], settings.topics)
+            await producer.send(topic, orjson.dumps(ev), key=ev["user_id"].encode())
         await producer.flush()
 
     def taken() -> int:  # inputs the worker has taken, decided or skipped as seen
