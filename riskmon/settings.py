@@ -132,8 +132,9 @@ class WorkerSettings(_Frozen):
         5.0,
         ge=0,
         description="longest an event is held back after the partitions it waits for last "
-        "delivered a record (a partition catching up, delivering, holds it until it has "
-        "passed the event's time)",
+        "delivered a record, counting only time the worker is free to take records in (not "
+        "while it decides a batch); a partition catching up, delivering, holds it until it "
+        "has passed the event's time",
     )
     start_wait_s: float = Field(
         120.0,

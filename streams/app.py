@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Mapping
 from typing import Any, cast
 
 import faust
@@ -25,7 +24,7 @@ from riskmon.logs import error_text, get_logger
 from riskmon.metrics import REGISTRY
 from riskmon.settings import Settings
 from streams.consumer import AUTO_OFFSET_RESET, Consumer, Transport
-from streams.order import EventTimeGate, backlogged
+from streams.order import EventTimeGate, IdleClock, backlogged
 from streams.probe import BrokerProbe, group_has_read, input_lag
 from streams.shell import Shell
 
@@ -111,7 +110,10 @@ def create_app(settings: Settings, shell: Shell | None = None) -> faust.App:
     the_shell.generation = lambda: int(app.rebalancing_count)
 
     w = settings.worker
-    gate: EventTimeGate[Any] = EventTimeGate(w.hold_max_events, w.hold_max_s)
+    # the time bounds below count only while the worker is free to take records in: a
+    # batch being decided holds every partition up, and does not make one look stalled
+    idle = IdleClock()
+    gate: EventTimeGate[Any] = EventTimeGate(w.hold_max_events, w.hold_max_s, clock=idle)
     last_offset: dict[Any, int] = {}  # per input partition, the newest offset read
     streams_seen: list[faust.StreamT[Any]] = []
 
@@ -122,7 +124,7 @@ def create_app(settings: Settings, shell: Shell | None = None) -> faust.App:
     unknown_grace_s = 2 * w.hold_max_s  # how long an unanswered partition holds others
 
     def waiting(tp: Any) -> bool:
-        return time.monotonic() - assigned_at.get(tp, -math.inf) < unknown_grace_s
+        return idle() - assigned_at.get(tp, -math.inf) < unknown_grace_s
 
     def highwater(tp: Any) -> int | None:
         try:
@@ -149,32 +151,29 @@ def create_app(settings: Settings, shell: Shell | None = None) -> faust.App:
         metrics.HELD_EVENTS.set(len(gate))
         return withdrawn
 
-    async def read_afresh(mine: list[Any]) -> list[int | None]:
+    def read_afresh(mine: list[Any], starts: Mapping[Any, int]) -> None:
         """Forget what was read of the input partitions ``mine`` (after a rebalance each
         is read again from its committed offset, and another worker may have moved it on
-        since); their start positions, as the consumer has them now."""
+        since), and record where each starts (``None`` where unknown)."""
         for tp in mine:
             last_offset.pop(tp, None)
             gate.frontier.pop(tp, None)
             gate.delivered.pop(tp, None)
-        return list(await asyncio.gather(*(position(tp) for tp in mine)))
+            positions[tp] = starts.get(tp)
 
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def on_assigned(sender: Any, assigned: set[Any], **kwargs: Any) -> None:
-        """Start every assigned input partition afresh, and record where each starts,
-        before anything is fetched from it (Faust keeps newly assigned partitions paused
-        while it sends this signal)."""
+        """Start every assigned input partition afresh; where each starts is known once
+        the consumer has sought them back to their committed offsets (:func:`on_seek`)."""
         mine = [tp for tp in assigned if tp.topic in inputs]
         for tp in mine:
-            assigned_at[tp] = time.monotonic()
+            assigned_at[tp] = idle()
         # until the seek back to the committed offsets (on_seek), what a fetch brings is
         # from where the fetcher stood before: taken back, to be read again after it
         closed[0] = True
-        got = await read_afresh(mine)
         positions.clear()
-        positions.update(zip(mine, got, strict=True))
-        known = sum(p is not None for p in got)
-        log.info("inputs_assigned", partitions=len(mine), positions=known)
+        read_afresh(mine, {})
+        log.info("inputs_assigned", partitions=len(mine))
         the_shell.stats.inputs_assigned = len(mine)
         if not mine:
             log.warning(
@@ -184,18 +183,21 @@ def create_app(settings: Settings, shell: Shell | None = None) -> faust.App:
                 "them all)",
             )
 
-    async def on_seek() -> None:
+    async def on_seek(starts: Mapping[Any, int]) -> None:
         """Once the consumer has sought the partitions back to their committed offsets
         (Faust does it after the assignment signal, when its recovery resumes the
-        streams), record where each input partition starts again: the positions taken at
-        the signal were where the fetcher stood before, past records read, held and given
-        up, which would have counted as read and let later events of other partitions go
-        ahead of them."""
+        streams), record where each input partition starts, from the seek itself. The
+        consumer's ``position`` is no guide: before the seek it is where the fetcher stood
+        before, past records read, held and given up; after it, it runs ahead as records
+        are buffered, before the agent has them. Either would count unread records as
+        read, and let later events of other partitions go ahead of them."""
         try:
             mine = [tp for tp in app.consumer.assignment() if tp.topic in inputs]
         except Exception:  # stopping or rebalancing again: the next assignment records them
             return
-        positions.update(zip(mine, await read_afresh(mine), strict=True))
+        read_afresh(mine, starts)
+        known = sum(positions.get(tp) is not None for tp in mine)
+        log.info("inputs_sought", partitions=len(mine), starts=known)
         closed[0] = False
 
     async def behind() -> list[Any]:
@@ -207,17 +209,6 @@ def create_app(settings: Settings, shell: Shell | None = None) -> faust.App:
             assigned = [tp for tp in consumer.assignment() if tp.topic in inputs]
         except Exception:  # not started or rebalancing: hold nothing back on its account
             return []
-        for tp in assigned:
-            # A partition not read yet whose start position the assignment could not
-            # record: asked once, when its highwater is first known, and kept, since the
-            # consumer's position moves as it buffers records, before they reach us.
-            if tp not in last_offset and positions.get(tp) is None and highwater(tp) is not None:
-                positions[tp] = await position(tp)
-        try:
-            current = consumer.assignment()
-        except Exception:
-            return []
-        assigned = [tp for tp in assigned if tp in current]  # revoked during the awaits
         return backlogged(assigned, last_offset, highwater, positions, waiting)
 
     async def decide(events: list[Any], ack: bool) -> None:
@@ -225,18 +216,20 @@ def create_app(settings: Settings, shell: Shell | None = None) -> faust.App:
 
         The agent and the release timer both decide; one at a time, each batch to its
         end (retries included), so batches are decided in the order they were released
-        and a batch being retried is never set aside for another."""
+        and a batch being retried is never set aside for another. Busy time for the
+        gate's bounds (see :class:`streams.order.IdleClock`)."""
         async with deciding:
-            for start in range(0, len(events), w.batch_size):
-                chunk = events[start : start + w.batch_size]
-                messages = [
-                    (e.message.topic, e.message.partition, e.message.offset, e.key, e.value)
-                    for e in chunk
-                ]
-                await _handle_until_done(the_shell, messages)
-            if ack:
-                for e in events:
-                    await streams_seen[0].ack(e)
+            with idle.busy():
+                for start in range(0, len(events), w.batch_size):
+                    chunk = events[start : start + w.batch_size]
+                    messages = [
+                        (e.message.topic, e.message.partition, e.message.offset, e.key, e.value)
+                        for e in chunk
+                    ]
+                    await _handle_until_done(the_shell, messages)
+                if ack:
+                    for e in events:
+                        await streams_seen[0].ack(e)
             metrics.HELD_EVENTS.set(len(gate))
 
     async def through_gate(batch: list[Any]) -> None:
@@ -275,9 +268,9 @@ def create_app(settings: Settings, shell: Shell | None = None) -> faust.App:
             if released:
                 await decide(released, ack=True)
 
+    cast(Consumer, app.consumer).on_seek = on_seek
     if w.hold_max_events:
         cast(Consumer, app.consumer).withdraw = withdraw
-        cast(Consumer, app.consumer).on_seek = on_seek
 
     probe = BrokerProbe(settings.kafka.bootstrap)
 
@@ -308,12 +301,13 @@ def create_app(settings: Settings, shell: Shell | None = None) -> faust.App:
         if mine is None:  # the lag is unknown: the last one stands
             the_shell.broker_answered(None)
             return
-        # partitions not read yet whose start the assignment could not record (the
-        # consumer was busy): asked again, or their lag would count for nothing
+        # partitions not read yet whose start the seek could not record: the consumer's
+        # position stands in, for the lag only (it runs ahead of what the agent has had,
+        # so the event-time gate never counts on it)
         unknown = [tp for tp in mine if tp not in last_offset and positions.get(tp) is None]
         got = await asyncio.gather(*(position(tp) for tp in unknown))
-        positions.update(zip(unknown, got, strict=True))
-        the_shell.broker_answered(input_lag(ends, last_offset, positions))
+        known = {**positions, **dict(zip(unknown, got, strict=True))}
+        the_shell.broker_answered(input_lag(ends, last_offset, known))
 
     @app.service
     class RuleFeed(faust.Service):  # type: ignore[misc]

@@ -35,7 +35,7 @@ from typing import Any, ClassVar, TypeVar, cast
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP, ConsumerT
 
-from riskmon.logs import get_logger
+from riskmon.logs import error_text, get_logger
 
 log = get_logger("riskmon.consumer")
 
@@ -63,8 +63,10 @@ class Consumer(faust_aiokafka.Consumer):  # type: ignore[misc]
     #: the messages handed to the agent and held back undecided, which it gives up
     withdraw: Callable[[], Iterable[Any]] | None = None
     #: called once the partitions are sought back to their committed offsets after an
-    #: assignment (Faust does it once the ``on_partitions_assigned`` signal has been sent)
-    on_seek: Callable[[], Awaitable[None]] | None = None
+    #: assignment (Faust does it once the ``on_partitions_assigned`` signal has been sent),
+    #: with where each starts: its committed offset or, where nothing is committed, its
+    #: first offset (left out when the broker could not tell it)
+    on_seek: Callable[[Mapping[TP, int]], Awaitable[None]] | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -128,7 +130,8 @@ class Consumer(faust_aiokafka.Consumer):  # type: ignore[misc]
 
     async def seek_to_committed(self) -> Mapping[TP, int]:
         committed: Mapping[TP, int] = await super().seek_to_committed()
-        fresh = uncommitted(committed, self.assignment())
+        assigned = self.assignment()
+        fresh = uncommitted(committed, assigned)
         if fresh:
             await self._thread.seek_to_beginning(*fresh)
             log.info(
@@ -142,8 +145,26 @@ class Consumer(faust_aiokafka.Consumer):  # type: ignore[misc]
             # or below the lowest of them: they hold the commit back themselves, unacked
             self._withdrawn.clear()
             if self.on_seek is not None:
-                await self.on_seek()
+                await self.on_seek(await self._starts(committed, assigned, fresh))
         return committed
+
+    async def _starts(
+        self, committed: Mapping[TP, int], assigned: Collection[TP], fresh: list[TP]
+    ) -> dict[TP, int]:
+        """Where each assigned partition starts after the seek: its committed offset, or
+        the first offset of one with nothing committed. Taken from the seek itself, not
+        from the consumer's ``position``, which runs ahead as the fetcher buffers records
+        that the agent has not had yet (and waits, where a seek to the beginning is still
+        to be resolved)."""
+        starts = {tp: offset for tp, offset in committed.items() if offset and tp in assigned}
+        if fresh:
+            try:
+                starts.update(await self._thread.earliest_offsets(*fresh))
+            except Exception as exc:  # the broker did not answer: those starts stay unknown
+                log.warning(
+                    "partition_starts_unknown", partitions=len(fresh), error=error_text(exc)
+                )
+        return starts
 
 
 class Transport(faust_aiokafka.Transport):  # type: ignore[misc]

@@ -13,7 +13,8 @@ come out in event-time order. Two bounds keep a stalled or idle partition from h
 everything: at most ``max_held`` events are held, and none longer than ``max_hold_s``
 seconds after every partition it waits for last delivered a record (a partition catching
 up on a backlog, delivering all along, holds it until it has passed its time, however
-long that takes); past either, the oldest in event time go first.
+long that takes); past either, the oldest in event time go first. The worker's gate runs
+on an :class:`IdleClock`, which stands still while the worker decides a batch.
 
 It is plain logic; the Faust shell (``streams.app``) feeds it, asks the consumer which
 partitions have a backlog, and acks a held message only once it is decided, so a held
@@ -32,10 +33,11 @@ event is never committed before it is processed.
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import math
 import time
-from collections.abc import Callable, Hashable, Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -57,8 +59,9 @@ def backlogged(
       (brokers answer separately); this keeps the partition that answered from running
       ahead. Past that grace (say, its leader is down), it holds nothing back;
     * read before: behind while the offset last read is below the highwater mark;
-    * not read yet: behind while its ``position`` (next offset to read) is below the
-      highwater mark; an unknown position counts as not behind.
+    * not read yet: behind while its ``position`` (next offset to read: where the seek
+      after the assignment left it) is below the highwater mark; where that is unknown,
+      behind while ``waiting(tp)``.
 
     >>> hw = {"dev": 100, "txn": 7, "lab": 0, "new": None}.get
     >>> backlogged(["dev", "txn", "lab", "new"], {"dev": 41, "txn": 6}, hw, {"lab": 0})
@@ -66,6 +69,10 @@ def backlogged(
     >>> backlogged(["dev"], {}, hw, {"dev": 60})  # restarted at offset 60 of 100
     ['dev']
     >>> backlogged(["new"], {}, hw, {}, waiting=lambda tp: False)  # unknown for too long
+    []
+    >>> backlogged(["dev"], {}, hw, {})  # start unknown: behind, for the grace
+    ['dev']
+    >>> backlogged(["dev"], {}, hw, {}, waiting=lambda tp: False)
     []
     """
     out = []
@@ -81,9 +88,57 @@ def backlogged(
                 out.append(tp)
         else:
             pos = position.get(tp)
-            if pos is not None and pos < end:
+            if pos is None:
+                if waiting(tp):
+                    out.append(tp)
+            elif pos < end:
                 out.append(tp)
     return out
+
+
+class IdleClock:
+    """A clock that stands still while the worker is busy deciding.
+
+    The gate's time bound is for a partition that has stopped delivering. A worker busy
+    with a long batch (its core runs on the event loop) takes nothing in meanwhile, from
+    any partition: counted, that time let a partition still catching up look stalled, and
+    the events it held back went ahead of its records. Read in this clock, the bound
+    counts only the time the worker was free to take records in.
+
+    >>> ticks = iter([0.0, 1.0, 4.0, 6.0])
+    >>> clock = IdleClock(lambda: next(ticks))
+    >>> clock()  # monotonic 0
+    0.0
+    >>> with clock.busy():  # from 1 to 4: a batch being decided
+    ...     pass
+    >>> clock()  # monotonic 6, of which 3 s busy
+    3.0
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self.busy_s = 0.0  # seconds spent busy, before the busy spell under way
+        self._since: float | None = None  # when the busy spell under way began
+        self._depth = 0
+
+    def __call__(self) -> float:
+        now = self.clock()
+        under_way = now - self._since if self._since is not None else 0.0
+        return now - self.busy_s - under_way
+
+    @contextlib.contextmanager
+    def busy(self) -> Iterator[None]:
+        """Time inside does not count (nested spells count once)."""
+        if self._depth == 0:
+            self._since = self.clock()
+        self._depth += 1
+        try:
+            yield
+        finally:
+            self._depth -= 1
+            if self._depth == 0 and self._since is not None:
+                self.busy_s += self.clock() - self._since
+                self._since = None
 
 
 class EventTimeGate(Generic[T]):

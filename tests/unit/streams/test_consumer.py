@@ -32,6 +32,14 @@ class FakeThread:
     async def seek_to_beginning(self, *partitions: TopicPartition) -> None:
         self.to_beginning.extend(partitions)
 
+    #: each partition's first offset, as the broker gives it (None: the broker fails)
+    first: dict[TopicPartition, int] | None = None
+
+    async def earliest_offsets(self, *partitions: TopicPartition) -> dict[TopicPartition, int]:
+        if self.first is None:
+            raise ConnectionError("no broker")
+        return {tp: self.first[tp] for tp in partitions}
+
 
 def consumer_with(thread: FakeThread) -> Consumer:
     consumer = Consumer.__new__(Consumer)  # the seek needs nothing but the thread
@@ -213,3 +221,48 @@ async def test_a_seek_back_during_a_revocation_keeps_withdrawn_messages_uncommit
     assert consumer._withdrawn == {DEV[0]: 31}  # until the seek that follows
     await consumer.perform_seek()  # read again from the committed offset
     assert consumer._withdrawn == {}
+
+
+async def assigned_and_sought(thread: FakeThread) -> list[dict[Any, int]]:
+    """What ``on_seek`` is told when an assignment's partitions are sought back."""
+    app = create_app(Settings.load(env={}, config_file=None))
+    consumer = app.consumer
+    assert isinstance(consumer, Consumer)
+    consumer._thread = thread
+    told: list[dict[Any, int]] = []
+
+    async def on_seek(starts: Any) -> None:
+        told.append(dict(starts))
+
+    async def assigned(*args: Any) -> None:
+        return None
+
+    consumer.on_seek = on_seek
+    consumer._on_partitions_assigned = assigned
+    await consumer.perform_seek()  # not after an assignment: on_seek is not called
+    assert told == []
+    await consumer.on_partitions_assigned(set(thread.assigned))
+    await consumer.perform_seek()
+    return told
+
+
+async def test_after_an_assignment_the_seek_tells_where_each_partition_starts() -> None:
+    """Once an assignment's partitions are sought back, ``on_seek`` is told where each
+    starts: its committed offset or, where nothing is committed, its first offset as the
+    broker has it (records may have expired), and nothing of a partition revoked meanwhile.
+    These are where reading starts, whatever the consumer's ``position`` says: it runs
+    ahead as the fetcher buffers records the agent has not had yet, and the event-time
+    gate took records buffered so for records read."""
+    thread = FakeThread(
+        committed={DEV[0]: 873, DEV[1]: 0, DEV[2]: None, DEV[3]: 55},
+        assigned={DEV[0], DEV[1], DEV[2]},
+    )
+    thread.first = {DEV[1]: 0, DEV[2]: 120}
+    assert await assigned_and_sought(thread) == [{DEV[0]: 873, DEV[1]: 0, DEV[2]: 120}]
+
+
+async def test_starts_the_broker_cannot_tell_are_left_out() -> None:
+    """Where the broker does not answer for the first offsets, the partitions with nothing
+    committed are left out of the starts (unknown), and the seek still completes."""
+    thread = FakeThread(committed={DEV[0]: 873, DEV[1]: None}, assigned={DEV[0], DEV[1]})
+    assert await assigned_and_sought(thread) == [{DEV[0]: 873}]

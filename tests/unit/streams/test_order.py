@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from streams.order import EventTimeGate, backlogged
+from streams.order import EventTimeGate, IdleClock, backlogged
 
 
 class Clock:
@@ -87,12 +87,14 @@ def test_a_partition_no_fetch_has_answered_for_holds_the_others_back_at_start_up
 
 def test_a_partition_not_read_yet_is_behind_only_while_records_wait_in_it() -> None:
     """A partition the worker has not read from: behind while its position is below the
-    highwater mark; caught up (or empty) when they are equal; an unknown position does
-    not hold anything back."""
+    highwater mark; caught up (or empty) when they are equal; an unknown position holds
+    others back only for the grace after the assignment (``waiting``), as an unknown
+    highwater mark does: nothing is known of what waits in it."""
     hw = {"dev": 10}.get
     assert backlogged(["dev"], {}, hw, {"dev": 4}) == ["dev"]
     assert backlogged(["dev"], {}, hw, {"dev": 10}) == []
-    assert backlogged(["dev"], {}, hw, {"dev": None}) == []
+    assert backlogged(["dev"], {}, hw, {"dev": None}) == ["dev"]
+    assert backlogged(["dev"], {}, hw, {"dev": None}, waiting=lambda tp: False) == []
     assert backlogged(["dev"], {"dev": 9}, hw, {}) == []
     assert backlogged(["dev"], {"dev": 8}, hw, {}) == ["dev"]
 
@@ -129,6 +131,29 @@ def test_a_source_catching_up_holds_events_past_the_time_bound_while_it_delivers
     assert gate.release(behind={"dev"}) == []
     clock.now = 25.0
     assert gate.release(behind={"dev"}) == ["repay"]
+    assert gate.forced == 1
+
+
+def test_time_the_worker_spends_deciding_does_not_count_toward_the_time_bound() -> None:
+    """While the worker decides a long batch it takes nothing in, from any partition: on
+    the gate's clock (:class:`IdleClock`) that time stands still, so a source still
+    catching up does not look stalled and the cash-out held for it stays held; only time
+    the worker was free to take records in counts. (On a loaded machine, batches of a few
+    seconds each let the bound release cash-outs ahead of device events of their users
+    still queued behind the batch being decided.)"""
+    clock = Clock()
+    idle = IdleClock(clock)
+    gate: EventTimeGate[str] = EventTimeGate(max_held=1000, max_hold_s=5.0, clock=idle)
+    assert gate.offer([("dev", 10.0, "d10"), ("txn", 50.0, "cash-out")], behind={"dev"}) == ["d10"]
+    with idle.busy():  # 8 s deciding
+        clock.now = 8.0
+        with idle.busy():  # a spell within a spell counts once
+            clock.now = 9.0
+    assert gate.release(behind={"dev"}) == []
+    clock.now = 13.9  # 4.9 s free since the last delivery
+    assert gate.release(behind={"dev"}) == []
+    clock.now = 14.0
+    assert gate.release(behind={"dev"}) == ["cash-out"]
     assert gate.forced == 1
 
 
