@@ -266,3 +266,22 @@ async def test_starts_the_broker_cannot_tell_are_left_out() -> None:
     committed are left out of the starts (unknown), and the seek still completes."""
     thread = FakeThread(committed={DEV[0]: 873, DEV[1]: None}, assigned={DEV[0], DEV[1]})
     assert await assigned_and_sought(thread) == [{DEV[0]: 873}]
+
+
+def test_the_stalled_partition_check_skips_a_partition_without_a_position() -> None:
+    """Faust's timer that checks each partition for stalls reads aiokafka's position,
+    which asserts that one exists: for a partition just sought to its beginning (a worker
+    taking over partitions nobody committed) it did not, and the assertion crashed the
+    worker. That partition is skipped; the others are checked."""
+    checked: list[Any] = []
+
+    class Thread:
+        def verify_event_path(self, now: float, tp: Any) -> None:
+            if tp == DEV[1]:
+                raise AssertionError  # aiokafka: ``assert self._position is not None``
+            checked.append(tp)
+
+    consumer = consumer_with(Thread())  # type: ignore[arg-type]
+    for tp in DEV[:3]:
+        consumer.verify_event_path(0.0, tp)
+    assert checked == [DEV[0], DEV[2]]
