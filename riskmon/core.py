@@ -27,6 +27,8 @@ import math
 import time
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
+from itertools import count
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, NamedTuple, cast
 
@@ -67,6 +69,8 @@ UNDO_FRAUD = frozenset({"legit", "false_positive"})
 VERDICTS = UNDO_FRAUD | {"fraud"}
 #: transactions that pay money out of the lender's reach
 MONEY_OUT = frozenset({"disbursement", "withdrawal", "transfer_out"})
+#: an event's time as it came (for :func:`parse_ts`)
+_TS = itemgetter("ts")
 #: the dead-letter code of an event the core failed on
 PROCESSING_ERROR = "processing_error"
 #: the dead-letter code of an event a rule failed on (the rule is reverted)
@@ -391,7 +395,6 @@ class Core:
         started = time.perf_counter()
         out = Outputs()
         pending: list[_Pending] = []
-        batch_seen: set[str] = set()
         labelled: dict[str, tuple[dict[str, Any], float]] = {}  # user, label time
         clearing: list[_Clearing] = []  # verdicts that may lift account actions
         verdicts: list[tuple[dict[str, Any], float]] = []  # for the models, in time order
@@ -402,17 +405,18 @@ class Core:
         newest = state.now
         # Event-time order within the micro-batch: the input topics are consumed side by
         # side, so a device event may arrive after the transaction it preceded.
-        timed = sorted(((parse_ts(e["ts"]), i, e) for i, e in enumerate(events)))
+        timed = sorted(zip(map(parse_ts, map(_TS, events)), count(), events))
+        # an event of the batch seen before in it is in ``new_seen`` already
+        seen, new_seen = state.seen, state.new_seen
         for ts, _, event in timed:
             eid = event["event_id"]
-            if eid in state.seen or eid in batch_seen or eid in state.new_seen:
+            if eid in seen or eid in new_seen:
                 out.duplicates += 1
                 continue
-            batch_seen.add(eid)
             if ts > newest:
                 newest = ts
             uid = event.get("user_id") or ""
-            state.new_seen[eid] = (uid, ts)
+            new_seen[eid] = (uid, ts)
             user = state.user_for(uid, ts)
             if event["event_type"] == "label":
                 out.labels += 1
@@ -444,9 +448,17 @@ class Core:
             if evaluation.errors:
                 self._rule_errors(evaluation, event, out, wall)
             # the user's verdict as of the event: a later verdict of the batch, taken
-            # above already, does not judge it
-            fraud = user is not None and _fraud_as_of(user, ts)
-            cleared = user is not None and _cleared_after(user, _cause_key(event), ts)
+            # above already, does not judge it; no verdict clears a user without any, as
+            # most users are (one whose document has none is judged by its flag alone,
+            # as _fraud_as_of does)
+            fraud = cleared = False
+            if user is not None:
+                held = user.get("verdicts")
+                if held:
+                    fraud = _fraud_as_of(user, ts)
+                    cleared = _cleared_after(user, _cause_key(event), ts)
+                elif held is None:
+                    fraud = bool(user.get("fraud"))
             pending.append(_Pending(event, ts, features, evaluation, user, fraud, cleared))
         state.now = newest
         # Unlabelled vectors mature by event time: up to the batch's first verdict before
@@ -468,7 +480,11 @@ class Core:
         inputs = []
         for p in pending:
             ev = p.event
-            targets = tuple([target_key(kind, str(ev[k])) for k, kind in _TARGET_KEYS if k in ev])
+            targets = (
+                tuple([target_key(kind, str(ev[k])) for k, kind in _TARGET_KEYS if k in ev])
+                if "application_id" in ev or "txn_id" in ev or "loan_id" in ev  # _TARGET_KEYS
+                else ()  # a device event, as most are
+            )
             awaits = not p.fraud or (bool(named) and not named.isdisjoint(targets))
             inputs.append(
                 ModelInput(
@@ -736,7 +752,10 @@ class Core:
         # Without one, nothing flags: an anomaly is not fraud, and the classifier learns
         # from few labels, joined to every event of a labelled user.
         rule_score = ev.score if hits else 0.0
-        score = round(min(1.0, max(0.0, 1.0 - (1.0 - rule_score) * (1.0 - model))), 6)
+        joint = 1.0 - (1.0 - rule_score) * (1.0 - model)
+        # clipped to [0, 1] as max(0.0, ...) then min(1.0, ...) would (NaN gives 0.0)
+        joint = joint if joint > 0.0 else 0.0
+        score = round(joint if joint < 1.0 else 1.0, 6)
         outcome = Outcome.PASS  # no active rule hit: the score is the models' alone
         reasons: list[Reason] = []
         if hits:
@@ -974,10 +993,10 @@ class Core:
         profile key; :func:`_write_profiles` builds the documents once per batch."""
         entry = (event, dec, user, ts)
         if user is not None:
-            score = dec["score"]
             if dec["decision"] in FLAGGING:
                 user["flags"] = user.get("flags", 0) + 1
-            add_peak(_peaks(user), ts, score)
+            peaks = user.get("peaks")
+            add_peak(_peaks(user) if peaks is None else peaks, ts, dec["score"])
             latest["user:" + event["user_id"]] = entry
         if event["event_type"] == "application":
             latest["application:" + event["application_id"]] = entry

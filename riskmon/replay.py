@@ -18,6 +18,8 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
+from operator import itemgetter
 from pathlib import Path
 from typing import IO, Any
 
@@ -31,6 +33,10 @@ from riskmon.store import MemoryStore
 from rules.engine import RuleError
 
 log = get_logger("riskmon.replay")
+
+#: one output record as a line of JSON Lines
+_json_line = partial(orjson.dumps, option=orjson.OPT_APPEND_NEWLINE)
+_TS, _DECISION, _ACTION = itemgetter("ts"), itemgetter("decision"), itemgetter("action")
 
 
 def _time_arg(text: str) -> float:
@@ -186,13 +192,14 @@ class Replay:
         limit = self.settings.worker.max_message_bytes
         not_after = self.not_after
         s = self.summary
+        parse = self.contract.parse
         for n, raw in enumerate(lines, 1):  # numbered over every line, blank ones too
             s.lines += 1
             if not raw or raw.isspace():
                 s.blank += 1
                 continue
             try:
-                batch.append(self.contract.parse(raw, None, limit, not_after))
+                batch.append(parse(raw, None, limit, not_after))
                 numbers.append(n)
             except InvalidMessage as exc:
                 s.invalid += 1
@@ -220,7 +227,7 @@ class Replay:
         adjustments: IO[bytes] | None,
         deadletters: IO[bytes] | None,
     ) -> None:
-        now = max(parse_ts(e["ts"]) for e in batch)  # decision time = event time
+        now = max(map(parse_ts, map(_TS, batch)))  # decision time = event time
         out: Outputs = self.core.run_batch(self.store, batch, now=now)
         s = self.summary
         if out.failed:
@@ -228,15 +235,13 @@ class Replay:
         s.labels += out.labels
         s.duplicates += out.duplicates
         s.alerts += len(out.alerts)
-        decisions.write(b"".join(orjson.dumps(d) + b"\n" for d in out.decisions))
-        for d in out.decisions:
-            s.decisions[d["decision"]] += 1
-        for a in out.adjustments:
-            s.adjustments[a["action"]] += 1
+        decisions.write(b"".join(map(_json_line, out.decisions)))
+        s.decisions.update(map(_DECISION, out.decisions))
+        s.adjustments.update(map(_ACTION, out.adjustments))
         if alerts is not None and out.alerts:
-            alerts.write(b"".join(orjson.dumps(a) + b"\n" for a in out.alerts))
+            alerts.write(b"".join(map(_json_line, out.alerts)))
         if adjustments is not None and out.adjustments:
-            adjustments.write(b"".join(orjson.dumps(a) + b"\n" for a in out.adjustments))
+            adjustments.write(b"".join(map(_json_line, out.adjustments)))
 
     def _failed(self, out: Outputs, numbers: list[int], deadletters: IO[bytes] | None) -> None:
         """Count and dead-letter the events the core failed on, with the kind of failure

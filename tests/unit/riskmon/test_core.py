@@ -1123,3 +1123,61 @@ def test_identifier_counts_do_not_depend_on_how_the_stream_is_batched(
     assert got[0] == got[1]
     assert got[0]["ip_users_1h"] == MAX_IDENT_USERS
     assert got[0]["ip_events_1h"] == min(260, MAX_IDENT_EVENTS)
+
+
+def test_a_user_document_from_before_verdicts_were_kept_is_judged_by_its_flag() -> None:
+    """A user document without ``verdicts`` (written by a release that kept only the
+    ``fraud`` flag) makes its user a confirmed fraudster when the flag is set: the
+    user's withdrawal is declined for it; with the flag clear, it is not."""
+    core = Core.create(Settings.load(env={}, config_file=None), deterministic=True)
+    store = MemoryStore()
+    core.run_batch(store, [txn(1, "u1", "shop-a", 1)], now=0.0)
+    user = store.users["u1"]
+    assert "verdicts" not in user and user["fraud"] is False
+    out = core.run_batch(store, [withdrawal(2, 50.0, 2)], now=0.0)
+    assert "label:fraud" not in [r["code"] for r in out.decisions[0]["reasons"]]
+    user["fraud"] = True
+    out = core.run_batch(store, [withdrawal(3, 50.0, 3)], now=0.0)
+    (dec,) = out.decisions
+    assert dec["decision"] == "decline" and dec["score"] == 1.0
+    assert "label:fraud" in [r["code"] for r in dec["reasons"]]
+
+
+def test_the_items_a_scored_event_names_are_those_of_its_fields(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The models get, with each event's vector, the applications and transactions it
+    names (what a verdict on them finds): from its own fields, whatever its type (a
+    device event that carries a transaction id beyond the contract names it too)."""
+    core = Core.create(Settings.load(env={}, config_file=None), deterministic=True)
+    seen: dict[str, tuple[str, ...]] = {}
+    score_batch = core.models.score_batch
+
+    def recording(inputs: Any, learned: Any) -> Any:
+        seen.update((i.event_id, i.targets) for i in inputs)
+        return score_batch(inputs, learned)
+
+    monkeypatch.setattr(core.models, "score_batch", recording)
+    device = {
+        "event_id": "d1",
+        "event_type": "device",
+        "user_id": "u1",
+        "ts": "2026-11-01T10:00:00.000Z",
+        "device_id": "dev1",
+        "kind": "login",
+    }
+    events = [
+        device,
+        {**device, "event_id": "d2", "txn_id": "tx9"},
+        {**device, "event_id": "d3", "loan_id": "app7"},
+        {**txn(1, "u1", "shop-a", 1), "loan_id": "app1"},
+        application(1, 2),
+    ]
+    core.run_batch(MemoryStore(), events, now=0.0)
+    assert seen == {
+        "d1": (),
+        "d2": ("transaction:tx9",),
+        "d3": ("application:app7",),
+        "t1": ("transaction:tx1", "application:app1"),
+        "a1": ("application:app1",),
+    }

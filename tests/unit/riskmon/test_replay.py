@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import re
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,6 +13,9 @@ import pytest
 
 from riskmon.cli import main
 from riskmon.contract import Contract
+from riskmon.core import Core
+from riskmon.replay import Replay, read_lines
+from riskmon.settings import Settings
 
 
 @pytest.fixture(scope="module")
@@ -280,3 +285,25 @@ def test_dead_letters_name_the_line_of_the_file_blank_lines_counted(
         ("events decided", 3),
     ):
         assert re.search(rf"^{row}\s+{count}$", table, re.MULTILINE), (row, table)
+
+
+def test_the_outputs_are_one_json_line_a_record_and_the_summary_counts_them(
+    traffic: Path,
+) -> None:
+    """Each decision, alert and adjustment is written as its compact JSON and a newline,
+    in order; the summary counts the decisions by outcome and the adjustments by action
+    as the files hold them."""
+    settings = Settings.load(env={}, config_file=None)
+    replay = Replay(settings, Core.create(settings, deterministic=True))
+    files = [io.BytesIO() for _ in range(3)]
+    summary = replay.run(read_lines(traffic), *files, batch_size=97)
+    decisions, alerts, adjustments = (
+        [orjson.loads(line) for line in f.getvalue().splitlines()] for f in files
+    )
+    for f, records in zip(files, (decisions, alerts, adjustments), strict=True):
+        assert f.getvalue() == b"".join(orjson.dumps(r) + b"\n" for r in records)
+    assert alerts and adjustments
+    assert summary.decisions == Counter(d["decision"] for d in decisions)
+    assert summary.adjustments == Counter(a["action"] for a in adjustments)
+    assert summary.alerts == len(alerts)
+    assert summary.lines == len(traffic.read_bytes().splitlines())
