@@ -31,8 +31,9 @@ True
 from __future__ import annotations
 
 import math
+import struct
 from collections.abc import Mapping, Sequence
-from itertools import chain
+from itertools import chain, starmap
 from operator import itemgetter
 from typing import Any, Protocol, runtime_checkable
 
@@ -196,7 +197,11 @@ def clean(x: Features, limit: float = LIMIT) -> dict[str, float]:
 def to_matrix(xs: Sequence[Features], columns: Sequence[str]) -> np.ndarray:
     """Stack dicts into a float matrix with the given column order; missing keys -> ``nan``.
 
-    Extra keys are ignored. Batches whose rows hold every column take a C-level path.
+    Extra keys are ignored. Batches whose rows hold every column take a C-level path:
+    each row is packed as doubles by :mod:`struct`, which converts a number for about
+    half of what ``np.fromiter`` spends on one (the models' vectors are read once per
+    event, a hundred numbers each). Rows ``struct`` cannot pack (a value that is not a
+    number) go through ``np.fromiter``, which decides what becomes of them, as before.
     """
     n, d = len(xs), len(columns)
     if d == 0:
@@ -206,6 +211,11 @@ def to_matrix(xs: Sequence[Features], columns: Sequence[str]) -> np.ndarray:
         return np.array([[x.get(only, math.nan)] for x in xs], dtype=float).reshape(n, 1)
     get = itemgetter(*columns)
     nan = math.nan
+    try:
+        packed = bytearray().join(starmap(struct.Struct(f"{d}d").pack, map(get, xs)))
+        return np.frombuffer(packed, dtype=float).reshape(n, d)
+    except (KeyError, struct.error, TypeError, OverflowError):
+        pass  # a missing column, or a value that is not a plain number
 
     def row(x: Features) -> Any:
         try:
