@@ -196,3 +196,31 @@ def test_a_pickled_detector_scores_the_same(synth):
     assert copy.score_array(probe, synth.names).tobytes() == (
         det.score_array(probe, synth.names).tobytes()
     )
+
+
+def test_ecod_cells_read_the_padded_tables_bit_for_bit():
+    """A cell scores what the search of its column's padded table gives: the table's
+    score at the count of training values below it, as a training value when it equals
+    the value there; for training values, values between and beyond them, and zeros of
+    either sign, on columns with few distinct values and with many."""
+    rng = np.random.default_rng(4)
+    X = np.column_stack(
+        [
+            rng.integers(0, 3, 400).astype(float),  # few distinct values, ties
+            rng.normal(0, 1, 400),  # all distinct
+            np.where(rng.random(400) < 0.5, 0.0, -0.0),  # one value, two signs
+            rng.integers(-50, 50, 400).astype(float),
+        ]
+    )
+    det = ECODDetector(reservoir_size=400, refit_every=10**6, warmup=400)
+    det.learn_array(X, ["a", "b", "c", "d"])
+    model = det.model
+    assert model is not None
+    probe = np.vstack([X[:50], rng.normal(0, 60, (50, 4)), [[0.0, -0.0, -0.0, 0.0]] * 3])
+    probe[50:60] = np.nextafter(X[:10], np.inf)  # just above training values
+    expected = np.empty(probe.T.shape)
+    for (cols, values, _, _), (hit, miss) in zip(model.groups, model._scores, strict=True):
+        for g, j in enumerate(cols.tolist()):
+            pos = np.searchsorted(values[g], probe[:, j], side="left")
+            expected[j] = np.where(values[g][pos] == probe[:, j], hit[g][pos], miss[g][pos])
+    assert model.raw(probe).tobytes() == expected.T.sum(axis=1).tobytes()
